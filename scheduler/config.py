@@ -1,0 +1,455 @@
+"""Configuration: the only module that reads config files, `.env` files and the environment.
+
+Sources, later ones winning: built-in defaults (the constants below, mirrored in
+`config.example.toml`), the TOML file, then environment variables. The file is found at
+`--config PATH`, else `$TALLYFY_SCHEDULER_CONFIG`, else `./config.toml`, else
+`/etc/tallyfy-scheduler/config.toml`. A `.env` beside the config file or in the working
+directory fills in variables the environment does not set.
+
+The access token is read only from `TALLYFY_ACCESS_TOKEN` (environment or `.env`),
+`TALLYFY_ACCESS_TOKEN_FILE`, or the systemd credential `$CREDENTIALS_DIRECTORY/tallyfy-token`;
+a token in the TOML file is an error. It is wrapped in `Secret`, whose repr never shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dotenv import dotenv_values
+
+from scheduler.durations import parse_duration
+from scheduler.errors import ConfigError, Problem, problem
+
+# -- defaults (each mirrored in config.example.toml) -------------------------------------------
+DEFAULT_BASE_URL = "https://go.tallyfy.com/api"
+DEFAULT_TIMEOUT = timedelta(seconds=30)  # read timeout of one request
+DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=10)  # a connect failure means "not sent": retry
+DEFAULT_MAX_REQUESTS_PER_MINUTE = 100  # the lower of the published figures (100/min per org)
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_CATCH_UP_WINDOW = timedelta(days=1)
+DEFAULT_MAX_CONCURRENT_FIRES = 8
+DEFAULT_SHUTDOWN_GRACE = timedelta(seconds=30)  # guarantees.md: in-flight requests get 30 s
+DEFAULT_RELOAD_INTERVAL = timedelta(seconds=2)  # CLI changes are picked up within 5 s
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=5)
+DEFAULT_DEAD_AFTER = timedelta(seconds=30)  # a daemon silent this long is presumed dead
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_INITIAL_BACKOFF = timedelta(seconds=2)
+DEFAULT_MAX_BACKOFF = timedelta(minutes=10)
+DEFAULT_WEEKEND = ("Sat", "Sun")
+SYSTEM_CONFIG_PATH = Path("/etc/tallyfy-scheduler/config.toml")
+CREDENTIAL_NAME = "tallyfy-token"
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # date.weekday() order
+
+
+class CatchUpPolicy(StrEnum):
+    """What to do with scheduled instants missed while the daemon was not running."""
+
+    ALL = "all"  # fire each missed instant inside the window, oldest first
+    LATEST = "latest"  # fire the newest missed instant, record the rest as skipped
+    NONE = "none"  # record every missed instant as skipped
+
+
+DEFAULT_CATCH_UP = CatchUpPolicy.LATEST
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class TallyfySettings:
+    base_url: str = DEFAULT_BASE_URL
+    organization_id: str | None = None
+    access_token: Secret | None = field(default=None, repr=False)
+    timeout: timedelta = DEFAULT_TIMEOUT
+    connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
+    max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    timezone: str = DEFAULT_TIMEZONE
+    catch_up: CatchUpPolicy = DEFAULT_CATCH_UP
+    catch_up_window: timedelta = DEFAULT_CATCH_UP_WINDOW
+    max_concurrent_fires: int = DEFAULT_MAX_CONCURRENT_FIRES
+    shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
+    reload_interval: timedelta = DEFAULT_RELOAD_INTERVAL
+    heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
+    dead_after: timedelta = DEFAULT_DEAD_AFTER
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    initial_backoff: timedelta = DEFAULT_INITIAL_BACKOFF
+    max_backoff: timedelta = DEFAULT_MAX_BACKOFF
+
+
+@dataclass(frozen=True)
+class CalendarSettings:
+    """Business days for `bd` offsets: weekend weekdays (0 = Monday) and holidays."""
+
+    weekend: frozenset[int] = frozenset({5, 6})
+    holidays_country: str | None = None
+    holidays: frozenset[date] = frozenset()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, validated; built once by `load_settings` and passed down."""
+
+    store: StoreSettings
+    tallyfy: TallyfySettings = TallyfySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    retry: RetrySettings = RetrySettings()
+    calendar: CalendarSettings = CalendarSettings()
+    config_file: Path | None = None
+
+
+def default_store_url(environ: Mapping[str, str]) -> str:
+    """SQLite in systemd's StateDirectory, else in the XDG state directory."""
+    state = environ.get("STATE_DIRECTORY")
+    if state:
+        base = Path(state.split(":")[0])
+    else:
+        xdg = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
+        base = Path(xdg).expanduser() / "tallyfy-scheduler"
+    return f"sqlite:///{base / 'scheduler.db'}"
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """Where the config file is, by the documented search order; None means built-in defaults."""
+    if explicit is not None:
+        return explicit
+    if environ.get("TALLYFY_SCHEDULER_CONFIG"):
+        return Path(environ["TALLYFY_SCHEDULER_CONFIG"])
+    for candidate in (cwd / "config.toml", SYSTEM_CONFIG_PATH):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    db_url: str | None = None,
+) -> Settings:
+    """Build the frozen Settings from file, `.env` and environment; ConfigError lists every fault."""
+    environ = dict(os.environ if environ is None else environ)
+    cwd = cwd or Path.cwd()
+    path = find_config_file(config_path, environ, cwd)
+    data: dict[str, Any] = {}
+    problems: list[Problem] = []
+    file_label = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(problem("config file not found", file=str(path))) from None
+        except OSError as exc:
+            raise ConfigError(problem(f"cannot read: {exc.strerror}", file=str(path))) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(problem(f"invalid TOML: {exc}", file=str(path))) from None
+
+    # .env files never override what the environment already says.
+    for env_file in [p for p in ((path.parent / ".env") if path else None, cwd / ".env") if p]:
+        if env_file.is_file():
+            for k, v in dotenv_values(env_file).items():
+                if v is not None and k not in environ:
+                    environ[k] = v
+
+    reader = _Reader(data, file_label, problems)
+    tallyfy = reader.table("tallyfy")
+    if "access_token" in tallyfy:
+        problems.append(
+            problem(
+                "the token is never read from the config file: set TALLYFY_ACCESS_TOKEN "
+                "(environment or .env) or a systemd credential 'tallyfy-token'",
+                file=file_label,
+                key="tallyfy.access_token",
+            )
+        )
+    tallyfy_settings = TallyfySettings(
+        base_url=environ.get("TALLYFY_BASE_URL")
+        or reader.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL),
+        organization_id=environ.get("TALLYFY_ORGANIZATION_ID")
+        or reader.get(tallyfy, "tallyfy", "organization_id", str, None),
+        access_token=_read_token(environ, problems),
+        timeout=reader.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
+        connect_timeout=reader.duration(
+            tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
+        ),
+        max_requests_per_minute=reader.positive_int(
+            tallyfy, "tallyfy", "max_requests_per_minute", DEFAULT_MAX_REQUESTS_PER_MINUTE
+        ),
+    )
+    reader.no_unknown(
+        tallyfy,
+        "tallyfy",
+        {"base_url", "organization_id", "timeout", "connect_timeout", "max_requests_per_minute",
+         "access_token"},
+    )
+
+    store = reader.table("store")
+    store_url = (
+        db_url
+        or environ.get("TALLYFY_SCHEDULER_DB")
+        or reader.get(store, "store", "url", str, None)
+        or default_store_url(environ)
+    )
+    reader.no_unknown(store, "store", {"url"})
+
+    sched = reader.table("scheduler")
+    zone = reader.get(sched, "scheduler", "timezone", str, DEFAULT_TIMEZONE)
+    if not is_valid_zone(zone):
+        problems.append(
+            problem("unknown time zone (use an IANA name such as 'Europe/London')",
+                    file=file_label, key="scheduler.timezone", value=zone)
+        )
+    scheduler_settings = SchedulerSettings(
+        timezone=zone,
+        catch_up=reader.choice(sched, "scheduler", "catch_up", CatchUpPolicy, DEFAULT_CATCH_UP),
+        catch_up_window=reader.duration(
+            sched, "scheduler", "catch_up_window", DEFAULT_CATCH_UP_WINDOW
+        ),
+        max_concurrent_fires=reader.positive_int(
+            sched, "scheduler", "max_concurrent_fires", DEFAULT_MAX_CONCURRENT_FIRES
+        ),
+        shutdown_grace=reader.duration(sched, "scheduler", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        reload_interval=reader.duration(
+            sched, "scheduler", "reload_interval", DEFAULT_RELOAD_INTERVAL
+        ),
+        heartbeat_interval=reader.duration(
+            sched, "scheduler", "heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL
+        ),
+        dead_after=reader.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
+    )
+    reader.no_unknown(
+        sched,
+        "scheduler",
+        {"timezone", "catch_up", "catch_up_window", "max_concurrent_fires", "shutdown_grace",
+         "reload_interval", "heartbeat_interval", "dead_after"},
+    )
+
+    retry = reader.table("retry")
+    retry_settings = RetrySettings(
+        max_attempts=reader.positive_int(retry, "retry", "max_attempts", DEFAULT_MAX_ATTEMPTS),
+        initial_backoff=reader.duration(retry, "retry", "initial_backoff", DEFAULT_INITIAL_BACKOFF),
+        max_backoff=reader.duration(retry, "retry", "max_backoff", DEFAULT_MAX_BACKOFF),
+    )
+    reader.no_unknown(retry, "retry", {"max_attempts", "initial_backoff", "max_backoff"})
+
+    cal = reader.table("calendar")
+    calendar_settings = CalendarSettings(
+        weekend=reader.weekdays(cal, "calendar", "weekend", DEFAULT_WEEKEND),
+        holidays_country=reader.holidays_country(cal),
+        holidays=reader.dates(cal, "calendar", "holidays"),
+    )
+    reader.no_unknown(cal, "calendar", {"weekend", "holidays_country", "holidays"})
+    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar"})
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        store=StoreSettings(url=store_url),
+        tallyfy=tallyfy_settings,
+        scheduler=scheduler_settings,
+        retry=retry_settings,
+        calendar=calendar_settings,
+        config_file=path,
+    )
+
+
+def is_valid_zone(name: object) -> bool:
+    """True for an IANA zone name this machine (or the tzdata package) knows."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _read_token(environ: Mapping[str, str], problems: list[Problem]) -> Secret | None:
+    if environ.get("TALLYFY_ACCESS_TOKEN"):
+        return Secret(environ["TALLYFY_ACCESS_TOKEN"].strip())
+    sources = []
+    if environ.get("TALLYFY_ACCESS_TOKEN_FILE"):
+        sources.append(("TALLYFY_ACCESS_TOKEN_FILE", Path(environ["TALLYFY_ACCESS_TOKEN_FILE"])))
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        if cred.exists():
+            sources.append(("CREDENTIALS_DIRECTORY", cred))
+    for label, token_path in sources:
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.append(problem(f"cannot read the token file: {exc.strerror}",
+                                    file=str(token_path), key=label))
+            return None
+        if token:
+            return Secret(token)
+    return None
+
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+
+
+class _Reader:
+    """Typed reads from the parsed TOML that record a Problem (file, key, value) per fault."""
+
+    def __init__(self, data: dict[str, Any], file: str, problems: list[Problem]) -> None:
+        self.data = data
+        self.file = file
+        self.problems = problems
+
+    def _bad(self, key: str, value: Any, message: str) -> None:
+        self.problems.append(problem(message, file=self.file, key=key, value=value))
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            self._bad(name, value, "must be a table")
+            return {}
+        return value
+
+    def no_unknown(self, table: Mapping[str, Any], prefix: str, known: set[str]) -> None:
+        for key in table:
+            if key not in known:
+                full = f"{prefix}.{key}" if prefix else key
+                self._bad(full, table[key], f"unknown key (known: {', '.join(sorted(known))})")
+
+    def get(self, table: Mapping[str, Any], prefix: str, key: str, kind: type[T], default: T) -> T:
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            self._bad(f"{prefix}.{key}", value, f"must be a {kind.__name__}")
+            return default
+        return value
+
+    def positive_int(self, table: Mapping[str, Any], prefix: str, key: str, default: int) -> int:
+        value = self.get(table, prefix, key, int, default)
+        if value <= 0:
+            self._bad(f"{prefix}.{key}", value, "must be a whole number greater than 0")
+            return default
+        return value
+
+    def duration(
+        self, table: Mapping[str, Any], prefix: str, key: str, default: timedelta
+    ) -> timedelta:
+        return self._convert(table, prefix, key, default, parse_duration)
+
+    def choice(
+        self, table: Mapping[str, Any], prefix: str, key: str, kind: type[E], default: E
+    ) -> E:
+        def convert(text: str) -> E:
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"must be one of {', '.join(m.value for m in kind)}") from None
+
+        return self._convert(table, prefix, key, default, convert)
+
+    def _convert(
+        self,
+        table: Mapping[str, Any],
+        prefix: str,
+        key: str,
+        default: T,
+        convert: Callable[[str], T],
+    ) -> T:
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            self._bad(f"{prefix}.{key}", value, "must be a string")
+            return default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            self._bad(f"{prefix}.{key}", value, str(exc))
+            return default
+
+    def weekdays(
+        self, table: Mapping[str, Any], prefix: str, key: str, default: tuple[str, ...]
+    ) -> frozenset[int]:
+        value = table.get(key, list(default))
+        names = {n.lower(): i for i, n in enumerate(WEEKDAY_NAMES)}
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self._bad(f"{prefix}.{key}", value, "must be a list of day names such as ['Sat', 'Sun']")
+            return frozenset({5, 6})
+        out = set()
+        for v in value:
+            if v[:3].lower() not in names or len(v) < 3:
+                self._bad(f"{prefix}.{key}", v, "not a day name (Mon, Tue, ..., Sun)")
+            else:
+                out.add(names[v[:3].lower()])
+        if len(out) == 7:
+            self._bad(f"{prefix}.{key}", value, "every day is a weekend: no business days remain")
+        return frozenset(out)
+
+    def dates(self, table: Mapping[str, Any], prefix: str, key: str) -> frozenset[date]:
+        value = table.get(key, [])
+        if not isinstance(value, list):
+            self._bad(f"{prefix}.{key}", value, "must be a list of dates such as ['2026-12-24']")
+            return frozenset()
+        out = set()
+        for v in value:
+            if isinstance(v, date):
+                out.add(v)
+                continue
+            try:
+                out.add(date.fromisoformat(str(v)))
+            except ValueError:
+                self._bad(f"{prefix}.{key}", v, "not a date (YYYY-MM-DD)")
+        return frozenset(out)
+
+    def holidays_country(self, table: Mapping[str, Any]) -> str | None:
+        value = self.get(table, "calendar", "holidays_country", str, None)
+        if value is None:
+            return None
+        import holidays
+
+        if value.upper() not in holidays.list_supported_countries():
+            self._bad("calendar.holidays_country", value,
+                      "not a country code the 'holidays' package knows (e.g. 'US', 'GB', 'DE')")
+            return None
+        return value.upper()
