@@ -169,7 +169,10 @@ def load_settings(
     cwd: Path | None = None,
     db_url: str | None = None,
 ) -> Settings:
-    """Build the frozen Settings from file, `.env` and environment; ConfigError lists every fault."""
+    """Build the frozen Settings from file, `.env` and environment.
+
+    ConfigError lists every fault, each naming the file, key and value.
+    """
     environ = dict(os.environ if environ is None else environ)
     cwd = cwd or Path.cwd()
     path = find_config_file(config_path, environ, cwd)
@@ -221,8 +224,14 @@ def load_settings(
     reader.no_unknown(
         tallyfy,
         "tallyfy",
-        {"base_url", "organization_id", "timeout", "connect_timeout", "max_requests_per_minute",
-         "access_token"},
+        {
+            "base_url",
+            "organization_id",
+            "timeout",
+            "connect_timeout",
+            "max_requests_per_minute",
+            "access_token",
+        },
     )
 
     store = reader.table("store")
@@ -238,8 +247,12 @@ def load_settings(
     zone = reader.get(sched, "scheduler", "timezone", str, DEFAULT_TIMEZONE)
     if not is_valid_zone(zone):
         problems.append(
-            problem("unknown time zone (use an IANA name such as 'Europe/London')",
-                    file=file_label, key="scheduler.timezone", value=zone)
+            problem(
+                "unknown time zone (use an IANA name such as 'Europe/London')",
+                file=file_label,
+                key="scheduler.timezone",
+                value=zone,
+            )
         )
     scheduler_settings = SchedulerSettings(
         timezone=zone,
@@ -250,7 +263,9 @@ def load_settings(
         max_concurrent_fires=reader.positive_int(
             sched, "scheduler", "max_concurrent_fires", DEFAULT_MAX_CONCURRENT_FIRES
         ),
-        shutdown_grace=reader.duration(sched, "scheduler", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+        shutdown_grace=reader.duration(
+            sched, "scheduler", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE
+        ),
         reload_interval=reader.duration(
             sched, "scheduler", "reload_interval", DEFAULT_RELOAD_INTERVAL
         ),
@@ -262,8 +277,16 @@ def load_settings(
     reader.no_unknown(
         sched,
         "scheduler",
-        {"timezone", "catch_up", "catch_up_window", "max_concurrent_fires", "shutdown_grace",
-         "reload_interval", "heartbeat_interval", "dead_after"},
+        {
+            "timezone",
+            "catch_up",
+            "catch_up_window",
+            "max_concurrent_fires",
+            "shutdown_grace",
+            "reload_interval",
+            "heartbeat_interval",
+            "dead_after",
+        },
     )
 
     retry = reader.table("retry")
@@ -320,8 +343,11 @@ def _read_token(environ: Mapping[str, str], problems: list[Problem]) -> Secret |
         try:
             token = token_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            problems.append(problem(f"cannot read the token file: {exc.strerror}",
-                                    file=str(token_path), key=label))
+            problems.append(
+                problem(
+                    f"cannot read the token file: {exc.strerror}", file=str(token_path), key=label
+                )
+            )
             return None
         if token:
             return Secret(token)
@@ -414,7 +440,9 @@ class _Reader:
         value = table.get(key, list(default))
         names = {n.lower(): i for i, n in enumerate(WEEKDAY_NAMES)}
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self._bad(f"{prefix}.{key}", value, "must be a list of day names such as ['Sat', 'Sun']")
+            self._bad(
+                f"{prefix}.{key}", value, "must be a list of day names such as ['Sat', 'Sun']"
+            )
             return frozenset({5, 6})
         out = set()
         for v in value:
@@ -449,7 +477,10 @@ class _Reader:
         import holidays
 
         if value.upper() not in holidays.list_supported_countries():
-            self._bad("calendar.holidays_country", value,
-                      "not a country code the 'holidays' package knows (e.g. 'US', 'GB', 'DE')")
+            self._bad(
+                "calendar.holidays_country",
+                value,
+                "not a country code the 'holidays' package knows (e.g. 'US', 'GB', 'DE')",
+            )
             return None
         return value.upper()

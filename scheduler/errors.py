@@ -12,7 +12,9 @@
     ├── StoreError                       the database
     │   ├── SchemaError                  store missing, too old or from a newer version
     │   ├── StoreUnavailable             locked, disk full, unreachable (transient)
-    │   └── JobNotFound (LookupError)
+    │   ├── JobNotFound (LookupError)
+    │   ├── FireNotFound (LookupError)
+    │   └── FireConflict                 the fire is no longer in a state the change applies to
     └── ApiError                         one request to Tallyfy, classified once in client.py
         ├── NotSent                      connect failure: nothing left us, safe to retry
         ├── RateLimited                  429: not applied; retry after `retry_after`
@@ -27,7 +29,6 @@ Whether to retry is data on the error (`ApiError.transient`), never decided by c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 
@@ -135,6 +136,23 @@ class JobNotFound(StoreError, LookupError):
         super().__init__(f"no job with id {job_id!r}")
 
 
+class FireNotFound(StoreError, LookupError):
+    """No fire has this id."""
+
+    def __init__(self, fire_id: int) -> None:
+        self.fire_id = fire_id
+        super().__init__(f"no fire with id {fire_id}")
+
+
+class FireConflict(StoreError):
+    """A state change lost a race: another process (or daemon) moved the fire on first."""
+
+    def __init__(self, fire_id: int, status: str, change: str) -> None:
+        self.fire_id = fire_id
+        self.status = status
+        super().__init__(f"fire {fire_id} is {status}: cannot {change} it")
+
+
 class ApiError(SchedulerError):
     """The outcome of one request that did not succeed.
 
@@ -198,4 +216,3 @@ class PermanentApiError(ApiError):
 
 class AuthenticationFailed(PermanentApiError):
     """401: the access token is missing, expired or revoked."""
-

@@ -1,44 +1,34 @@
 """The one schedule engine: cron expressions evaluated in a time zone (shared/spec/schedules.md).
 
-STUB: the signatures below are the contract; the implementation is being written.
+Preview (`next`), live firing, catch-up and backfill all call this package; nothing else
+evaluates cron::
+
+    schedule = parse_schedule("30 2 * * *", "America/New_York", job_id="my-job")
+    schedule.next_after(after)              # first instant > after, aware UTC, or None
+    schedule.iter_after(after)              # strictly increasing instants > after, lazily
+    schedule.previous_at_or_before(at)      # newest instant <= at, or None
+    schedule.count_between(after, until)    # how many in (after, until], not enumerated
+    jitter_delay(job_id, scheduled_for, max_jitter)
+
+Modelled on cronsim: a pure function of (expression, zone, start instant), with errors
+that name the field. Modules, bottom up: `fields` (one field's text -> bitmask),
+`wallclock` (matching local wall-clock seconds, no zone), `transitions` (where the zone's
+UTC offset changes, via zoneinfo), `schedule` (the DST rules that turn wall-clock matches
+into instants), `expression` (parse_schedule), `jitter`.
+
+Why we evaluate the fields ourselves rather than with croniter (kept as a test-only,
+pinned differential oracle, never imported at run time): croniter fires a fixed-time job
+twice in a DST overlap; breaks or drops days when `n#k` meets a restricted day-of-month;
+treats `1-1` as the full range and wraps reversed ranges around instead of rejecting
+them; spells "last Friday" `L5` rather than `5L`; needs `implement_cron_bug=True` for
+cronie's star rule on the day fields; and puts a sixth (seconds) field last where we put
+it first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from scheduler.cron.expression import parse_schedule
+from scheduler.cron.jitter import jitter_delay
+from scheduler.cron.schedule import CronSchedule
 
-
-class CronSchedule:
-    """A validated cron expression bound to a zone; a pure function of (expression, zone, start)."""
-
-    expression: str
-    zone: ZoneInfo
-    is_interval: bool
-
-    def next_after(self, after: datetime) -> datetime | None:
-        """The first instant strictly after `after` (aware), as aware UTC; None if none remains."""
-        raise NotImplementedError
-
-    def iter_after(self, after: datetime) -> Iterator[datetime]:
-        """Strictly increasing aware UTC instants strictly after `after`."""
-        raise NotImplementedError
-
-    def previous_at_or_before(self, at: datetime) -> datetime | None:
-        """The newest instant <= `at`, or None."""
-        raise NotImplementedError
-
-    def count_between(self, after: datetime, until: datetime) -> int:
-        """How many instants lie in (after, until], without enumerating them one by one."""
-        raise NotImplementedError
-
-
-def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -> CronSchedule:
-    """Validate and compile; ScheduleError naming the field and value, or saying it never fires."""
-    raise NotImplementedError
-
-
-def jitter_delay(job_id: str, scheduled_for: datetime, max_jitter: timedelta) -> timedelta:
-    """A delay in [0, max_jitter), a pure function of (job id, scheduled instant)."""
-    raise NotImplementedError
+__all__ = ["CronSchedule", "jitter_delay", "parse_schedule"]

@@ -1,0 +1,201 @@
+"""Which scheduled instants to fire and which to record as skipped: one pure planner.
+
+Live firing, catch-up at startup and catch-up after a stall all go through `plan_due`: given
+where a job's history stands (`cursor`: every instant at or before it is accounted for) and how
+far to go (`up_to`), it sorts each instant in between into "fire" or "skip", by the rules of
+shared/spec/guarantees.md ("Catch-up"):
+
+* an instant is **live** when it came due while the daemon was running normally: at or after
+  `live_since`, and reached no later than `stall_threshold` after its (jittered) fire time;
+* every other instant was **missed**; missed instants older than `now - window` are skipped
+  ("outside catch-up window"); those inside the window follow the job's policy:
+  `all` fires each (oldest first), `latest` fires the newest and skips the rest, `none` skips all.
+
+Large skipped stretches become one `SkipRange` with a count, computed with the engine's
+`count_between`, so a week of a per-second job is planned without enumerating 604,800 instants.
+Only instants that will actually be fired are enumerated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scheduler.config import CatchUpPolicy
+from scheduler.cron import CronSchedule
+from scheduler.models import FireStatus, Trigger
+from scheduler.store import Fire
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+REASON_OUTSIDE_WINDOW = "outside catch-up window"
+REASON_POLICY_LATEST = "missed; catch_up = latest fires only the newest"
+REASON_POLICY_NONE = "missed; catch_up = none"
+
+
+@dataclass(frozen=True)
+class SkipRange:
+    """Instants `first`..`last` (inclusive, `count` of them) recorded as skipped with `reason`."""
+
+    first: datetime
+    last: datetime
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of planning: instants to fire (oldest first), ranges to skip, the new cursor."""
+
+    fire: tuple[tuple[datetime, Trigger], ...] = ()
+    skips: tuple[SkipRange, ...] = ()
+    cursor: datetime | None = None
+    missed: int = field(default=0)
+
+    @property
+    def empty(self) -> bool:
+        return not self.fire and not self.skips
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a job's instants may lie: strictly after `after`, at or before `until` (if set)."""
+
+    after: datetime
+    until: datetime | None = None
+
+
+def plan_due(
+    schedule: CronSchedule,
+    *,
+    cursor: datetime,
+    up_to: datetime,
+    now: datetime,
+    live_since: datetime,
+    policy: CatchUpPolicy,
+    window: timedelta,
+    stall_threshold: timedelta,
+    jitter_of: Callable[[datetime], timedelta] | None = None,
+    max_jitter: timedelta = timedelta(0),
+    until: datetime | None = None,
+) -> Plan:
+    """Plan every instant in (cursor, min(up_to, until)]; see the module docstring for the rules."""
+    hi = up_to if until is None else min(up_to, until)
+    if hi <= cursor:
+        return Plan(cursor=max(cursor, up_to))
+    jitter = jitter_of or (lambda _s: timedelta(0))
+
+    # Instants before `bulk_end` are certainly missed (the daemon was not live, or they are older
+    # than any live instant can be); the few after it are examined one by one.
+    bulk_end = min(max(live_since, now - stall_threshold - max_jitter), hi + ONE_MICROSECOND)
+    window_start = now - window
+
+    live: list[datetime] = []
+    recent_missed: list[datetime] = []
+    if bulk_end <= hi:
+        for s in schedule.iter_after(max(cursor, bulk_end - ONE_MICROSECOND)):
+            if s > hi:
+                break
+            if s >= live_since and now - (s + jitter(s)) <= stall_threshold:
+                live.append(s)
+            else:
+                recent_missed.append(s)
+
+    skips: list[SkipRange] = []
+    fire: list[tuple[datetime, Trigger]] = []
+    missed_count = len(recent_missed)
+
+    # 1. Missed and older than the window: one range.
+    old_end = min(window_start, bulk_end)
+    if old_end > cursor:
+        old = _range(schedule, cursor, old_end, REASON_OUTSIDE_WINDOW)
+        if old:
+            skips.append(old)
+            missed_count += old.count
+    # 2. Missed, inside the window, in the bulk region: by policy.
+    inside_after = max(cursor, window_start - ONE_MICROSECOND)
+    recent_inside = [s for s in recent_missed if s >= window_start]
+    recent_outside = [s for s in recent_missed if s < window_start]
+    skips.extend(SkipRange(s, s, 1, REASON_OUTSIDE_WINDOW) for s in recent_outside)
+    if bulk_end > inside_after:
+        if policy is CatchUpPolicy.ALL:
+            for s in schedule.iter_after(inside_after):
+                if s >= bulk_end:
+                    break
+                fire.append((s, Trigger.CATCH_UP))
+                missed_count += 1
+        else:
+            newest = schedule.previous_at_or_before(bulk_end - ONE_MICROSECOND)
+            if newest is not None and newest > inside_after:
+                if policy is CatchUpPolicy.LATEST and not recent_inside:
+                    rest_end = newest
+                    fire.append((newest, Trigger.CATCH_UP))
+                    missed_count += 1
+                else:
+                    rest_end = newest + ONE_MICROSECOND
+                reason = (
+                    REASON_POLICY_LATEST if policy is CatchUpPolicy.LATEST else REASON_POLICY_NONE
+                )
+                rest = _range(schedule, inside_after, rest_end, reason)
+                if rest:
+                    skips.append(rest)
+                    missed_count += rest.count
+    # 3. Missed recently (a stall not yet detected, or jitter): by policy, newest last.
+    if recent_inside:
+        if policy is CatchUpPolicy.ALL:
+            fire.extend((s, Trigger.CATCH_UP) for s in recent_inside)
+        elif policy is CatchUpPolicy.LATEST:
+            newest_recent = recent_inside[-1]
+            skips.extend(SkipRange(s, s, 1, REASON_POLICY_LATEST) for s in recent_inside[:-1])
+            fire.append((newest_recent, Trigger.CATCH_UP))
+        else:
+            skips.extend(SkipRange(s, s, 1, REASON_POLICY_NONE) for s in recent_inside)
+    fire.extend((s, Trigger.SCHEDULE) for s in live)
+    fire.sort(key=lambda item: item[0])
+    return Plan(
+        fire=tuple(fire), skips=tuple(skips), cursor=max(cursor, up_to), missed=missed_count
+    )
+
+
+def _range(
+    schedule: CronSchedule, after: datetime, before: datetime, reason: str
+) -> SkipRange | None:
+    """The instants in (after, before) as one range, or None when there are none."""
+    first = schedule.next_after(after)
+    if first is None or first >= before:
+        return None
+    last = schedule.previous_at_or_before(before - ONE_MICROSECOND)
+    if last is None or last < first:
+        return None
+    count = schedule.count_between(after, last)
+    return SkipRange(first, last, count, reason)
+
+
+@dataclass(frozen=True)
+class BackfillStep:
+    """One instant of a backfill: `existing` is its history row, if it has one of its own."""
+
+    instant: datetime
+    existing: Fire | None
+
+    @property
+    def to_fire(self) -> bool:
+        """True unless history already holds it as sent (or on its way)."""
+        return self.existing is None or self.reopenable
+
+    @property
+    def reopenable(self) -> bool:
+        """A failed fire, or a single skipped instant: never sent, so it may be sent now."""
+        fire = self.existing
+        return fire is not None and (
+            fire.status is FireStatus.FAILED
+            or (fire.status is FireStatus.SKIPPED and (fire.skipped_count or 1) == 1)
+        )
+
+
+def plan_backfill(
+    instants: Iterable[datetime], held: Mapping[datetime, Fire]
+) -> list[BackfillStep]:
+    """`backfill`: every scheduled instant in the range, with what history holds for it."""
+    return [BackfillStep(instant, held.get(instant)) for instant in instants]

@@ -1,0 +1,711 @@
+"""The `tallyfy-scheduler` command line (shared/spec/cli.md).
+
+Thin by design: each command parses its arguments, builds objects and calls one method; the
+rules live in the modules it calls. Settings are built lazily (once) in the `App` context
+object, so `next --cron ... --tz ...` needs no config file and no store. `now` is read once
+per command, from the App's clock.
+
+Exit codes: 0 success; 1 the command ran and failed (any `SchedulerError`: validation errors
+print one line per problem on stderr, naming file, key and value); 2 usage (click's).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import islice, takewhile
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from scheduler import __version__
+from scheduler.catchup import plan_backfill
+from scheduler.client import TallyfyClient
+from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
+from scheduler.config import Settings, is_valid_zone, load_settings
+from scheduler.cron import parse_schedule
+from scheduler.daemon import Daemon
+from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
+from scheduler.demo import run_demo
+from scheduler.errors import ConfigError, InvalidInput, JobNotFound, SchedulerError, problem
+from scheduler.job import Job
+from scheduler.logs import configure_logging
+from scheduler.models import FireStatus, Trigger
+from scheduler.runner import Observer, Runner, request_for_instant
+from scheduler.sandbox.server import serve as serve_sandbox
+from scheduler.status import build_status, job_row, job_rows
+from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
+from scheduler.timeexpr import BusinessCalendar
+
+PROG_NAME = "tallyfy-scheduler"
+DEFAULT_NEXT_COUNT = 5  # cli.md: `next` shows five instants unless told otherwise
+DEFAULT_HISTORY_LIMIT = 50
+SHOW_HISTORY_LIMIT = 10  # `jobs show`: the recent history only
+MAX_BACKFILL = 100_000  # instants in one backfill: beyond this, split the range on purpose
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class App:
+    """What the commands share: settings (built on first use), the store, the clock."""
+
+    def __init__(
+        self,
+        config_path: Path | None = None,
+        db_url: str | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.db_url = db_url
+        self.clock: Clock = clock or SystemClock()
+        self._stores: list[Store] = []
+        self._clients: list[TallyfyClient] = []
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path, db_url=self.db_url)
+
+    def now(self) -> datetime:
+        """The current instant; a command reads it once and passes it down."""
+        return self.clock.now()
+
+    def open_store(self, *, check: bool = True) -> Store:
+        """The store, checked to be initialized at this version (SchemaError says what to do).
+
+        Closed by `close()` when the command ends.
+        """
+        store = Store.open(self.settings.store.url)
+        self._stores.append(store)
+        if check:
+            store.check_schema()
+        return store
+
+    def close(self) -> None:
+        """Release what the command opened."""
+        while self._stores:
+            self._stores.pop().close()
+        while self._clients:
+            self._clients.pop().close()
+
+    def job(self, store: Store, job_id: str) -> Job:
+        """A stored job as a validated Job (JobNotFound, DefinitionError)."""
+        return job_from_document(store.get_job(job_id).definition, self.settings)
+
+    def calendar(self) -> BusinessCalendar:
+        return BusinessCalendar.from_settings(self.settings.calendar)
+
+    def reload_token(self) -> None:
+        """SIGHUP: read the token again (a renewed credential) and hand it to the clients."""
+        fresh = load_settings(self.config_path, db_url=self.db_url).tallyfy.access_token
+        if fresh is not None:
+            for client in self._clients:
+                client.set_token(fresh)
+
+    def client(self) -> TallyfyClient:
+        """The API client from `[tallyfy]` (ConfigError names what is missing)."""
+        client = TallyfyClient.from_settings(self.settings.tallyfy)
+        self._clients.append(client)
+        return client
+
+    def runner(self, store: Store, *, observer: Observer | None = None) -> Runner:
+        """The one code path that sends fires (the daemon uses the same)."""
+        return Runner(
+            store,
+            self.client(),
+            organization_id=self.organization_id(),
+            calendar=self.calendar(),
+            retry=self.settings.retry,
+            clock=self.clock,
+            observer=observer,
+        )
+
+    def organization_id(self) -> str:
+        org = self.settings.tallyfy.organization_id
+        if not org:
+            raise ConfigError(
+                problem(
+                    "not set: put organization_id under [tallyfy] in the config file or set "
+                    "TALLYFY_ORGANIZATION_ID",
+                    key="tallyfy.organization_id",
+                )
+            )
+        return org
+
+
+class Failed(click.ClickException):
+    """A SchedulerError on its way out: exit 1, its problems on stderr, no traceback."""
+
+    exit_code = 1
+
+    def __init__(self, error: SchedulerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if isinstance(self.error, InvalidInput):
+            lines = [str(p) for p in self.error.problems]
+        else:
+            lines = [f"error: {line}" for line in str(self.error).splitlines() or [""]]
+        for line in lines:
+            click.echo(line, err=True, file=file)
+
+
+class _Group(click.Group):
+    """Turns expected errors (SchedulerError) into exit 1 with a message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SchedulerError as exc:
+            raise Failed(exc) from None
+
+
+class _Instant(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """An ISO 8601 instant with an offset, as aware UTC."""
+
+    name = "ISO"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_instant(str(value))
+        except ValueError as exc:
+            self.fail(f"{value!r} is not an ISO 8601 instant with an offset ({exc})", param, ctx)
+
+
+INSTANT = _Instant()
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+def _iso_in(instant: datetime | None, zone: ZoneInfo) -> str | None:
+    return None if instant is None else instant.astimezone(zone).isoformat()
+
+
+def _zone_of(definition: dict[str, Any]) -> ZoneInfo:
+    name = definition.get("timezone")
+    return ZoneInfo(name) if isinstance(name, str) and is_valid_zone(name) else ZoneInfo("UTC")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["--help", "-h"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file (default: $TALLYFY_SCHEDULER_CONFIG, ./config.toml, "
+    "/etc/tallyfy-scheduler/config.toml).",
+)
+@click.option("--db", "db_url", metavar="URL", help="Store URL (overrides the config file).")
+@click.version_option(__version__, prog_name=PROG_NAME)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, db_url: str | None) -> None:
+    """Run Tallyfy automations on cron schedules: exactly once per scheduled instant."""
+    if isinstance(ctx.obj, App):  # tests hand in an App (with a fake clock)
+        ctx.obj.config_path = config_path or ctx.obj.config_path
+        ctx.obj.db_url = db_url or ctx.obj.db_url
+    else:
+        ctx.obj = App(config_path, db_url)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main() -> None:
+    """The console script `tallyfy-scheduler` (and `python -m scheduler`)."""
+    cli(prog_name=PROG_NAME)
+
+
+# -- init ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_obj
+def init(app: App) -> None:
+    """Create or upgrade the store's schema; safe to run again."""
+    store = app.open_store(check=False)
+    version = store.init_schema()
+    click.echo(f"store {store.url} is ready (schema version {version})")
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def jobs() -> None:
+    """Validate, apply, list, show, pause, resume and remove jobs."""
+
+
+_PATHS = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PATH..."
+)
+
+
+@jobs.command("validate")
+@_PATHS
+@click.pass_obj
+def jobs_validate(app: App, paths: Sequence[Path]) -> None:
+    """Check job files (files, or folders of *.toml); report every error, store nothing."""
+    found = load_job_files(paths, app.settings, app.now())
+    click.echo(f"{len(found)} job(s) valid: {', '.join(job.id for job in found)}")
+
+
+@jobs.command("apply")
+@_PATHS
+@click.option("--prune", is_flag=True, help="Remove stored jobs that no file defines.")
+@click.option("--dry-run", is_flag=True, help="Print the changes; write nothing.")
+@click.pass_obj
+def jobs_apply(app: App, paths: Sequence[Path], prune: bool, dry_run: bool) -> None:
+    """Validate job files, then store them all in one transaction (or none of them)."""
+    now = app.now()
+    found = load_job_files(paths, app.settings, now)
+    store = app.open_store()
+    check_run_from_job(found, [job.definition for job in store.list_jobs()], prune=prune)
+    docs = [
+        JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
+        for job in found
+    ]
+    if dry_run:
+        _print_plan(store.plan_apply(docs, prune=prune), dry_run=True)
+    else:
+        _print_plan(store.apply(docs, prune=prune, now=now), dry_run=False)
+
+
+def _print_plan(plan: ApplyPlan, *, dry_run: bool) -> None:
+    if dry_run:
+        click.echo("dry run: nothing was written")
+    for label, ids in (
+        ("added", plan.added),
+        ("changed", plan.changed),
+        ("removed", plan.removed),
+        ("unchanged", plan.unchanged),
+    ):
+        click.echo(f"{label}: {', '.join(ids) if ids else '-'}")
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def jobs_list(app: App, as_json: bool) -> None:
+    """Every stored job: id, enabled, schedule, zone, next fire, last outcome."""
+    rows = job_rows(app.open_store(), app.settings, app.now())
+    if as_json:
+        _echo_json({"jobs": rows})
+        return
+    table = [("ID", "ENABLED", "SCHEDULE", "ZONE", "NEXT FIRE", "LAST OUTCOME")]
+    for row in rows:
+        last = row["last_outcome"]
+        next_fire = f"invalid: {row['error']}" if "error" in row else row["next_fire"] or "-"
+        table.append(
+            (
+                row["id"],
+                "yes" if row["enabled"] else "paused",
+                str(row["schedule"]),
+                str(row["timezone"]),
+                next_fire,
+                f"{last['status']} ({last['scheduled_for']})" if last else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+@jobs.command("show")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def jobs_show(app: App, job_id: str, as_json: bool) -> None:
+    """The stored definition of one job and its recent history."""
+    now = app.now()
+    store = app.open_store()
+    stored = store.get_job(job_id)
+    zone = _zone_of(stored.definition)
+    summary = job_row(stored, app.settings, now, store.success_count(job_id))
+    fires = [fire.to_json(zone) for fire in store.history(job_id, limit=SHOW_HISTORY_LIMIT)]
+    data: dict[str, Any] = {
+        "job": {
+            **summary,
+            "source": stored.source,
+            "active_since": _iso_in(stored.active_since, zone),
+            "created_at": _iso_in(stored.created_at, zone),
+            "updated_at": _iso_in(stored.updated_at, zone),
+            "definition": stored.definition,
+        },
+        "history": fires,
+    }
+    if as_json:
+        _echo_json(data)
+        return
+    for key in ("id", "enabled", "source", "next_fire", "active_since", "updated_at"):
+        click.echo(f"{key}: {data['job'][key]}")
+    if "error" in summary:
+        click.echo(f"invalid: {summary['error']}")
+    click.echo("definition:")
+    click.echo(json.dumps(stored.definition, indent=2, ensure_ascii=False))
+    click.echo(f"history (newest first, at most {SHOW_HISTORY_LIMIT}):")
+    for fire in store.history(job_id, limit=SHOW_HISTORY_LIMIT):
+        click.echo("  " + _fire_line(fire, zone))
+    if not fires:
+        click.echo("  (none)")
+
+
+@jobs.command("pause")
+@click.argument("job_id", metavar="ID")
+@click.pass_obj
+def jobs_pause(app: App, job_id: str) -> None:
+    """Stop firing a job; it keeps its history."""
+    app.open_store().set_enabled(job_id, False, now=app.now())
+    click.echo(f"paused {job_id}")
+
+
+@jobs.command("resume")
+@click.argument("job_id", metavar="ID")
+@click.pass_obj
+def jobs_resume(app: App, job_id: str) -> None:
+    """Fire a paused job again, from now on (the paused period is not replayed)."""
+    app.open_store().set_enabled(job_id, True, now=app.now())
+    click.echo(f"resumed {job_id}: it fires from now on")
+
+
+@jobs.command("remove")
+@click.argument("job_id", metavar="ID")
+@click.pass_obj
+def jobs_remove(app: App, job_id: str) -> None:
+    """Delete a job from the store; its history stays."""
+    app.open_store().remove_job(job_id)
+    click.echo(f"removed {job_id} (its history stays)")
+
+
+# -- next, preview, history ---------------------------------------------------------------------
+
+
+@cli.command("next")
+@click.argument("job_id", metavar="[ID]", required=False)
+@click.option("--cron", "expression", metavar="EXPR", help="A cron expression instead of a job.")
+@click.option("--tz", "zone_name", metavar="ZONE", help="Zone of --cron (default: the config's).")
+@click.option("--after", type=INSTANT, help="Start strictly after this instant (default: now).")
+@click.option("--count", type=click.IntRange(min=1), default=DEFAULT_NEXT_COUNT, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def next_(
+    app: App,
+    job_id: str | None,
+    expression: str | None,
+    zone_name: str | None,
+    after: datetime | None,
+    count: int,
+    as_json: bool,
+) -> None:
+    """The next fire instants of a job, or of a cron expression in a zone."""
+    if (job_id is None) == (expression is None):
+        raise click.UsageError("give a job ID or --cron EXPR (not both)")
+    if zone_name is not None and expression is None:
+        raise click.UsageError("--tz goes with --cron (a job has its own zone)")
+    after = after or app.now()
+    if expression is not None:
+        zone_name = zone_name or app.settings.scheduler.timezone
+        if not is_valid_zone(zone_name):
+            raise InvalidInput(
+                problem("unknown time zone (use an IANA name)", key="--tz", value=zone_name)
+            )
+        schedule = parse_schedule(expression, zone_name)
+        instants = list(islice(schedule.iter_after(after), count))
+    else:
+        assert job_id is not None
+        job = app.job(app.open_store(), job_id)
+        expression, zone_name = job.schedule, job.timezone
+        instants = list(islice(job.fires_after(after), count))
+    zone = ZoneInfo(zone_name)
+    if as_json:
+        _echo_json(
+            {
+                "schedule": expression,
+                "timezone": zone_name,
+                "instants": [_iso_in(i, zone) for i in instants],
+            }
+        )
+        return
+    for instant in instants:
+        click.echo(f"{_iso_in(instant, zone)}  ({utc_iso(instant)})")
+    if len(instants) < count:
+        click.echo(f"(no more instants: {len(instants)} of {count})", err=True)
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--at", type=INSTANT, help="The scheduled instant (default: the job's next fire).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def preview(app: App, job_id: str, at: datetime | None, as_json: bool) -> None:
+    """The exact request a fire of the job would send; sends nothing."""
+    now = app.now()
+    store = app.open_store()
+    job = app.job(store, job_id)
+    if at is None:
+        at = job.next_fire(now, fires_so_far=store.success_count(job.id))
+        if at is None:
+            raise InvalidInput(problem("the job has no next fire: pass --at", key=job.id))
+    request = request_for_instant(
+        store, job, at, organization_id=app.organization_id(), calendar=app.calendar()
+    )
+    data = {
+        "job_id": job.id,
+        "scheduled_for": _iso_in(at, job.zone),
+        "method": request.method,
+        "url": request.url(app.settings.tallyfy.base_url),
+        "body": request.body,
+    }
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(f"# {job.id}, fire scheduled for {data['scheduled_for']}")
+    click.echo(f"{request.method} {data['url']}")
+    click.echo(json.dumps(request.body, indent=2, ensure_ascii=False))
+
+
+def _stored_or_none(store: Store, job_id: str) -> list[StoredJob]:
+    """The job, or nothing: the history of a removed job is still shown (in UTC)."""
+    try:
+        return [store.get_job(job_id)]
+    except JobNotFound:
+        return []
+
+
+def _fire_line(fire: Fire, zone: ZoneInfo) -> str:
+    detail = fire.remote_id or fire.error or ""
+    if fire.skipped_count and fire.skipped_count > 1:
+        detail = (
+            f"{fire.skipped_count} instants until {_iso_in(fire.skipped_until, zone)}: {detail}"
+        )
+    return (
+        f"{_iso_in(fire.scheduled_for, zone)}  {fire.job_id}  {fire.trigger}  {fire.status}"
+        f"  attempts={fire.attempts}  {detail}"
+    ).rstrip()
+
+
+@cli.command()
+@click.argument("job_id", metavar="[ID]", required=False)
+@click.option("--status", type=click.Choice([s.value for s in FireStatus]), help="Only these.")
+@click.option("--since", type=INSTANT, help="Only instants at or after this one.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=DEFAULT_HISTORY_LIMIT, show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def history(
+    app: App,
+    job_id: str | None,
+    status: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The run history, newest first, in each job's zone."""
+    store = app.open_store()
+    fires = store.history(job_id, status=status, since=since, limit=limit)
+    stored_jobs = store.list_jobs() if job_id is None else _stored_or_none(store, job_id)
+    zones = {stored.id: _zone_of(stored.definition) for stored in stored_jobs}
+    utc = ZoneInfo("UTC")
+    if as_json:
+        _echo_json({"fires": [fire.to_json(zones.get(fire.job_id, utc)) for fire in fires]})
+        return
+    for fire in fires:
+        click.echo(_fire_line(fire, zones.get(fire.job_id, utc)))
+    if not fires:
+        click.echo("(no fires)", err=True)
+
+
+# -- fire, backfill -----------------------------------------------------------------------------
+
+
+def _outcome_line(fire: Fire, zone: ZoneInfo) -> str:
+    line = f"{fire.job_id} {_iso_in(fire.scheduled_for, zone)}: {fire.status}"
+    if fire.remote_id:
+        line += f", remote id {fire.remote_id}"
+    if fire.error:
+        line += f" ({fire.error})"
+    return line
+
+
+def _raise_unless_succeeded(fires: Sequence[Fire]) -> None:
+    bad = [f for f in fires if f.status is not FireStatus.SUCCEEDED]
+    if bad:
+        what = {
+            FireStatus.RETRYING: "will be retried by the daemon",
+            FireStatus.UNCERTAIN: "may have reached the API; the daemon reconciles it",
+        }
+        raise FireFailed(
+            [
+                f"{f.job_id} {utc_iso(f.scheduled_for)}: {f.status}"
+                f"{': ' + f.error if f.error else ''}"
+                f"{'; ' + what[f.status] if f.status in what else ''}"
+                for f in bad
+            ]
+        )
+
+
+class FireFailed(SchedulerError):
+    """A manual fire or backfill did not succeed (exit 1)."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+
+
+@cli.command("fire")
+@click.argument("job_id", metavar="ID")
+@click.option("--at", type=INSTANT, help="The instant it counts as (default: now, to the second).")
+@click.pass_obj
+def fire_(app: App, job_id: str, at: datetime | None) -> None:
+    """Fire a job once now, recorded as a manual fire; exit 1 unless it succeeded."""
+    store = app.open_store()
+    job = app.job(store, job_id)
+    instant = at or app.now().replace(microsecond=0)
+    done = app.runner(store).fire(job, instant, Trigger.MANUAL)
+    if done is None:
+        raise FireFailed([f"{job.id} {utc_iso(instant)}: already in the history; not sent again"])
+    click.echo(_outcome_line(done, job.zone))
+    _raise_unless_succeeded([done])
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--from", "start", type=INSTANT, required=True, help="First instant (inclusive).")
+@click.option("--to", "end", type=INSTANT, required=True, help="Last instant (inclusive).")
+@click.option("--dry-run", is_flag=True, help="Print what would be fired; send nothing.")
+@click.pass_obj
+def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: bool) -> None:
+    """Fire the job's scheduled instants in [--from, --to] that history does not hold as sent."""
+    if end < start:
+        raise InvalidInput(problem("--to is before --from", key="--to", value=utc_iso(end)))
+    store = app.open_store()
+    job = app.job(store, job_id)
+    instants = list(takewhile(lambda s: s <= end, job.fires_after(start - ONE_MICROSECOND)))
+    if len(instants) > MAX_BACKFILL:
+        raise InvalidInput(
+            problem(
+                f"{len(instants)} instants: more than {MAX_BACKFILL} in one backfill; "
+                "split the range",
+                key="--to",
+                value=utc_iso(end),
+            )
+        )
+    held = {f.scheduled_for: f for f in store.history(job.id, since=start, limit=None)}
+    plan = plan_backfill(instants, held)
+    for step in plan:
+        verdict = "to fire" if step.to_fire else "held"
+        if step.existing is not None:
+            verdict += f" ({step.existing.status})"
+        click.echo(f"{_iso_in(step.instant, job.zone)}  {verdict}")
+    todo = [step for step in plan if step.to_fire]
+    click.echo(f"{len(todo)} of {len(plan)} instants {'would be' if dry_run else 'are'} fired")
+    if dry_run or not todo:
+        return
+    runner = app.runner(store)
+    results = []
+    for step in todo:
+        done = runner.backfill(job, step.instant, step.existing)
+        if done is not None:
+            click.echo(_outcome_line(done, job.zone))
+            results.append(done)
+    _raise_unless_succeeded(results)
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Is a daemon alive; each job's next fire and last outcome; retries and uncertain fires."""
+    now = app.now()
+    store = app.open_store()
+    report = build_status(store, app.settings, now)
+    if as_json:
+        _echo_json(report)
+        return
+    alive = [d for d in report["daemons"] if d["alive"]]
+    if alive:
+        for d in alive:
+            click.echo(
+                f"daemon {d['id']} alive (last heartbeat {d['last_seen']}, next fire "
+                f"{d['next_fire_at'] or '-'})"
+            )
+    else:
+        click.echo("no daemon is alive (no heartbeat in the store recently)")
+    if report["credentials_problem"]:
+        click.echo("CREDENTIALS: the API rejected the token (HTTP 401); fix it, then reload")
+    for job in report["jobs"]:
+        last = job["last_outcome"]
+        click.echo(
+            f"{job['id']:<32} {'enabled' if job['enabled'] else 'paused ':<8} "
+            f"next {job['next_fire'] or '-':<26} last "
+            f"{(last['status'] + ' ' + (last['scheduled_for'] or '')) if last else '-'}"
+        )
+    for key in ("retrying", "uncertain"):
+        for fire in report[key]:
+            click.echo(
+                f"{key}: {fire['job_id']} {fire['scheduled_for']} attempts={fire['attempts']} "
+                f"next={fire['next_attempt_at'] or '-'} {fire['error'] or ''}".rstrip()
+            )
+
+
+# -- run, sandbox, demo -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_obj
+def run(app: App, log_level: str) -> None:
+    """The daemon, in the foreground (what systemd starts)."""
+    settings = app.settings
+    token = settings.tallyfy.access_token
+    configure_logging(log_level, secrets=[token.reveal()] if token else [])
+    store = app.open_store()
+    runner = app.runner(store)
+    daemon = Daemon(settings, store, runner, clock=app.clock, reload_settings=app.reload_token)
+    code = daemon.run()
+    if code:
+        raise SystemExit(code)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--fixture",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Organization fixture (default: the bundled demo organization).",
+)
+@click.option("--strict", is_flag=True, help="Also require Accept, X-Tallyfy-Client: APIClient.")
+def sandbox(host: str, port: int, fixture: Path | None, strict: bool) -> None:
+    """The local Tallyfy-compatible API, for trying jobs without a real organization."""
+    serve_sandbox(host, port, fixture, strict)
+
+
+@cli.command()
+@click.option(
+    "--jobs",
+    "jobs_dir",
+    default=Path("jobs"),
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of example job files.",
+)
+@click.pass_obj
+def demo(app: App, jobs_dir: Path) -> None:
+    """A sandbox, the example jobs firing every few seconds, and the daemon, until Ctrl-C."""
+    configure_logging("WARNING")
+    code = run_demo(jobs_dir, write=click.echo, clock=app.clock)
+    if code:
+        raise SystemExit(code)

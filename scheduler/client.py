@@ -1,0 +1,699 @@
+"""The Tallyfy API client: send one request, classify its outcome once, read things back.
+
+This is the only module that sees `requests` exceptions. Each outcome becomes a `Created` or
+one `ApiError` subclass from `scheduler/errors.py`, and whether to try again is data on the
+error (`ApiError.transient`), following guarantees.md, "Lifecycle of a fire", step 3:
+
+| what happened                                       | raised                 | applied?         |
+| --------------------------------------------------- | ---------------------- | ---------------- |
+| 2xx with `data.id`                                  | `Created`              | yes              |
+| 2xx without an id, or a body that is not JSON       | `Uncertain`            | maybe: read back |
+| 429                                                 | `RateLimited`          | no: Retry-After  |
+| connection refused, DNS failure, connect timeout    | `NotSent`              | no: resend       |
+|   (urllib3 NewConnectionError, NameResolutionError, |                        |                  |
+|   ConnectTimeoutError); proxy or TLS handshake      |                        |                  |
+| read timeout; any 5xx; connection dropped or reset  | `Uncertain`            | maybe: read back |
+|   after sending (RemoteDisconnected, ProtocolError, |                        |                  |
+|   ChunkedEncodingError, IncompleteRead); unknown    |                        |                  |
+| 401                                                 | `AuthenticationFailed` | no: fix token    |
+| other 4xx; 3xx (never followed: a POST would turn   | `PermanentApiError`    | no: fix request  |
+|   into a GET); an invalid URL or header             |                        |                  |
+
+`requests` raises `ConnectionError` both for a connection that never opened and for one that
+broke after the request went out; the two are told apart by the urllib3 exception it wraps
+(`_is_connect_failure`). When in doubt the answer is `Uncertain`, which costs a read-back,
+never a duplicate.
+
+`send` never retries (the runner decides, after reading back). The read methods retry
+transient failures a few times, since a GET cannot create anything.
+
+Error bodies come in several shapes (tallyfy-api.md section 5.1); `parse_error_body` reads
+the message and field errors from any of them. Query strings use ``%20`` for spaces: the API
+does not read ``+`` as a space (Tallyfy SDK notes).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProxyError,
+)
+from urllib3.util.retry import Retry
+
+from scheduler import __version__
+from scheduler.clock import Clock, SystemClock, to_utc
+from scheduler.config import Secret, TallyfySettings
+from scheduler.errors import (
+    ApiError,
+    AuthenticationFailed,
+    ConfigError,
+    NotSent,
+    PermanentApiError,
+    Problem,
+    RateLimited,
+    Uncertain,
+    problem,
+)
+from scheduler.logs import redact, register_secret
+from scheduler.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0  # seconds to wait for a response once the request is sent
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a connection; failing here means "not sent"
+DEFAULT_POOL_SIZE = 16  # connections kept open; at least the number of concurrent fires
+CLIENT_HEADER = "APIClient"  # X-Tallyfy-Client; requests without it fail (tallyfy-api.md 4)
+USER_AGENT = f"tallyfy-scheduler/{__version__}"
+MAX_RAW_BODY = 4096  # characters of an error body kept on the error
+PER_PAGE = 100  # the server caps per_page at 100 (tallyfy-api.md 6)
+MAX_PAGES = 1000  # a server whose paging never ends must not hang us
+READ_ATTEMPTS = 3  # tries for one GET; reads are idempotent, so retrying is safe
+READ_BACKOFF = 0.5  # seconds before the second try of a GET; doubles each time
+MAX_READ_WAIT = 30.0  # longest pause between two tries of a GET (also caps Retry-After)
+# A 429's Retry-After pauses every caller of a shared limiter, but only this long: hourly caps
+# (guest invites, comments) answer with Retry-After of up to an hour, and one such request
+# must not stall every other job. The failing request itself keeps the full Retry-After.
+MAX_SHARED_PAUSE = 60.0
+# Reconciliation looks for items created since the first attempt began, minus this margin,
+# since the server's clock and ours can disagree. The name match is exact, so a wide margin
+# costs nothing.
+CLOCK_SKEW_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One write to Tallyfy, built by `actions.py` and sent by the runner.
+
+    `path` is relative to the base URL (which ends in `/api`), e.g.
+    `/organizations/demo-org/runs`.
+    """
+
+    method: str
+    path: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, base_url: str) -> str:
+        """The absolute URL: `base_url` joined to `path` with exactly one slash."""
+        return base_url.rstrip("/") + "/" + self.path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class Created:
+    """A 2xx answer to a POST: the id Tallyfy gave the new object, and the parsed body."""
+
+    remote_id: str
+    http_status: int
+    body: dict[str, Any]
+
+
+class TallyfyClient:
+    """A Tallyfy API client for one organization and one access token.
+
+    The transport is a `requests.Session`. Without one, the client makes its own (closed by
+    `close()`), with a pool of `pool_size` connections and urllib3's automatic retries off, since
+    a retried POST could launch twice. A session passed in is used as it is: tests mount a fake
+    adapter on it (the requests analogue of httpx `MockTransport`), and its owner closes it.
+
+    Every request carries the bearer token, `Accept: application/json`,
+    `X-Tallyfy-Client: APIClient` and (connect, read) timeouts, and waits for `rate_limiter`
+    (shared by all threads) first. The token never appears in repr, logs or error messages.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        organization_id: str,
+        token: Secret,
+        *,
+        session: requests.Session | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        rate_limiter: RateLimiter | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        clock: Clock | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeouts must be greater than 0")
+        self.base_url = base_url.rstrip("/")
+        self.organization_id = organization_id
+        self._token = token
+        register_secret(token.reveal())
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.rate_limiter = rate_limiter
+        self._clock: Clock = clock or SystemClock()
+        self._never = threading.Event()
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # Retry(0, read=False): a failed request raises at once, a read error as itself.
+            adapter = HTTPAdapter(
+                pool_connections=pool_size,
+                pool_maxsize=pool_size,
+                max_retries=Retry(total=0, read=False, redirect=False),
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: TallyfySettings,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        session: requests.Session | None = None,
+    ) -> TallyfyClient:
+        """A client from the `[tallyfy]` settings, limited to `max_requests_per_minute`.
+
+        Raises ConfigError naming each missing setting (never the token's value).
+        """
+        problems: list[Problem] = []
+        if not settings.organization_id:
+            problems.append(
+                problem(
+                    "not set: set [tallyfy] organization_id in the config file or "
+                    "TALLYFY_ORGANIZATION_ID",
+                    key="tallyfy.organization_id",
+                )
+            )
+        if settings.access_token is None or not settings.access_token.reveal():
+            problems.append(
+                problem(
+                    "no access token: set TALLYFY_ACCESS_TOKEN (environment or .env), "
+                    "TALLYFY_ACCESS_TOKEN_FILE, or the systemd credential 'tallyfy-token'",
+                    key="tallyfy.access_token",
+                )
+            )
+        if not settings.base_url.startswith(("http://", "https://")):
+            problems.append(
+                problem(
+                    "must start with http:// or https://",
+                    key="tallyfy.base_url",
+                    value=settings.base_url,
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+        assert settings.organization_id is not None and settings.access_token is not None
+        if rate_limiter is None:
+            rate_limiter = RateLimiter(settings.max_requests_per_minute)
+        return cls(
+            settings.base_url,
+            settings.organization_id,
+            settings.access_token,
+            session=session,
+            timeout=settings.timeout.total_seconds(),
+            connect_timeout=settings.connect_timeout.total_seconds(),
+            rate_limiter=rate_limiter,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TallyfyClient(base_url={self.base_url!r}, organization_id={self.organization_id!r})"
+        )
+
+    def __enter__(self) -> TallyfyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool, if the client made it."""
+        if self._owns_session:
+            self.session.close()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def send(self, request: ApiRequest, *, stop: threading.Event | None = None) -> Created:
+        """Send `request` once and return what was created, or raise one ApiError subclass.
+
+        Never retries: after `Uncertain` the caller reads back (`find_runs`, `find_tasks`)
+        before sending again. If `stop` is set while waiting for the rate limiter, raises
+        NotSent without sending.
+        """
+        response = self._request(request.method, request.path, body=request.body, stop=stop)
+        return created_from(response)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def find_runs(
+        self, name: str, checklist_id: str, created_since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs of template `checklist_id` named exactly `name`, newest first.
+
+        With `created_since`, only runs created at or after it (minus CLOCK_SKEW_MARGIN); runs
+        whose creation time cannot be read are kept, since missing a launch that exists would
+        cause a duplicate.
+        """
+        items = self._get_all(
+            self._org_path("runs"),
+            {"q": name, "checklist_id": checklist_id, "sort": "-created_at"},
+        )
+        return [
+            item
+            for item in items
+            if item.get("name") == name and _created_since(item, created_since)
+        ]
+
+    def find_tasks(self, title: str, created_since: datetime | None = None) -> list[dict[str, Any]]:
+        """One-off tasks titled exactly `title` (created at or after `created_since`)."""
+        items = self._get_all(self._org_path("tasks"), {"q": title, "is_oneoff": "true"})
+        return [
+            item
+            for item in items
+            if item.get("title") == title and _created_since(item, created_since)
+        ]
+
+    def get_checklist(self, checklist_id: str, with_steps: bool = True) -> dict[str, Any]:
+        """A template with its kick-off fields (`prerun`) and, by default, its `steps`."""
+        params = {"with": "steps"} if with_steps else {}
+        return _data_object(self._get(self._org_path("checklists", checklist_id), params))
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every member of the organization (all pages)."""
+        return self._get_all(self._org_path("users"), {})
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        """Every group of the organization (all pages)."""
+        return self._get_all(self._org_path("groups"), {})
+
+    def list_tags(self) -> list[dict[str, Any]]:
+        """Every tag of the organization (all pages)."""
+        return self._get_all(self._org_path("tags"), {})
+
+    def set_token(self, token: Secret) -> None:
+        """Use a new access token from now on (SIGHUP after the token was renewed)."""
+        register_secret(token.reveal())
+        self._token = token
+
+    def me(self) -> dict[str, Any]:
+        """The user the token belongs to (`GET /me`): the cheapest check of a token."""
+        return _data_object(self._get("/me", {}))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _org_path(self, *parts: str) -> str:
+        segments = ["organizations", self.organization_id, *parts]
+        return "/" + "/".join(quote(s, safe="") for s in segments)
+
+    def _get_all(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every item of a paged list, following `meta.pagination` until the last page."""
+        items: list[dict[str, Any]] = []
+        for page in self._pages(path, params):
+            items.extend(page)
+        return items
+
+    def _pages(self, path: str, params: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
+        for page in range(1, MAX_PAGES + 1):
+            body = self._get(path, {**params, "page": str(page), "per_page": str(PER_PAGE)})
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise Uncertain(f"GET {path}: expected a list in 'data'")
+            yield [item for item in data if isinstance(item, dict)]
+            meta = body.get("meta")
+            pagination = meta.get("pagination") if isinstance(meta, dict) else None
+            if not data or not isinstance(pagination, dict):
+                return
+            current = _as_int(pagination.get("current_page"), page)
+            total = _as_int(pagination.get("total_pages"), current)
+            if current >= total:
+                return
+        log.warning("stopped paging %s after %d pages", path, MAX_PAGES)
+
+    def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """One GET, retried on transient failures (a read creates nothing)."""
+        query = urlencode(params, quote_via=quote) if params else ""
+        target = f"{path}?{query}" if query else path
+        backoff = READ_BACKOFF
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = self._request("GET", target)
+                return _json_object(response)
+            except ApiError as exc:
+                if not exc.transient or attempt == READ_ATTEMPTS:
+                    raise
+                wait = backoff
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    wait = exc.retry_after
+                wait = min(wait, MAX_READ_WAIT)
+                log.info("GET %s failed (%s); try %d in %.1f s", path, exc, attempt + 1, wait)
+                self._clock.wait(self._never, wait)
+                backoff *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        stop: threading.Event | None = None,
+    ) -> requests.Response:
+        """One HTTP exchange; returns a 2xx response or raises the classified ApiError."""
+        method = method.upper()
+        url = self.base_url + "/" + target.lstrip("/")
+        label = f"{method} {target.split('?', 1)[0]}"
+        if self.rate_limiter is not None and not self.rate_limiter.acquire(stop):
+            raise NotSent(f"{label}: shutting down before sending")
+        headers = {
+            "Authorization": f"Bearer {self._token.reveal()}",
+            "Accept": "application/json",
+            "X-Tallyfy-Client": CLIENT_HEADER,
+            "User-Agent": USER_AGENT,
+        }
+        data: bytes | None = None
+        if body is not None and (body or method not in ("GET", "HEAD", "DELETE")):
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode("utf-8")
+        started = self._clock.monotonic()
+        try:
+            response = self.session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=(self.connect_timeout, self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            error = classify_exception(exc, label)
+            log.debug("%s: %s", label, error)
+            if redact(str(exc)) != str(exc):
+                # Chaining would print a secret in the traceback (InvalidHeader quotes values).
+                raise error from None
+            raise error from exc
+        elapsed_ms = (self._clock.monotonic() - started) * 1000
+        log.debug("%s -> %d in %.0f ms", label, response.status_code, elapsed_ms)
+        if 200 <= response.status_code < 300:
+            return response
+        error = classify_response(response, label, now=self._clock.now())
+        if isinstance(error, RateLimited) and self.rate_limiter is not None:
+            if error.retry_after:
+                self.rate_limiter.delay(min(error.retry_after, MAX_SHARED_PAUSE))
+        raise error
+
+
+# -- classification (pure functions, tested one by one) ---------------------------------------
+
+
+def created_from(response: requests.Response) -> Created:
+    """A 2xx response -> Created; Uncertain when it names no id (the object may exist)."""
+    label = f"{response.request.method if response.request else ''} {response.url}".strip()
+    try:
+        body = response.json()
+    except ValueError:
+        raise Uncertain(
+            f"{label}: HTTP {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            raw_body=_raw(response.text),
+            request_id=response.headers.get("X-Request-Id"),
+        ) from None
+    data = body.get("data") if isinstance(body, dict) else None
+    remote_id = data.get("id") if isinstance(data, dict) else None
+    if remote_id is None or remote_id == "" or isinstance(remote_id, bool | dict | list):
+        raise Uncertain(
+            f"{label}: HTTP {response.status_code} without data.id; it may have been created",
+            status=response.status_code,
+            raw_body=_raw(response.text),
+            request_id=response.headers.get("X-Request-Id"),
+        )
+    assert isinstance(body, dict)
+    return Created(remote_id=str(remote_id), http_status=response.status_code, body=body)
+
+
+def classify_response(response: requests.Response, label: str, *, now: datetime) -> ApiError:
+    """A non-2xx response -> the ApiError it means (see the table in the module docstring)."""
+    status = response.status_code
+    message, field_errors = parse_error_body(response.text)
+    message = f"{label}: {message or response.reason or 'no message'}"
+    context: dict[str, Any] = {
+        "status": status,
+        "field_errors": field_errors,
+        "raw_body": _raw(response.text),
+        "request_id": response.headers.get("X-Request-Id"),
+    }
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        return RateLimited(message, retry_after=retry_after, **context)
+    if status == 401:
+        return AuthenticationFailed(message, **context)
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "")
+        return PermanentApiError(
+            f"{message} (redirect to {location!r} not followed; check base_url)", **context
+        )
+    if 400 <= status < 500:
+        return PermanentApiError(message, **context)
+    return Uncertain(message, **context)
+
+
+def classify_exception(exc: requests.RequestException, label: str) -> ApiError:
+    """A `requests` exception -> NotSent (nothing left us) or Uncertain (it may have arrived)."""
+    detail = redact(_describe(exc))
+    # Raised before anything is sent, and no retry can fix them.
+    invalid = (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+    )
+    if isinstance(exc, invalid):
+        return PermanentApiError(f"{label}: invalid request: {detail}")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return NotSent(f"{label}: connect timeout: {detail}")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return Uncertain(f"{label}: no response in time (read timeout): {detail}")
+    if isinstance(exc, requests.exceptions.ConnectionError) and _is_connect_failure(exc):
+        return NotSent(f"{label}: could not connect: {detail}")
+    return Uncertain(f"{label}: connection failed after sending: {detail}")
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when the chain shows the connection never opened (so no byte of the request left).
+
+    urllib3 wraps a failed connect in MaxRetryError(reason=NewConnectionError, its subclass
+    NameResolutionError, or ConnectTimeoutError); a proxy or TLS handshake failure also
+    happens before the request is written. A connection that broke afterwards shows up as
+    ProtocolError(RemoteDisconnected | ConnectionResetError ...), a read timeout or
+    IncompleteRead: those are not connect failures.
+    """
+    after_send = (http.client.RemoteDisconnected, http.client.IncompleteRead)
+    for link in _chain(exc):
+        if isinstance(link, after_send):
+            return False
+        if isinstance(link, NewConnectionError | ConnectTimeoutError | ProxyError):
+            return True
+        if isinstance(link, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+            return True
+    return False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """Every exception reachable from `exc`, outermost first: args, urllib3 `reason`, cause
+    and context."""
+    for _depth, link in _links(exc):
+        yield link
+
+
+def _links(exc: BaseException) -> Iterator[tuple[int, BaseException]]:
+    seen: set[int] = set()
+    pending: list[tuple[int, BaseException]] = [(0, exc)]
+    while pending:
+        depth, current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield depth, current
+        linked: list[object] = [
+            getattr(current, "reason", None),
+            current.__cause__,
+            current.__context__,
+            *current.args,
+        ]
+        pending.extend((depth + 1, x) for x in linked if isinstance(x, BaseException))
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost reason, e.g. `ConnectionRefusedError: [Errno 111] Connection refused`."""
+    deepest = max(_links(exc), key=lambda pair: pair[0])[1]
+    text = str(deepest)
+    return f"{type(deepest).__name__}: {text}" if text else type(deepest).__name__
+
+
+def parse_error_body(text: str) -> tuple[str, dict[str, list[str]]]:
+    """The message and field errors of an error body, in any shape of tallyfy-api.md 5.1.
+
+    Shapes: ``{"message": ...}`` (with or without ``"error": true`` and ``"code"``),
+    ``{"error": {"code", "message", "details"}}``, ``{"error": "invalid_client"}``,
+    ``{"errors": {"field": ["msg"] | "msg"}}`` with or without a message, and plain text.
+    The message falls back to the first field error. Returns ("", {}) for an empty body.
+    """
+    text = text.strip()
+    if not text:
+        return "", {}
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return _clip(text), {}
+    if isinstance(body, str):
+        return _clip(body), {}
+    if not isinstance(body, dict):
+        return _clip(text), {}
+    message = ""
+    code = body.get("code")
+    error = body.get("error")
+    if isinstance(body.get("message"), str) and body["message"].strip():
+        message = body["message"].strip()
+    elif isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"].strip()
+    elif isinstance(error, str) and error.strip():
+        message = error.strip()
+        if isinstance(body.get("error_description"), str):
+            message = f"{message}: {body['error_description']}"
+    if isinstance(error, dict) and code is None:
+        code = error.get("code")
+    field_errors = _field_errors(body.get("errors"))
+    if isinstance(error, dict):
+        for name, msgs in _field_errors(error.get("details")).items():
+            field_errors.setdefault(name, []).extend(msgs)
+    general = _general_errors(body.get("errors"))
+    if not message:
+        first = next((m for msgs in field_errors.values() for m in msgs), "")
+        message = general[0] if general else first
+    elif general:
+        message = "; ".join([message, *general])
+    if isinstance(code, str) and code and code not in message:
+        message = f"{message} ({code})" if message else code
+    return _clip(message), field_errors
+
+
+def _field_errors(value: object) -> dict[str, list[str]]:
+    """`{"field": ["msg", ...] | "msg" | {...}}` -> {"field": ["msg", ...]}."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, list[str]] = {}
+    for name, msgs in value.items():
+        if isinstance(msgs, list):
+            out[str(name)] = [_as_text(m) for m in msgs]
+        elif msgs is not None:
+            out[str(name)] = [_as_text(msgs)]
+    return out
+
+
+def _general_errors(value: object) -> list[str]:
+    """`{"errors": ["msg", ...]}` (a list, not a map) -> the messages."""
+    if isinstance(value, list):
+        return [_as_text(m) for m in value]
+    if isinstance(value, str):
+        return [value]
+    return []
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return str(value["message"])
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds to wait: an integer, or an HTTP date measured from `now`.
+
+    None when absent or unreadable; never negative (a date in the past means "now").
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are GMT; `-0000` parses as naive.
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (to_utc(when) - to_utc(now)).total_seconds())
+
+
+def parse_api_instant(text: str) -> datetime:
+    """`2026-03-08T07:00:00.000Z` (and other ISO forms with an offset) -> aware UTC."""
+    value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if value.tzinfo is None:
+        # A naive timestamp from the API is UTC (tallyfy-api.md 3.3).
+        value = value.replace(tzinfo=UTC)
+    return to_utc(value)
+
+
+def _created_since(item: Mapping[str, Any], since: datetime | None) -> bool:
+    if since is None:
+        return True
+    created = item.get("created_at")
+    if not isinstance(created, str):
+        return True
+    try:
+        return parse_api_instant(created) >= to_utc(since) - CLOCK_SKEW_MARGIN
+    except ValueError:
+        return True
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise Uncertain(
+            f"GET {response.url}: HTTP {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            raw_body=_raw(response.text),
+        ) from None
+    if not isinstance(body, dict):
+        raise Uncertain(f"GET {response.url}: expected a JSON object", status=response.status_code)
+    return body
+
+
+def _data_object(body: Mapping[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise Uncertain("expected an object in 'data'")
+    return data
+
+
+def _as_int(value: object, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return default
+
+
+def _raw(text: str) -> str:
+    text = redact(text)
+    return text if len(text) <= MAX_RAW_BODY else text[:MAX_RAW_BODY] + "...[truncated]"
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    text = redact(" ".join(text.split()))
+    return text if len(text) <= limit else text[:limit] + "..."

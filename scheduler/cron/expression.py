@@ -1,0 +1,138 @@
+"""Cron expression text + zone -> a validated CronSchedule (shared/spec/schedules.md, "Fields")."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from scheduler.cron.fields import (
+    DAY_OF_MONTH,
+    DAY_OF_WEEK,
+    HOUR,
+    MINUTE,
+    MONTH,
+    SECOND,
+    FieldError,
+    ParsedField,
+    parse_field,
+)
+from scheduler.cron.schedule import CronSchedule
+from scheduler.cron.wallclock import WallMatcher
+from scheduler.errors import Problem, ScheduleError, problem
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELDS_5 = (MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK)
+_FIELDS_6 = (SECOND, *_FIELDS_5)
+# The longest each month can be (February in leap years), for the never-fires check.
+_MAX_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -> CronSchedule:
+    """Validate and compile a cron expression for `zone`.
+
+    `job_id` seeds `H`: the same job always gets the same hashed values. Raises
+    ScheduleError naming the field and the offending item, saying that the expression
+    never fires, or naming an unknown zone; the caller adds the file and key.
+    """
+    problems: list[Problem] = []
+    schedule_zone = _zone(zone, problems)
+    texts = _split(expression, problems)
+    parsed: list[ParsedField] = []
+    if texts is not None:
+        kinds = _FIELDS_6 if len(texts) == 6 else _FIELDS_5
+        for kind, text in zip(kinds, texts, strict=True):
+            try:
+                parsed.append(parse_field(kind, text, job_id))
+            except FieldError as exc:
+                problems.append(problem(str(exc), value=expression))
+    if problems or texts is None or schedule_zone is None:
+        raise ScheduleError(problems)
+
+    if len(texts) == 5:
+        texts = ["0", *texts]
+        parsed.insert(0, ParsedField(1))
+    second, minute, hour, dom, month, dow = parsed
+    dom_text, month_text, dow_text = texts[3], texts[4], texts[5]
+    # Vixie/cronie: a day must match both day fields when either starts with `*`.
+    day_and = dom_text.startswith("*") or dow_text.startswith("*")
+    if day_and and not dom_text.startswith("*") and not dom.last:
+        # Only this combination can be empty: a plain weekday, nL and n#k (k <= 5) each occur
+        # in every month in some year, so any other day-of-week side fires eventually.
+        longest = max(_MAX_DAYS[m] for m in range(1, 13) if month.mask >> m & 1)
+        if not dom.mask & ((2 << longest) - 1):
+            message = (
+                f"never fires: day-of-month {dom_text!r} does not occur in month {month_text!r}"
+            )
+            raise ScheduleError(problem(message, value=expression))
+
+    # cronie's syntactic split between interval and fixed-time jobs (schedules.md): the
+    # second (six fields only; five get "0"), minute or hour field starts with `*`.
+    is_interval = any(t.startswith("*") for t in texts[:3])
+    wall = WallMatcher(
+        seconds=second.mask,
+        minutes=minute.mask,
+        hours=hour.mask,
+        days=dom.mask,
+        last_day=dom.last,
+        months=month.mask,
+        weekdays=dow.mask,
+        last_weekdays=dow.last_weekdays,
+        nth_weekdays=dow.nth,
+        day_and=day_and,
+    )
+    return CronSchedule(expression, schedule_zone, is_interval, wall)
+
+
+def _split(expression: str, problems: list[Problem]) -> list[str] | None:
+    """The field texts (5 or 6), aliases expanded; None after recording a problem."""
+    if not isinstance(expression, str):
+        problems.append(problem("a schedule must be a string", value=expression))
+        return None
+    text = expression.strip()
+    if not text:
+        problems.append(
+            problem("empty schedule: write 5 fields (or 6, seconds first)", value=expression)
+        )
+        return None
+    if text.startswith("@"):
+        alias = text.lower()
+        if alias == "@reboot":
+            problems.append(
+                problem("@reboot is not supported: a schedule names times", value=expression)
+            )
+            return None
+        if alias not in ALIASES:
+            names = ", ".join(ALIASES)
+            problems.append(
+                problem(f"unknown alias {text!r}: use one of {names}", value=expression)
+            )
+            return None
+        return ALIASES[alias].split()
+    texts = text.split()
+    if len(texts) not in (5, 6):
+        problems.append(
+            problem(
+                f"expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
+                f"(second first), got {len(texts)}",
+                value=expression,
+            )
+        )
+        return None
+    return texts
+
+
+def _zone(zone: ZoneInfo | str, problems: list[Problem]) -> ZoneInfo | None:
+    if isinstance(zone, ZoneInfo):
+        return zone
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        problems.append(problem(f"unknown time zone {zone!r}", value=zone))
+        return None

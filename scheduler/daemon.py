@@ -1,0 +1,614 @@
+"""The daemon: fire every scheduled instant of every enabled job once, and survive.
+
+Structure (rq/huey style): the main thread runs a loop of small steps, each returning the
+number of seconds until it next has work; signal handlers only set events. APScheduler 3
+(`BackgroundScheduler`, in-memory job store, rebuilt from our store) wakes us when an instant
+comes due, through `EngineTrigger`, an adapter over the one schedule engine. Its executor is
+replaced by `_DispatchExecutor`, which hands (job, instant) to our own thread pool of
+`max_concurrent_fires` workers; what to fire or skip is decided by `catchup.plan_due` from the
+job's cursor (every instant at or before it is accounted for in the history).
+
+Startup:
+  1. check the store's schema; register a heartbeat;
+  2. load the jobs (a stored job that no longer validates is quarantined: logged, never deleted);
+  3. adopt open fires left by daemons that died (`pending` is sent, `sending`/`uncertain` is
+     reconciled first);
+  4. plan catch-up for every job from its cursor to now (policy, window, skip ranges);
+  5. start APScheduler; tell systemd READY=1.
+
+Each pass of the loop: detect a stall (wall clock moved more than the monotonic clock, or the
+loop itself was blocked) and plan catch-up; reload jobs when the store's jobs revision changed
+or on SIGHUP; resume due retries and reconcile uncertain fires; heartbeat; feed the watchdog.
+
+Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
+`shutdown_grace`), record their outcomes, exit 0. A second signal exits at once: every claim is
+already committed, so the next start settles whatever was interrupted.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scheduler.catchup import plan_due
+from scheduler.clock import Clock, SystemClock, utc_iso
+from scheduler.config import Settings
+from scheduler.definitions import job_from_document
+from scheduler.errors import SchedulerError, StoreError
+from scheduler.job import Job
+from scheduler.models import FireStatus, Trigger
+from scheduler.notify import Notifier
+from scheduler.runner import Runner
+from scheduler.store import DaemonInfo, Fire, Store
+from scheduler.triggers import EngineTrigger
+
+log = logging.getLogger(__name__)
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+# A pass of the loop that took this much longer than asked (or a wall-clock jump of this much)
+# means the process stalled (suspend, SIGSTOP, a clock step): plan catch-up.
+DEFAULT_STALL_THRESHOLD = timedelta(seconds=5)
+# The loop never sleeps longer than this, so stalls and reloads are noticed promptly.
+MAX_TICK = 1.0
+# An open fire of our own that no worker holds and that has not moved for this long is resumed
+# (e.g. the store failed while its outcome was being recorded).
+OWN_ORPHAN_AFTER = timedelta(minutes=2)
+
+
+@dataclass
+class _JobState:
+    job: Job
+    updated_at: datetime
+    schedule_key: str
+    cursor: datetime
+    lock: threading.Lock
+    trigger: EngineTrigger
+
+
+class _DispatchExecutor(BaseExecutor):  # type: ignore[misc]
+    """Hands due jobs to the daemon; never runs anything itself and never refuses."""
+
+    def __init__(self, dispatch: Callable[[str, list[datetime]], None]) -> None:
+        super().__init__()
+        self._dispatch = dispatch
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self._dispatch(job.id, run_times)
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
+        self._dispatch(job.id, run_times)
+
+
+class Daemon:
+    """The long-running scheduler process (`tallyfy-scheduler run`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        runner: Runner,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        daemon_id: str | None = None,
+        stall_threshold: timedelta = DEFAULT_STALL_THRESHOLD,
+        reload_settings: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.daemon_id = daemon_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.hostname = socket.gethostname()
+        self.stall_threshold = stall_threshold
+        self.reload_settings = reload_settings
+        runner.daemon_id = self.daemon_id
+
+        self.stop_event = threading.Event()  # set by SIGTERM/SIGINT
+        self.reload_event = threading.Event()  # set by SIGHUP
+        self.wake_event = threading.Event()  # wakes the main loop early
+        self.stopping = False
+
+        self._jobs: dict[str, _JobState] = {}
+        self._jobs_lock = threading.Lock()
+        self._inflight: set[int] = set()  # fire ids a worker is carrying
+        self._inflight_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._futures: set[concurrent.futures.Future[None]] = set()
+        self._aps: BackgroundScheduler | None = None
+        self._revision = -1
+        self._started_at = self.clock.now()
+        self.live_since = self._started_at
+        self._last_wall = self._started_at
+        self._last_mono = self.clock.monotonic()
+        self._last_heartbeat = -1e18
+        self._last_watchdog = -1e18
+        self._last_reload_poll = -1e18
+        self._last_orphan_scan = -1e18
+        self._signals_seen = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start, loop until asked to stop, shut down; the process exit code."""
+        self.install_signal_handlers()
+        self.start()
+        try:
+            while not self.stop_event.is_set():
+                timeout = self.tick()
+                self.wake_event.clear()
+                self.clock.wait(self.wake_event, timeout)
+        finally:
+            self.shutdown()
+        return 0
+
+    def start(self) -> None:
+        """Steps 1-5 of the module docstring."""
+        self.store.check_schema()
+        now = self.clock.now()
+        self._started_at = now
+        self.live_since = now
+        self._last_wall, self._last_mono = now, self.clock.monotonic()
+        self._heartbeat(now, state="starting")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.settings.scheduler.max_concurrent_fires,
+            thread_name_prefix="fire",
+        )
+        self._aps = BackgroundScheduler(
+            executors={"default": _DispatchExecutor(self._dispatch)},
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            timezone="UTC",
+        )
+        self.sync_jobs(now, catch_up=True)
+        self.resume_open_fires(now, startup=True)
+        self._aps.start()
+        self._heartbeat(now, state="running")
+        self.notifier.ready(self.status_line())
+        log.info("daemon started id=%s jobs=%d", self.daemon_id, len(self._jobs))
+
+    def tick(self) -> float:
+        """One pass of the loop; returns the seconds until the next pass is needed."""
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        self.detect_stall(now, mono)
+        waits = [MAX_TICK]
+        if self.reload_event.is_set():
+            self.reload_event.clear()
+            self.notifier.reloading()
+            if self.reload_settings is not None:
+                self.reload_settings()
+            self.sync_jobs(now, catch_up=False, force=True)
+            self.notifier.ready(self.status_line())
+        elif (
+            mono - self._last_reload_poll >= self.settings.scheduler.reload_interval.total_seconds()
+        ):
+            self._last_reload_poll = mono
+            self.sync_jobs(now, catch_up=False)
+        waits.append(self.resume_open_fires(now))
+        if (
+            mono - self._last_heartbeat
+            >= self.settings.scheduler.heartbeat_interval.total_seconds()
+        ):
+            self._last_heartbeat = mono
+            self._heartbeat(now, state="running")
+            self.notifier.status(self.status_line())
+        interval = self.notifier.watchdog_interval
+        if interval is not None and mono - self._last_watchdog >= interval:
+            # Fed only while APScheduler's own thread is alive: a hung scheduler gets restarted.
+            if self._aps is not None and self._aps.running:
+                self._last_watchdog = mono
+                self.notifier.watchdog()
+        return max(0.0, min(waits))
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def request_reload(self) -> None:
+        self.reload_event.set()
+        self.wake_event.set()
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda _s, _f: self.request_reload())
+
+    def shutdown(self) -> None:
+        """Claim nothing new; let in-flight requests finish (bounded); record; stop."""
+        self.stopping = True
+        self.notifier.stopping()
+        log.info("daemon stopping id=%s", self.daemon_id)
+        if self._aps is not None and self._aps.running:
+            self._aps.shutdown(wait=False)
+        pool = self._pool
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self._inflight_lock:
+                pending = list(self._futures)
+            done, not_done = concurrent.futures.wait(
+                pending, timeout=self.settings.scheduler.shutdown_grace.total_seconds()
+            )
+            if not_done:
+                log.warning(
+                    "%d fires still in flight after %s; their claims settle at the next start",
+                    len(not_done),
+                    self.settings.scheduler.shutdown_grace,
+                )
+        try:
+            self._heartbeat(self.clock.now(), state="stopped")
+        except StoreError as exc:
+            log.warning("could not record the stop: %s", exc)
+        self.notifier.close()
+        log.info("daemon stopped id=%s", self.daemon_id)
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def sync_jobs(self, now: datetime, *, catch_up: bool, force: bool = False) -> None:
+        """Make the in-memory jobs and APScheduler match the store (by job id)."""
+        revision = self.store.jobs_revision()
+        if revision == self._revision and not force:
+            return
+        self._revision = revision
+        stored = {j.id: j for j in self.store.list_jobs() if j.enabled}
+        accounted: dict[str, datetime] | None = None
+        with self._jobs_lock:
+            for job_id in [i for i in self._jobs if i not in stored]:
+                self._unschedule(job_id)
+                del self._jobs[job_id]  # a fire in flight keeps its own Job object
+                log.info("job unloaded job=%s", job_id)
+            for job_id, row in stored.items():
+                current = self._jobs.get(job_id)
+                if current is not None and current.updated_at == row.updated_at:
+                    continue
+                try:
+                    job = job_from_document(row.definition, self.settings)
+                except SchedulerError as exc:
+                    # Never delete a user's job on our own: leave it stored, say why it is idle.
+                    log.error("job quarantined job=%s: stored definition invalid: %s", job_id, exc)
+                    if current is not None:
+                        self._unschedule(job_id)
+                        del self._jobs[job_id]
+                    continue
+                floor = row.active_since
+                if job.start_at is not None:
+                    floor = max(floor, job.start_at - ONE_MICROSECOND)
+                if current is not None and current.schedule_key == row.schedule_key:
+                    cursor = max(current.cursor, floor)
+                else:
+                    if accounted is None:
+                        accounted = self.store.accounted_until()
+                    cursor = max(accounted.get(job_id, floor), floor)
+                trigger = EngineTrigger(
+                    job.cron,
+                    job_id=job.id,
+                    jitter=job.jitter,
+                    not_before=max(cursor, now) if catch_up else cursor,
+                    until=job.end_at,
+                    late_limit=self.stall_threshold,
+                )
+                state = _JobState(
+                    job=job,
+                    updated_at=row.updated_at,
+                    schedule_key=row.schedule_key,
+                    cursor=cursor,
+                    lock=current.lock if current is not None else threading.Lock(),
+                    trigger=trigger,
+                )
+                self._jobs[job_id] = state
+                self._schedule(state)
+                if catch_up:
+                    self._submit(self._advance, job_id, now, now)
+        if not catch_up:
+            log.info("jobs reloaded revision=%d jobs=%d", revision, len(self._jobs))
+
+    def _schedule(self, state: _JobState) -> None:
+        assert self._aps is not None
+        self._aps.add_job(
+            _noop,
+            trigger=state.trigger,
+            id=state.job.id,
+            name=state.job.id,
+            replace_existing=True,
+        )
+
+    def _unschedule(self, job_id: str) -> None:
+        if self._aps is not None and self._aps.get_job(job_id) is not None:
+            self._aps.remove_job(job_id)
+
+    # -- firing ---------------------------------------------------------------------------------
+    def _dispatch(self, job_id: str, run_times: list[datetime]) -> None:
+        """Called on APScheduler's thread when a job is due: hand it to a worker."""
+        submitted_at = self.clock.now()
+        state = self._jobs.get(job_id)
+        if state is None or self.stopping:
+            return
+        up_to = state.trigger.scheduled_of(max(run_times))
+        self._submit(self._advance, job_id, up_to, submitted_at)
+
+    def _advance(self, job_id: str, up_to: datetime, now: datetime) -> None:
+        """Account for every instant of the job up to `up_to`: claim or skip, then send."""
+        state = self._jobs.get(job_id)
+        if state is None or self.stopping:
+            return
+        job = state.job
+        claimed: list[Fire] = []
+        with state.lock:
+            plan = plan_due(
+                job.cron,
+                cursor=state.cursor,
+                up_to=up_to,
+                now=now,
+                live_since=self.live_since,
+                policy=job.catch_up,
+                window=job.catch_up_window,
+                stall_threshold=self.stall_threshold,
+                jitter_of=state.trigger.jitter_of if job.jitter else None,
+                max_jitter=job.jitter,
+                until=job.end_at,
+            )
+            if plan.empty:
+                state.cursor = max(state.cursor, plan.cursor or state.cursor)
+                return
+            write_now = self.clock.now()
+            for skip in plan.skips:
+                recorded = self.store.record_skip(
+                    job.id,
+                    skip.first,
+                    reason=skip.reason,
+                    trigger=Trigger.CATCH_UP,
+                    now=write_now,
+                    count=skip.count,
+                    until=skip.last if skip.count > 1 else None,
+                )
+                if recorded:
+                    log.warning(
+                        "skipped job=%s scheduled_for=%s count=%d until=%s reason=%r",
+                        job.id,
+                        utc_iso(skip.first),
+                        skip.count,
+                        utc_iso(skip.last),
+                        skip.reason,
+                    )
+            for instant, trigger in plan.fire:
+                if self.stopping:
+                    return  # not accounted: the next start plans it again
+                if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
+                    log.info("job complete job=%s max_fires=%d", job.id, job.max_fires)
+                    break
+                fire = self.store.claim(
+                    job.id, instant, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+                )
+                if fire is not None:
+                    claimed.append(fire)
+                state.cursor = max(state.cursor, instant)
+            if plan.cursor is not None:
+                state.cursor = max(state.cursor, plan.cursor)
+        for fire in claimed:
+            if self.stopping:
+                break  # stays `pending`: never sent, so the next start sends it
+            self._carry(job, fire, self.runner.attempt)
+
+    def _fires_used(self, job_id: str) -> int:
+        """Successful fires plus those still open (max_fires counts successes)."""
+        return self.store.count_fires(
+            job_id,
+            statuses=(
+                FireStatus.SUCCEEDED,
+                FireStatus.PENDING,
+                FireStatus.SENDING,
+                FireStatus.RETRYING,
+                FireStatus.UNCERTAIN,
+            ),
+        )
+
+    def _carry(self, job: Job, fire: Fire, step: Callable[[Job, Fire], Fire]) -> None:
+        with self._inflight_lock:
+            if fire.id in self._inflight:
+                return
+            self._inflight.add(fire.id)
+        try:
+            step(job, fire)
+        except StoreError as exc:
+            log.error(
+                "store failed job=%s scheduled_for=%s: %s; the fire stays open and is resumed",
+                job.id,
+                utc_iso(fire.scheduled_for),
+                exc,
+            )
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(fire.id)
+
+    def resume_open_fires(self, now: datetime, *, startup: bool = False) -> float:
+        """Retries that are due, uncertain fires to reconcile, and orphans to adopt.
+
+        Returns the seconds until the next retry is due (capped by the loop's tick).
+        """
+        wait = MAX_TICK
+        try:
+            for fire in self.store.due_retries(now):
+                self._resume(fire)
+            scan_every = self.settings.scheduler.dead_after.total_seconds() / 2
+            mono = self.clock.monotonic()
+            if startup or mono - self._last_orphan_scan >= min(scan_every, 5.0):
+                self._last_orphan_scan = mono
+                self._adopt_orphans(now, startup=startup)
+            next_retry = self.store.next_retry_at()
+        except StoreError as exc:
+            log.error("store unavailable while looking for retries: %s", exc)
+            return MAX_TICK
+        if next_retry is not None:
+            wait = min(wait, max(0.0, (next_retry - now).total_seconds()))
+        return wait
+
+    def _adopt_orphans(self, now: datetime, *, startup: bool) -> None:
+        dead = self._dead_daemons(now)
+        for fire in self.store.unsettled(older_than=now if startup else now - OWN_ORPHAN_AFTER):
+            owner = fire.claimed_by
+            mine = owner == self.daemon_id
+            if fire.status is FireStatus.UNCERTAIN:
+                if fire.next_attempt_at is not None and fire.next_attempt_at > now:
+                    continue
+                if not (mine or owner is None or owner in dead):
+                    continue
+            elif not (owner is None or owner in dead or mine):
+                continue
+            if not mine:
+                adopted = self.store.adopt(
+                    fire.id, expected_owner=owner, new_owner=self.daemon_id, now=now
+                )
+                if adopted is None:
+                    continue
+                log.info(
+                    "adopted fire job=%s scheduled_for=%s from=%s status=%s",
+                    fire.job_id,
+                    utc_iso(fire.scheduled_for),
+                    owner,
+                    adopted.status,
+                )
+                fire = adopted
+            self._resume(fire)
+
+    def _dead_daemons(self, now: datetime) -> set[str]:
+        dead = set()
+        limit = now - self.settings.scheduler.dead_after
+        for info in self.store.daemons():
+            if info.id == self.daemon_id:
+                continue
+            if info.state == "stopped" or info.last_seen < limit or self._gone(info):
+                dead.add(info.id)
+        return dead
+
+    def _gone(self, info: DaemonInfo) -> bool:
+        """A daemon on this host whose process no longer exists is dead now, not in 30 s."""
+        if info.hostname != self.hostname or info.pid == os.getpid():
+            return False
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def _resume(self, fire: Fire) -> None:
+        state = self._jobs.get(fire.job_id)
+        if state is None:
+            job = self._load_job(fire.job_id)
+            if job is None:
+                return
+        else:
+            job = state.job
+        with self._inflight_lock:
+            if fire.id in self._inflight:
+                return
+        self._submit(self._carry, job, fire, self.runner.resume)
+
+    def _load_job(self, job_id: str) -> Job | None:
+        """A removed or paused job's open fire still finishes; load its definition."""
+        try:
+            row = self.store.get_job(job_id)
+            return job_from_document(row.definition, self.settings)
+        except SchedulerError:
+            return None
+
+    def detect_stall(self, now: datetime, mono: float) -> bool:
+        """Plan catch-up when the wall clock jumped ahead or the process was frozen."""
+        wall_delta = (now - self._last_wall).total_seconds()
+        mono_delta = mono - self._last_mono
+        self._last_wall, self._last_mono = now, mono
+        threshold = self.stall_threshold.total_seconds()
+        if wall_delta < -threshold:
+            # Instants already in the history are never fired again (unique key + cursors).
+            log.warning("wall clock stepped back by %.0fs; nothing is re-fired", -wall_delta)
+            return False
+        if wall_delta - mono_delta > threshold or mono_delta > MAX_TICK + threshold:
+            log.warning(
+                "stall detected: wall clock moved %.1fs, monotonic %.1fs; planning catch-up",
+                wall_delta,
+                mono_delta,
+            )
+            self.live_since = now
+            for job_id in list(self._jobs):
+                self._submit(self._advance, job_id, now, now)
+            return True
+        return False
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        pool = self._pool
+        if pool is None or self.stopping:
+            return
+        try:
+            future = pool.submit(_logged, fn, *args)
+        except RuntimeError:  # the pool is shutting down
+            return
+        with self._inflight_lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: concurrent.futures.Future[None]) -> None:
+        with self._inflight_lock:
+            self._futures.discard(future)
+
+    # -- status ---------------------------------------------------------------------------------
+    def next_fire_at(self) -> datetime | None:
+        job = self._next_aps_job()
+        return None if job is None else job.next_run_time
+
+    def status_line(self) -> str:
+        job = self._next_aps_job()
+        if job is None:
+            return f"{len(self._jobs)} jobs; nothing scheduled"
+        return f"{len(self._jobs)} jobs; next fire {job.id} at {utc_iso(job.next_run_time)}"
+
+    def _next_aps_job(self) -> Any:
+        # APScheduler's memory store keeps jobs sorted by next run time (paused ones last).
+        if self._aps is None:
+            return None
+        for job in self._aps.get_jobs():
+            if job.next_run_time is not None:
+                return job
+        return None
+
+    def _heartbeat(self, now: datetime, *, state: str) -> None:
+        self.store.heartbeat(
+            self.daemon_id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            now=now,
+            next_fire_at=self.next_fire_at(),
+            state=state,
+        )
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            # Second signal: leave now. Every claim is committed; the next start settles them.
+            os._exit(1)
+        self.request_stop()
+
+
+def _noop() -> None:
+    """APScheduler needs a callable; ours never runs (the executor dispatches instead)."""
+
+
+def _logged(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a worker must never die silently
+        log.exception("unexpected error in %s", getattr(fn, "__name__", fn))

@@ -1,0 +1,138 @@
+"""`tallyfy-scheduler demo`: the sandbox, the example jobs firing every few seconds, the daemon.
+
+Everything is embedded and needs no configuration: a sandbox on a free loopback port, a SQLite
+store in a fresh temporary directory, and the job files from `jobs/` with their schedules
+replaced by 6-field ones that fire every few seconds. Each fire is printed as it happens
+(job, scheduled instant, remote id, computed deadline) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from scheduler.client import ApiRequest, TallyfyClient
+from scheduler.clock import Clock, SystemClock
+from scheduler.config import (
+    CatchUpPolicy,
+    SchedulerSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    TallyfySettings,
+)
+from scheduler.daemon import Daemon
+from scheduler.definitions import load_job_files
+from scheduler.job import Job
+from scheduler.models import Trigger
+from scheduler.runner import Runner
+from scheduler.sandbox import SandboxServer
+from scheduler.store import Fire, JobDocument, Store
+from scheduler.timeexpr import BusinessCalendar
+
+# Launches every 10 s; the follow-up task (which attaches to the latest launch) 5 s after each.
+DEMO_SCHEDULES = ("*/10 * * * * *", "5-59/10 * * * * *")
+DEMO_RATE_LIMIT = 600  # requests per minute: the demo never comes near it
+
+
+def demo_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The example jobs, enabled, with schedules that fire every few seconds."""
+    out = []
+    for index, job in enumerate(sorted(jobs, key=lambda j: j.id != "weekly-client-review")):
+        schedule = DEMO_SCHEDULES[min(index, len(DEMO_SCHEDULES) - 1)]
+        out.append(
+            dataclasses.replace(
+                job, schedule=schedule, enabled=True, catch_up=CatchUpPolicy.NONE, max_fires=None
+            )
+        )
+    return out
+
+
+def fire_printer(write: Callable[[str], Any]) -> Callable[[Fire, ApiRequest | None], None]:
+    """An observer that prints one line per finished fire."""
+
+    def show(fire: Fire, request: ApiRequest | None) -> None:
+        deadline = _deadline_of(request)
+        write(
+            f"{fire.status.value:<9} {fire.job_id:<28} scheduled {fire.scheduled_for:%H:%M:%SZ}"
+            f"  remote id {fire.remote_id or '-':<32}  deadline {deadline}"
+            + (f"  ({fire.error})" if fire.error else "")
+        )
+
+    return show
+
+
+def _deadline_of(request: ApiRequest | None) -> str:
+    if request is None:
+        return "-"
+    if "deadline" in request.body:
+        return str(request.body["deadline"])
+    steps = request.body.get("tasks") or {}
+    deadlines = sorted(str(s["deadline"]) for s in steps.values() if "deadline" in s)
+    return f"steps {', '.join(deadlines)}" if deadlines else "-"
+
+
+def run_demo(
+    jobs_dir: Path,
+    *,
+    write: Callable[[str], Any],
+    clock: Clock | None = None,
+    state_dir: Path | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM; the exit code."""
+    clock = clock or SystemClock()
+    state = state_dir or Path(tempfile.mkdtemp(prefix="tallyfy-scheduler-demo-"))
+    with SandboxServer() as sandbox:
+        settings = Settings(
+            store=StoreSettings(url=f"sqlite:///{state / 'scheduler.db'}"),
+            tallyfy=TallyfySettings(
+                base_url=sandbox.url,
+                organization_id=sandbox.organization_id,
+                access_token=Secret(sandbox.token),
+                max_requests_per_minute=DEMO_RATE_LIMIT,
+            ),
+            scheduler=SchedulerSettings(catch_up=CatchUpPolicy.NONE),
+        )
+        now = clock.now()
+        jobs = demo_jobs(load_job_files([jobs_dir], settings, now))
+        store = Store.open(settings.store.url)
+        store.init_schema()
+        store.apply(
+            [JobDocument(j.id, j.to_document(), j.schedule_key, True, j.source) for j in jobs],
+            prune=True,
+            now=now,
+        )
+        client = TallyfyClient.from_settings(settings.tallyfy)
+        runner = Runner(
+            store,
+            client,
+            organization_id=sandbox.organization_id,
+            calendar=BusinessCalendar.from_settings(settings.calendar),
+            retry=settings.retry,
+            clock=clock,
+            observer=fire_printer(write),
+        )
+        write(f"sandbox: {sandbox.url} (organization {sandbox.organization_id})")
+        write(f"store:   {settings.store.url}")
+        for job in jobs:
+            write(f"job:     {job.id:<28} {job.schedule!r} in {job.timezone}")
+        write("Ctrl-C stops the demo.\n")
+        _launch_first(jobs, runner, now)
+        daemon = Daemon(settings, store, runner, clock=clock)
+        try:
+            return daemon.run()
+        finally:
+            client.close()
+            store.close()
+            write(f"\nsandbox created {len(sandbox.runs())} runs and {len(sandbox.tasks())} tasks")
+
+
+def _launch_first(jobs: Sequence[Job], runner: Runner, now: datetime) -> None:
+    """One manual launch first, so the follow-up task has a run to attach to from the start."""
+    for job in jobs:
+        if job.id == "weekly-client-review":
+            runner.fire(job, now.replace(microsecond=0), Trigger.MANUAL)

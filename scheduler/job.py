@@ -1,0 +1,307 @@
+"""The frozen domain Job: one schedule and one action (shared/spec/jobs.md).
+
+A `Job` is built only from a validated document (`definitions.py` checks job files and stored
+documents and is the one place that constructs Jobs from user input); once built it is
+immutable and its compiled pieces (`cron`, `zone`) are computed once and cached.
+
+`Job.to_document()` is the canonical JSON-able form stored in the database: every default
+resolved, durations as strings (`1h30m`), instants as ISO 8601 in UTC, templates and time
+expressions as the text the user wrote. `job_from_document` turns it back into a Job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from scheduler.config import DEFAULT_CATCH_UP, DEFAULT_CATCH_UP_WINDOW, CatchUpPolicy
+from scheduler.cron import CronSchedule, parse_schedule
+from scheduler.durations import format_duration
+from scheduler.templates import Template
+from scheduler.timeexpr import TimeExpression
+
+if TYPE_CHECKING:
+    from scheduler.config import Settings
+
+# One microsecond: cron instants are whole seconds, so "strictly after start_at - 1 µs"
+# includes start_at itself.
+_TICK = timedelta(microseconds=1)
+
+
+class TaskType(StrEnum):
+    """The five kinds of one-off task the API accepts (tallyfy-api.md 3.1)."""
+
+    TASK = "task"  # an ordinary to-do
+    APPROVAL = "approval"  # approve or reject
+    EXPIRING = "expiring"  # completes itself at the deadline unless acted on
+    EMAIL = "email"  # a drafted email to send
+    EXPIRING_EMAIL = "expiring_email"  # an email that is sent at the deadline
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """A JSON value sent as written (dropdown `{id, text}`, table rows, form fields, ...).
+
+    Kept as canonical JSON text so the Job stays immutable; `value` is a fresh copy each time.
+    """
+
+    json: str
+
+    @classmethod
+    def of(cls, value: Any) -> Passthrough:
+        return cls(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.json)
+
+
+@dataclass(frozen=True)
+class At:
+    """A kick-off value `{ at = "+2bd@17:00" }`: an instant computed for each fire."""
+
+    at: TimeExpression
+
+
+PrerunValue = Template | At | Passthrough
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Assignees: member ids (ints), group ids (32 hex), guests (emails)."""
+
+    users: tuple[int, ...] = ()
+    groups: tuple[str, ...] = ()
+    guests: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.users or self.groups or self.guests)
+
+    def to_json(self) -> dict[str, list[Any]]:
+        """The API's shape; all three keys, always (`{"users", "guests", "groups"}`)."""
+        return {"users": list(self.users), "guests": list(self.guests), "groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class StepOverride:
+    """Per-step overrides at launch: a deadline and/or assignees for one template step."""
+
+    deadline: TimeExpression | None = None
+    owners: Owners | None = None
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class LaunchProcess:
+    """Launch a process from a template: POST /organizations/{org}/runs."""
+
+    type: ClassVar[str] = "launch_process"
+
+    checklist_id: str
+    name: Template
+    summary: Template | None = None
+    tags: tuple[str, ...] = ()
+    users: tuple[int, ...] = ()
+    groups: tuple[str, ...] = ()
+    prerun: Mapping[str, PrerunValue] = field(default_factory=lambda: _frozen(None))
+    tasks: Mapping[str, StepOverride] = field(default_factory=lambda: _frozen(None))
+
+    def __post_init__(self) -> None:
+        # Read-only views, so the Job cannot change; sorted by id, so the request body is the
+        # same whatever order a file or a database (PostgreSQL JSONB reorders keys) gave.
+        object.__setattr__(self, "prerun", _frozen(dict(sorted(self.prerun.items()))))
+        object.__setattr__(self, "tasks", _frozen(dict(sorted(self.tasks.items()))))
+
+    def to_document(self) -> dict[str, Any]:
+        prerun: dict[str, Any] = {}
+        for key, value in self.prerun.items():
+            if isinstance(value, At):
+                prerun[key] = {"at": value.at.text}
+            elif isinstance(value, Passthrough):
+                prerun[key] = value.value
+            else:
+                prerun[key] = value.text
+        tasks: dict[str, Any] = {}
+        for step, override in self.tasks.items():
+            entry: dict[str, Any] = {}
+            if override.deadline is not None:
+                entry["deadline"] = override.deadline.text
+            if override.owners is not None:
+                entry["owners"] = override.owners.to_json()
+            tasks[step] = entry
+        doc: dict[str, Any] = {"type": self.type, "checklist_id": self.checklist_id}
+        doc["name"] = self.name.text
+        if self.summary is not None:
+            doc["summary"] = self.summary.text
+        doc.update(
+            tags=list(self.tags),
+            users=list(self.users),
+            groups=list(self.groups),
+            prerun=prerun,
+            tasks=tasks,
+        )
+        return doc
+
+
+@dataclass(frozen=True)
+class CreateTask:
+    """Create a one-off task: POST /organizations/{org}/tasks.
+
+    `extra` holds the keys passed through after validation (tags, form_fields, webhook,
+    separate_task_for_each_assignee, max_assignable, everyone_must_complete,
+    can_complete_only_assignees, prevent_guest_comment, top_secret).
+    """
+
+    type: ClassVar[str] = "create_task"
+
+    title: Template
+    owners: Owners
+    deadline: TimeExpression
+    started_at: TimeExpression
+    task_type: TaskType = TaskType.TASK
+    summary: Template | None = None
+    run_from_job: str | None = None
+    run_id: str | None = None
+    extra: Mapping[str, Passthrough] = field(default_factory=lambda: _frozen(None))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", _frozen(self.extra))
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title.text,
+            "task_type": self.task_type.value,
+        }
+        if self.summary is not None:
+            doc["summary"] = self.summary.text
+        doc["owners"] = self.owners.to_json()
+        doc["started_at"] = self.started_at.text
+        doc["deadline"] = self.deadline.text
+        if self.run_from_job is not None:
+            doc["run_from_job"] = self.run_from_job
+        if self.run_id is not None:
+            doc["run_id"] = self.run_id
+        for key in sorted(self.extra):
+            doc[key] = self.extra[key].value
+        return doc
+
+
+Action = LaunchProcess | CreateTask
+
+
+@dataclass(frozen=True)
+class Job:
+    """One validated job: a cron schedule in a zone, an action, and the firing policy.
+
+    Instants (`start_at`, `end_at`) are aware UTC. The window is inclusive at both ends: a
+    scheduled instant fires when `start_at <= instant <= end_at`. `source` says where the job
+    was defined (a file path); it is not part of the definition and not compared.
+    """
+
+    id: str
+    schedule: str
+    timezone: str
+    action: Action
+    description: str = ""
+    enabled: bool = True
+    catch_up: CatchUpPolicy = DEFAULT_CATCH_UP
+    catch_up_window: timedelta = DEFAULT_CATCH_UP_WINDOW
+    jitter: timedelta = timedelta(0)
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    max_fires: int | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the action's read-only mappings; equal jobs share
+        # an id, so hashing the id is consistent with ==.
+        return hash(self.id)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """The job's zone (schedule, templates and time expressions)."""
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def cron(self) -> CronSchedule:
+        """The compiled schedule; compiled on first use, once (raises ScheduleError)."""
+        return parse_schedule(self.schedule, self.zone, job_id=self.id)
+
+    @property
+    def schedule_key(self) -> str:
+        """A hash of (schedule, timezone): it changes exactly when the instants may change."""
+        return schedule_key(self.schedule, self.timezone)
+
+    def fires_after(self, after: datetime) -> Iterator[datetime]:
+        """Scheduled instants strictly after `after` inside [start_at, end_at], aware UTC."""
+        start = after
+        if self.start_at is not None and self.start_at - _TICK > after:
+            start = self.start_at - _TICK
+        for instant in self.cron.iter_after(start):
+            if self.end_at is not None and instant > self.end_at:
+                return
+            yield instant
+
+    def next_fire(self, after: datetime, *, fires_so_far: int = 0) -> datetime | None:
+        """The next instant strictly after `after`, or None when the job is done.
+
+        `fires_so_far` is the number of successful fires, checked against `max_fires`.
+        """
+        if self.max_fires is not None and fires_so_far >= self.max_fires:
+            return None
+        return next(self.fires_after(after), None)
+
+    def in_window(self, instant: datetime) -> bool:
+        """True when `instant` lies inside [start_at, end_at]."""
+        if self.start_at is not None and instant < self.start_at:
+            return False
+        return self.end_at is None or instant <= self.end_at
+
+    def to_document(self) -> dict[str, Any]:
+        """The canonical JSON-able definition (defaults resolved); `job_from_document` reads it."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "description": self.description,
+            "schedule": self.schedule,
+            "timezone": self.timezone,
+            "enabled": self.enabled,
+            "catch_up": self.catch_up.value,
+            "catch_up_window": format_duration(self.catch_up_window),
+            "jitter": format_duration(self.jitter),
+        }
+        if self.start_at is not None:
+            doc["start_at"] = self.start_at.isoformat()
+        if self.end_at is not None:
+            doc["end_at"] = self.end_at.isoformat()
+        if self.max_fires is not None:
+            doc["max_fires"] = self.max_fires
+        doc["action"] = self.action.to_document()
+        return doc
+
+
+def schedule_key(schedule: str, timezone: str) -> str:
+    """32 hex chars identifying (schedule, timezone); whitespace and letter case do not count."""
+    canonical = " ".join(schedule.split()).upper() + "\n" + timezone
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def job_from_document(doc: Mapping[str, Any], settings: Settings) -> Job:
+    """A stored document back to a Job, re-validated cheaply; DefinitionError if it is bad.
+
+    Implemented in `definitions.py`, which owns every check of user input.
+    """
+    from scheduler.definitions import job_from_document as load
+
+    return load(doc, settings)

@@ -1,0 +1,184 @@
+"""Logging: one event per line for journald, and a filter that keeps secrets out of every line.
+
+A line reads ``ts level logger message key=value ...``::
+
+    2026-03-08T07:00:00.123Z INFO scheduler.runner fire sent job=weekly-review status=201
+
+`ts` is UTC with milliseconds; values with spaces, quotes or `=` are JSON-quoted; newlines and
+other control characters are escaped, so a traceback stays on its line (`exc="..."`) and
+journald never splits one event into several. There are no colours.
+
+`RedactingFilter`, installed on the handler `configure_logging` puts on the root logger, sees
+every record that reaches it, including those propagated from `urllib3` and `requests`. It
+replaces each registered secret, and anything shaped like ``Bearer <x>`` or
+``access_token=<x>``, with ``***`` in the message, its arguments, extra fields, tracebacks and
+stack traces. `register_secret` adds to the process-wide list every such filter consults; the
+API client registers its token when it is built, so no code path has to remember to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+REDACTED = "***"
+
+# `Bearer <token>` in any case, as in an Authorization header or a curl command line.
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+)[^\s'\",;]+")
+# OAuth-style keys in JSON bodies, form bodies or query strings.
+_KEYED = re.compile(
+    r"(?i)(\"?\b(?:access_token|refresh_token|client_secret)\"?\s*[:=]\s*\"?)([^\"&\s,;}]+)"
+)
+
+_registry: set[str] = set()
+_registry_lock = threading.Lock()
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is shown
+# as key=value.
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x7F: "\\x7f",
+}
+_BARE_VALUE = re.compile(r"[^\s=\"\\]+")
+
+
+def register_secret(value: str) -> None:
+    """Have every RedactingFilter hide `value` from now on (empty values are ignored)."""
+    if value:
+        with _registry_lock:
+            _registry.add(value)
+
+
+def registered_secrets() -> frozenset[str]:
+    """The secrets registered so far (for tests and diagnostics; never log these)."""
+    with _registry_lock:
+        return frozenset(_registry)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with registered and given secrets, and bearer-shaped credentials, as `***`."""
+    known = registered_secrets().union(s for s in secrets if s)
+    # Longest first, so a secret that contains another is hidden whole.
+    for secret in sorted(known, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    text = _BEARER.sub(rf"\1\2{REDACTED}", text)
+    return _KEYED.sub(rf"\1{REDACTED}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that rewrites each record so that no secret reaches any output.
+
+    The message is formatted once (`msg % args`) and redacted, and `args` cleared, so a
+    secret passed as an argument is caught too. String extras, the formatted traceback and the
+    stack trace are redacted as well. The filter never drops a record.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = frozenset(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A broken format string: keep everything visible, but redacted.
+            message = f"{record.msg} {record.args!r}"
+        record.msg = self.redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        return True
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+
+class LineFormatter(logging.Formatter):
+    """``ts level logger message key=value ...`` on one line, control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = _escape(record.getMessage())
+        ts = datetime.fromtimestamp(record.created, UTC)
+        parts = [
+            ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+            record.levelname,
+            record.name,
+            message,
+        ]
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                parts.append(f"{key}={_value(value)}")
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            parts.append(f"exc={_value(record.exc_text)}")
+        if record.stack_info:
+            parts.append(f"stack={_value(record.stack_info)}")
+        return " ".join(p for p in parts if p)
+
+
+def parse_level(level: int | str) -> int:
+    """`"debug"`, `"INFO"`, `20` -> a logging level; ValueError names the accepted names."""
+    if isinstance(level, int):
+        return level
+    value = logging.getLevelNamesMapping().get(level.strip().upper())
+    if value is None:
+        raise ValueError(f"unknown log level {level!r} (use DEBUG, INFO, WARNING or ERROR)")
+    return value
+
+
+def configure_logging(
+    level: int | str = logging.INFO,
+    stream: TextIO | None = None,
+    *,
+    secrets: Iterable[str] = (),
+) -> logging.Handler:
+    """Send every log record to `stream` (default stderr) as one redacted line.
+
+    Replaces the handler a previous call installed, so calling it twice is harmless. Returns
+    the handler (tests read what it wrote).
+    """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_tallyfy_scheduler", False)]:
+        root.removeHandler(old)
+        old.close()
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler._tallyfy_scheduler = True  # type: ignore[attr-defined]
+    handler.addFilter(RedactingFilter(secrets))
+    handler.setFormatter(LineFormatter())
+    root.addHandler(handler)
+    root.setLevel(parse_level(level))
+    return handler
+
+
+def _escape(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def _value(value: Any) -> str:
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if _BARE_VALUE.fullmatch(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)

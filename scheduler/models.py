@@ -1,0 +1,171 @@
+"""The store's tables (SQLModel) and the enums stored in them.
+
+Only `scheduler.store` touches these classes; everything else receives the frozen domain
+objects the store builds from rows (`StoredJob`, `Fire`, `DaemonInfo`).
+
+Every instant is a `UTCDateTime` column: naive UTC in the database, aware UTC in Python,
+identical on SQLite and PostgreSQL. JSON documents are stored as text, so both databases
+hold byte-identical values and no JSON column type differences leak into the code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class FireStatus(StrEnum):
+    """Where one fire is in its lifecycle (guarantees.md, "Lifecycle of a fire")."""
+
+    PENDING = "pending"  # claimed (row committed), no request sent yet
+    SENDING = "sending"  # an attempt is under way; `attempts` already counts it
+    SUCCEEDED = "succeeded"  # the API created it; `remote_id` holds the id it returned
+    RETRYING = "retrying"  # certainly not applied; try again at `next_attempt_at`
+    UNCERTAIN = "uncertain"  # may have been applied: reconcile (read back) before any resend
+    FAILED = "failed"  # permanent error or attempts exhausted; `error` says why; never retried
+    SKIPPED = "skipped"  # deliberately not fired; `error` holds the reason, maybe for a range
+
+
+class Trigger(StrEnum):
+    """Why a fire exists."""
+
+    SCHEDULE = "schedule"  # the schedule came due while the daemon ran
+    CATCH_UP = "catch_up"  # a missed instant found at startup or after a stall
+    MANUAL = "manual"  # `tallyfy-scheduler fire`: not a scheduled instant, never catch-up input
+    BACKFILL = "backfill"  # `tallyfy-scheduler backfill` over a past range
+
+
+# Statuses a fire may still leave; the others are final.
+OPEN_STATUSES = frozenset(
+    {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: naive UTC in the column, aware UTC out; naive input is refused.
+
+    A naive datetime has no defined instant, so accepting one would store a guess.
+    """
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: pass an aware instant")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # only if a raw SQLite expression lost the column type
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        return value.replace(tzinfo=UTC)
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    # Quoted: `trigger` is a keyword in SQLite.
+    return f'"{column}" IN ({", ".join(repr(str(v)) for v in values)})'
+
+
+class JobRow(SQLModel, table=True):
+    """One job: its validated definition and when its instants start to count."""
+
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True)
+    # The validated, defaults-resolved job document, as canonical JSON text.
+    definition: str = Field(sa_type=Text)
+    definition_hash: str = Field(sa_type=String(64))
+    # Changes when the schedule or its zone changes; a change resets `active_since`.
+    schedule_key: str
+    enabled: bool
+    # Instants strictly after this belong to the job: set at creation, on resume and on a
+    # schedule change, so paused and old-schedule instants are never replayed.
+    active_since: datetime = Field(sa_type=UTCDateTime)
+    source: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class FireRow(SQLModel, table=True):
+    """One (job, scheduled instant), or a skipped range of them: the history.
+
+    No foreign key to `jobs`: history outlives a removed job. The unique index leads with
+    `job_id`, so it also serves every per-job lookup (no separate `job_id` index needed).
+    """
+
+    __tablename__ = "fires"
+    __table_args__ = (
+        UniqueConstraint("job_id", "scheduled_for", name="uq_fires_job_id_scheduled_for"),
+        Index("ix_fires_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_fires_scheduled_for", "scheduled_for"),  # `history` without a job id
+        CheckConstraint(_in("status", FireStatus), name="ck_fires_status"),
+        CheckConstraint(_in("trigger", Trigger), name="ck_fires_trigger"),
+        CheckConstraint("attempts >= 0", name="ck_fires_attempts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str
+    scheduled_for: datetime = Field(sa_type=UTCDateTime)
+    trigger: str = Field(sa_type=String(16))
+    status: str = Field(sa_type=String(16))
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    remote_id: str | None = None
+    http_status: int | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+    field_errors: str | None = Field(default=None, sa_type=Text)  # JSON {field: [messages]}
+    skipped_count: int | None = None  # a skip row standing for this many instants
+    skipped_until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # its last one
+    claimed_by: str | None = None  # the daemon id that owns an open fire
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class DaemonRow(SQLModel, table=True):
+    """A running daemon's heartbeat, so `status` can tell whether one is alive."""
+
+    __tablename__ = "daemons"
+
+    id: str = Field(primary_key=True)
+    hostname: str
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+    next_fire_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    state: str
+
+
+class MetaRow(SQLModel, table=True):
+    """Small named values: `schema_version` and `jobs_revision`."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+# The Core tables, for set-based queries (SQLModel does not declare `__table__` to mypy).
+JOBS: Table = JobRow.__table__  # type: ignore[attr-defined]
+FIRES: Table = FireRow.__table__  # type: ignore[attr-defined]
+DAEMONS: Table = DaemonRow.__table__  # type: ignore[attr-defined]
+META: Table = MetaRow.__table__  # type: ignore[attr-defined]
+TABLES = (JOBS, FIRES, DAEMONS, META)

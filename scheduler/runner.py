@@ -1,0 +1,319 @@
+"""One fire's lifecycle: claim, send, record; and resuming or reconciling an open fire.
+
+The steps (shared/spec/guarantees.md, "Lifecycle of a fire"):
+
+1. **Claim**: insert the history row (`pending`) in its own committed transaction. A unique-key
+   conflict means another daemon (or an earlier run of this one) has the instant: do nothing.
+2. **Send**: mark `sending` (attempt count + 1, committed), then make the request.
+3. **Outcome**, classified once in `client.py`:
+   success -> `succeeded` with the remote id; 429 -> `retrying` after Retry-After; not sent
+   (connect failure) -> `retrying` with exponential backoff; uncertain (5xx, read timeout,
+   dropped after sending) -> `uncertain`, reconciled before any resend; other 4xx -> `failed`.
+4. **Reconcile** an `uncertain` fire (or a `sending` one left by a dead daemon): the rendered
+   process name / task title is a pure function of (job, instant), so look it up among items
+   created since the first attempt. Found: `succeeded`. Not found: send again. API unreachable:
+   stay `uncertain` and try later.
+
+A crash between any two steps leaves a row that the next pass settles: `pending` was never sent
+(send it), `sending` may have arrived (reconcile it). That is what makes `kill -9` safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from scheduler.actions import build_request, reconcile_key
+from scheduler.client import ApiRequest, TallyfyClient
+from scheduler.clock import Clock, utc_iso
+from scheduler.config import RetrySettings
+from scheduler.errors import (
+    ApiError,
+    AuthenticationFailed,
+    InvalidInput,
+    NotSent,
+    RateLimited,
+    SchedulerError,
+    Uncertain,
+)
+from scheduler.job import CreateTask, Job
+from scheduler.models import FireStatus, Trigger
+from scheduler.store import Fire, Store
+from scheduler.timeexpr import BusinessCalendar
+
+log = logging.getLogger(__name__)
+
+# Items created slightly before our first attempt still count as ours (clock skew with the API).
+RECONCILE_SKEW = timedelta(minutes=2)
+# The first read-back after an uncertain outcome waits a moment: the API may be mid-outage.
+FIRST_RECONCILE_DELAY = timedelta(seconds=1)
+
+Observer = Callable[[Fire, ApiRequest | None], None]
+
+
+class FireRejected(SchedulerError):
+    """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
+
+
+def request_for_instant(
+    store: Store,
+    job: Job,
+    scheduled_for: datetime,
+    *,
+    organization_id: str,
+    calendar: BusinessCalendar,
+) -> ApiRequest:
+    """The request a fire of `job` at `scheduled_for` sends (used by the runner and `preview`).
+
+    `seq` is 1 + the successful fires scheduled before this instant, so a retry renders the same
+    name; `run_from_job` attaches to that job's latest successful launch.
+    """
+    run_id = None
+    action = job.action
+    if isinstance(action, CreateTask) and action.run_from_job:
+        launched = store.latest_success(action.run_from_job)
+        if launched is None or not launched.remote_id:
+            raise FireRejected(f"run_from_job {action.run_from_job!r} has no successful launch yet")
+        run_id = launched.remote_id
+    return build_request(
+        job,
+        scheduled_for,
+        organization_id=organization_id,
+        calendar=calendar,
+        seq=store.success_count(job.id, before=scheduled_for) + 1,
+        run_id=run_id,
+    )
+
+
+class Runner:
+    """Sends fires and records their outcomes; shared by the daemon, `fire` and `backfill`."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: TallyfyClient,
+        *,
+        organization_id: str,
+        calendar: BusinessCalendar,
+        retry: RetrySettings,
+        clock: Clock,
+        daemon_id: str | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.organization_id = organization_id
+        self.calendar = calendar
+        self.retry = retry
+        self.clock = clock
+        self.daemon_id = daemon_id
+        self.observer = observer
+
+    # -- entry points ---------------------------------------------------------------------------
+    def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
+        """Claim (job, instant) and send it; None when the instant was already claimed."""
+        fire = self.store.claim(
+            job.id, scheduled_for, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+        )
+        if fire is None:
+            log.info("fire already claimed job=%s scheduled_for=%s", job.id, utc_iso(scheduled_for))
+            return None
+        return self.attempt(job, fire)
+
+    def backfill(self, job: Job, instant: datetime, existing: Fire | None) -> Fire | None:
+        """Fire a past instant: claim it, or reopen its failed/skipped row; None if held."""
+        if existing is None:
+            return self.fire(job, instant, Trigger.BACKFILL)
+        reopened = self.store.reopen(
+            existing.id, Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
+        )
+        return None if reopened is None else self.attempt(job, reopened)
+
+    def resume(self, job: Job, fire: Fire) -> Fire:
+        """Carry an open fire forward: send a pending/retrying one, reconcile anything that
+        may have reached the API (`uncertain`, or `sending` left by a dead daemon)."""
+        if fire.status in (FireStatus.PENDING, FireStatus.RETRYING):
+            return self.attempt(job, fire)
+        if fire.status is FireStatus.SENDING:
+            # Left mid-request (our own worker failed while recording the outcome): the request
+            # may have arrived, so it is uncertain until read back.
+            fire = self.store.mark_uncertain(
+                fire.id, now=self.clock.now(), error="interrupted while sending"
+            )
+        if fire.status is FireStatus.UNCERTAIN:
+            return self.reconcile(job, fire)
+        return fire
+
+    # -- steps ----------------------------------------------------------------------------------
+    def attempt(self, job: Job, fire: Fire) -> Fire:
+        """Step 2 and 3: mark sending, send, record the outcome."""
+        started = self.store.start_attempt(fire.id, now=self.clock.now(), daemon_id=self.daemon_id)
+        if started is None:  # another daemon moved it on meanwhile
+            return self.store.get_fire(fire.id)
+        try:
+            request = self.request_for(job, started)
+        except (FireRejected, InvalidInput) as exc:
+            return self._finish(started, FireStatus.FAILED, None, error=str(exc))
+        try:
+            created = self.client.send(request)
+        except ApiError as exc:
+            return self._failed_attempt(started, request, exc)
+        return self._finish(
+            started,
+            FireStatus.SUCCEEDED,
+            request,
+            remote_id=created.remote_id,
+            http_status=created.http_status,
+        )
+
+    def reconcile(self, job: Job, fire: Fire) -> Fire:
+        """Step 4: look the launch/task up by its rendered name/title before any resend."""
+        try:
+            request = self.request_for(job, fire)
+        except (FireRejected, InvalidInput) as exc:
+            return self._finish(fire, FireStatus.FAILED, None, error=str(exc))
+        since = (fire.first_attempt_at or fire.created_at) - RECONCILE_SKEW
+        key = reconcile_key(job, request)
+        try:
+            if len(key) == 3:
+                found = self.client.find_runs(key[1], key[2], created_since=since)
+            else:
+                found = self.client.find_tasks(key[1], created_since=since)
+        except ApiError as exc:
+            # Unreachable or refused: stay uncertain, visible in `status`; try again later.
+            return self.store.mark_uncertain(
+                fire.id,
+                now=self.clock.now(),
+                error=f"reconcile failed: {exc}",
+                http_status=exc.status,
+                next_attempt_at=self.clock.now() + self._backoff(fire),
+            )
+        taken = self._remote_ids_of_other_fires(job.id, fire.id)
+        candidates = sorted(
+            (item for item in found if str(item.get("id")) not in taken),
+            key=lambda item: str(item.get("created_at", "")),
+        )
+        if candidates:
+            log.info(
+                "reconciled job=%s scheduled_for=%s remote_id=%s",
+                job.id,
+                utc_iso(fire.scheduled_for),
+                candidates[0]["id"],
+            )
+            return self._finish(
+                fire, FireStatus.SUCCEEDED, request, remote_id=str(candidates[0]["id"])
+            )
+        if fire.attempts >= self.retry.max_attempts:
+            return self._finish(
+                fire,
+                FireStatus.FAILED,
+                request,
+                error=f"not found after {fire.attempts} attempts; giving up",
+            )
+        return self.attempt(job, fire)
+
+    def request_for(self, job: Job, fire: Fire) -> ApiRequest:
+        """The exact request for this fire: a pure function of (job, instant, history)."""
+        return request_for_instant(
+            self.store,
+            job,
+            fire.scheduled_for,
+            organization_id=self.organization_id,
+            calendar=self.calendar,
+        )
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _failed_attempt(self, fire: Fire, request: ApiRequest, exc: ApiError) -> Fire:
+        now = self.clock.now()
+        if isinstance(exc, Uncertain):
+            return self.store.mark_uncertain(
+                fire.id,
+                now=now,
+                error=str(exc),
+                http_status=exc.status,
+                next_attempt_at=now + FIRST_RECONCILE_DELAY,
+            )
+        if isinstance(exc, RateLimited):
+            # A 429 was not applied and does not use up an attempt: the server asked us to wait.
+            wait = (
+                timedelta(seconds=exc.retry_after)
+                if exc.retry_after is not None
+                else self._backoff(fire)
+            )
+            return self._finish(
+                fire,
+                FireStatus.RETRYING,
+                request,
+                error=str(exc),
+                http_status=exc.status,
+                next_attempt_at=now + wait,
+            )
+        if isinstance(exc, NotSent) and fire.attempts < self.retry.max_attempts:
+            return self._finish(
+                fire,
+                FireStatus.RETRYING,
+                request,
+                error=str(exc),
+                next_attempt_at=now + self._backoff(fire),
+            )
+        if isinstance(exc, AuthenticationFailed):
+            log.error("credentials rejected (HTTP 401): fix the access token, then reload")
+        return self._finish(
+            fire,
+            FireStatus.FAILED,
+            request,
+            error=str(exc),
+            http_status=exc.status,
+            field_errors=exc.field_errors or None,
+        )
+
+    def _finish(
+        self,
+        fire: Fire,
+        status: FireStatus,
+        request: ApiRequest | None,
+        *,
+        remote_id: str | None = None,
+        http_status: int | None = None,
+        error: str | None = None,
+        field_errors: dict[str, list[str]] | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> Fire:
+        done = self.store.finish(
+            fire.id,
+            status,
+            now=self.clock.now(),
+            remote_id=remote_id,
+            http_status=http_status,
+            error=error,
+            field_errors=field_errors,
+            next_attempt_at=next_attempt_at,
+        )
+        level = logging.INFO if status is FireStatus.SUCCEEDED else logging.WARNING
+        log.log(
+            level,
+            "fire %s job=%s scheduled_for=%s trigger=%s attempts=%d remote_id=%s%s",
+            status.value,
+            done.job_id,
+            utc_iso(done.scheduled_for),
+            done.trigger,
+            done.attempts,
+            done.remote_id or "-",
+            f" error={error!r}" if error else "",
+        )
+        if self.observer is not None:
+            self.observer(done, request)
+        return done
+
+    def _backoff(self, fire: Fire) -> timedelta:
+        """Exponential backoff with deterministic jitter in [50%, 100%] of the step."""
+        step = self.retry.initial_backoff * (2 ** max(0, fire.attempts - 1))
+        step = min(step, self.retry.max_backoff)
+        digest = hashlib.sha256(f"{fire.id}|{fire.attempts}".encode()).digest()
+        fraction = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 2**32
+        return timedelta(seconds=step.total_seconds() * fraction)
+
+    def _remote_ids_of_other_fires(self, job_id: str, fire_id: int) -> set[str]:
+        return self.store.remote_ids(job_id, exclude_fire_id=fire_id)

@@ -1,0 +1,931 @@
+"""The sandbox's HTTP server: a small HTTP/1.1 keep-alive server on raw sockets, and the routes.
+
+Why not `http.server`: its per-request cost (email-module header parsing, a buffered writer
+flushed per line) caps it well below what the daemon's benchmark sends, and `drop_after` needs
+to close a socket with no response at all, which a raw handler does by construction. Each
+connection gets a thread (socketserver), so a `latency` fault delays only its own request.
+
+Request pipeline (`SandboxApp.handle`):
+1. count the request (`/_sandbox/stats`); admin routes (`/_sandbox/...`) are answered here,
+   for loopback peers only, and are never faulted, limited or authenticated;
+2. "before" faults: `latency` sleeps, then `rate_limit` / `error_before` answer without applying;
+3. route -> 404 ENDPOINT_NOT_FOUND or 405; authentication -> 401 (406 for Accept, strict);
+4. the sliding-window rate limit (per token) -> 429, not applied;
+5. the handler: 2xx, 404 RESOURCE_NOT_FOUND, 422 with field errors, 400 for bad JSON;
+6. on 2xx only, "after" faults: `delay_after` sleeps, `error_after` replaces the answer,
+   `drop_after` closes the connection with no answer. The work is done either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import json
+import logging
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+from scheduler.clock import Clock, SystemClock
+from scheduler.errors import InvalidInput, problem
+from scheduler.sandbox.faults import (
+    AFTER_KINDS,
+    BEFORE_KINDS,
+    FaultBook,
+    FaultRule,
+    SlidingWindowLimit,
+)
+from scheduler.sandbox.state import ResourceNotFound, SandboxState, load_fixture
+from scheduler.sandbox.validation import field_errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PER_PAGE = 10
+MAX_PER_PAGE = 100
+USERS_PER_PAGE = 9999  # users and guests lists default to (almost) everything (section 6)
+GUESTS_PER_PAGE = 999
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_HEADER_LINES = 100
+# How long an idle keep-alive connection is kept; the client's pool reconnects transparently.
+IDLE_TIMEOUT_SECONDS = 120.0
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    411: "Length Required",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+UNAUTHENTICATED = {"error": True, "message": "Unauthenticated."}
+ENDPOINT_NOT_FOUND = {
+    "error": True,
+    "message": "API endpoint not found",
+    "code": "ENDPOINT_NOT_FOUND",
+}
+RESOURCE_NOT_FOUND = {"error": True, "message": "Resource not found", "code": "RESOURCE_NOT_FOUND"}
+
+
+@dataclass
+class Request:
+    """One parsed HTTP request."""
+
+    method: str
+    target: str  # path and query string, as sent
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    client_host: str
+    host_header: str = ""
+
+
+@dataclass
+class Response:
+    """What to answer; `drop` closes the connection without writing anything."""
+
+    status: int
+    payload: Any = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    drop: bool = False
+
+    def encode(self, keep_alive: bool, request_id: str) -> bytes:
+        body = b"" if self.payload is None else json.dumps(self.payload).encode()
+        head = [
+            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Status')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"X-Request-Id: {request_id}",
+            "Connection: keep-alive" if keep_alive else "Connection: close",
+        ]
+        head += [f"{k}: {v}" for k, v in self.headers]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    return Response(status, {"error": True, "message": message, **extra})
+
+
+def _unprocessable(exc: InvalidInput) -> Response:
+    errors = field_errors(exc)
+    first = exc.problems[0].message if exc.problems else "The given data was invalid."
+    return Response(422, {"error": True, "message": first, "errors": errors})
+
+
+class _BadJson(Exception):
+    pass
+
+
+def _json_body(request: Request) -> Any:
+    if not request.body.strip():
+        return {}
+    try:
+        return json.loads(request.body)
+    except ValueError as exc:
+        raise _BadJson(str(exc)) from exc
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class _Stats:
+    """Requests seen, by (method, path)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, method: str, path: str) -> None:
+        with self._lock:
+            self._counts[(method, path)] += 1
+
+    def count(self, method: str | None = None, path_contains: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n
+                for (m, p), n in self._counts.items()
+                if (method is None or m == method.upper())
+                and (path_contains is None or path_contains in p)
+            )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            by_method: Counter[str] = Counter()
+            for (m, _p), n in self._counts.items():
+                by_method[m] += n
+            return {
+                "total": sum(self._counts.values()),
+                "by_method": dict(by_method),
+                "by_path": [
+                    {"method": m, "path": p, "count": n} for (m, p), n in self._counts.items()
+                ],
+            }
+
+
+Handler = Callable[[Request, list[str]], Response]
+
+
+class SandboxApp:
+    """The request pipeline and routes, independent of sockets (see the module docstring)."""
+
+    def __init__(
+        self,
+        state: SandboxState,
+        *,
+        prefix: str,
+        strict: bool,
+        missing_client_status: int,
+    ) -> None:
+        self.state = state
+        self.prefix = prefix.rstrip("/")
+        self.strict = strict
+        self.missing_client_status = missing_client_status
+        self.faults = FaultBook()
+        self.limit = SlidingWindowLimit()
+        self.stats = _Stats()
+        self.sleep: Callable[[float], None] = time.sleep
+        org = ("organizations", "{}")
+        # (segments, method) -> handler; "{}" matches one path segment.
+        self.routes: list[tuple[tuple[str, ...], str, Handler]] = [
+            (("me",), "GET", self._me),
+            (("me", "organizations"), "GET", self._my_orgs),
+            ((*org, "runs"), "GET", self._list_runs),
+            ((*org, "runs"), "POST", self._launch),
+            ((*org, "runs", "{}"), "GET", self._get_run),
+            ((*org, "runs", "{}", "tasks"), "GET", self._run_tasks),
+            ((*org, "tasks"), "GET", self._list_tasks),
+            ((*org, "tasks"), "POST", self._create_task),
+            ((*org, "tasks", "{}"), "GET", self._get_task),
+            ((*org, "checklists"), "GET", self._list_checklists),
+            ((*org, "checklists", "{}"), "GET", self._get_checklist),
+            ((*org, "checklists", "{}", "steps"), "GET", self._checklist_steps),
+            ((*org, "users"), "GET", self._simple_list(self.state.list_users, USERS_PER_PAGE)),
+            ((*org, "guests"), "GET", self._simple_list(self.state.list_guests, GUESTS_PER_PAGE)),
+            ((*org, "guests", "{}"), "GET", self._get_guest),
+            ((*org, "groups"), "GET", self._simple_list(self.state.list_groups, DEFAULT_PER_PAGE)),
+            ((*org, "tags"), "GET", self._simple_list(self.state.list_tags, DEFAULT_PER_PAGE)),
+            ((*org, "folders"), "GET", self._list_folders),
+        ]
+        self.admin_routes: dict[tuple[str, str], Callable[[Request], Response]] = {
+            ("GET", "faults"): lambda r: Response(200, {"data": self.faults.rules()}),
+            ("POST", "faults"): self._admin_add_faults,
+            ("DELETE", "faults"): self._admin_clear_faults,
+            ("GET", "runs"): lambda r: Response(200, {"data": self.state.snapshot()[0]}),
+            ("GET", "tasks"): lambda r: Response(200, {"data": self.state.snapshot()[1]}),
+            ("POST", "reset"): self._admin_reset,
+            ("POST", "tokens"): self._admin_tokens,
+            ("POST", "rate-limit"): self._admin_rate_limit,
+            ("GET", "stats"): self._admin_stats,
+        }
+
+    # --- pipeline -----------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request (steps in the module docstring)."""
+        self.stats.record(request.method, request.path)
+        if request.path == "/_sandbox" or request.path.startswith("/_sandbox/"):
+            return self._admin(request)
+
+        before = self.faults.take(BEFORE_KINDS, request.method, request.target)
+        for rule in before:
+            if rule.kind == "latency":
+                self.sleep(rule.seconds)
+            else:
+                return self._fault_answer(rule)
+
+        response = self._dispatch(request)
+
+        if 200 <= response.status < 300:
+            for rule in self.faults.take(AFTER_KINDS, request.method, request.target):
+                if rule.kind == "delay_after":
+                    self.sleep(rule.seconds)
+                elif rule.kind == "drop_after":
+                    return Response(0, drop=True)
+                else:
+                    return _error(rule.status, rule.message or "Injected server error (applied)")
+        return response
+
+    def _fault_answer(self, rule: FaultRule) -> Response:
+        if rule.kind == "rate_limit":
+            headers = [("X-RateLimit-Remaining", "0")]
+            if rule.retry_after is not None:
+                headers.append(("Retry-After", str(rule.retry_after)))
+            message = rule.message or "Too many requests. Please slow down."
+            return Response(429, {"message": message, "code": "RATE_LIMIT_EXCEEDED"}, headers)
+        return _error(rule.status, rule.message or "Injected server error (not applied)")
+
+    def _route(self, request: Request) -> tuple[Handler, list[str]] | Response:
+        path = request.path
+        if self.prefix:
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                return Response(404, ENDPOINT_NOT_FOUND)
+            path = path[len(self.prefix) :]
+        parts = [unquote(p) for p in path.strip("/").split("/") if p]
+        allowed = False
+        for pattern, method, handler in self.routes:
+            if len(pattern) != len(parts):
+                continue
+            params = []
+            for want, got in zip(pattern, parts, strict=True):
+                if want == "{}":
+                    params.append(got)
+                elif want != got:
+                    break
+            else:
+                if method == request.method:
+                    return handler, params
+                allowed = True
+        if allowed:
+            return _error(405, "Method not allowed")
+        return Response(404, ENDPOINT_NOT_FOUND)
+
+    def _authenticate(self, request: Request) -> Response | str:
+        """The caller's token, or the refusal (section 9 items 1-2)."""
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not self.state.token_valid(token):
+            return Response(401, UNAUTHENTICATED)
+        client = request.headers.get("x-tallyfy-client")
+        if not client or (self.strict and client != "APIClient"):
+            if self.missing_client_status == 404:
+                return Response(404, ENDPOINT_NOT_FOUND)
+            return Response(401, {**UNAUTHENTICATED, "reason": "X-Tallyfy-Client header missing"})
+        if self.strict and "application/json" not in request.headers.get("accept", ""):
+            return _error(406, "Send Accept: application/json", code="NOT_ACCEPTABLE")
+        return token
+
+    def _dispatch(self, request: Request) -> Response:
+        routed = self._route(request)
+        if isinstance(routed, Response):
+            return routed
+        handler, params = routed
+        token = self._authenticate(request)
+        if isinstance(token, Response):
+            return token
+        limit_headers: list[tuple[str, str]] = []
+        if self.limit.per_minute is not None:  # skip the clock read when there is no limit
+            allowed, remaining, retry_after = self.limit.hit(token, self.state.clock.monotonic())
+            limit_headers = [
+                ("X-RateLimit-Limit", str(self.limit.per_minute)),
+                ("X-RateLimit-Remaining", str(remaining)),
+            ]
+            if not allowed:
+                return self._limited(limit_headers, retry_after)
+        try:
+            response = handler(request, params)
+        except ResourceNotFound:
+            response = Response(404, RESOURCE_NOT_FOUND)
+        except InvalidInput as exc:
+            response = _unprocessable(exc)
+        except _BadJson:
+            response = _error(400, "The request body is not valid JSON.")
+        response.headers.extend(limit_headers)
+        return response
+
+    def _limited(self, headers: list[tuple[str, str]], retry_after: int) -> Response:
+        body = {
+            "message": f"Too many requests: {self.limit.per_minute} per minute.",
+            "code": "RATE_LIMIT_EXCEEDED",
+        }
+        return Response(429, body, [*headers, ("Retry-After", str(retry_after))])
+
+    # --- paging -------------------------------------------------------------------------
+
+    def _page(
+        self, request: Request, items: list[Any], default_per_page: int = DEFAULT_PER_PAGE
+    ) -> Response:
+        """`{"data": [...], "meta": {"pagination": {...six keys...}}}` (section 9 item 7)."""
+        cap = max(MAX_PER_PAGE, default_per_page)
+        page = _positive_int(request.query, "page", 1)
+        per_page = min(_positive_int(request.query, "per_page", default_per_page), cap)
+        total = len(items)
+        total_pages = max(1, -(-total // per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        links: dict[str, str] = {}
+        if page > 1:
+            links["previous"] = self._page_url(request, min(page - 1, total_pages))
+        if page < total_pages:
+            links["next"] = self._page_url(request, page + 1)
+        pagination: dict[str, Any] = {
+            "total": total,
+            "count": len(chunk),
+            "per_page": per_page,
+            "current_page": page,
+            "total_pages": total_pages,
+            # PHP serializes an empty links map as [] (section 6); clients must cope with both.
+            "links": links or [],
+        }
+        return Response(200, {"data": chunk, "meta": {"pagination": pagination}})
+
+    def _page_url(self, request: Request, page: int) -> str:
+        query = {**request.query, "page": str(page)}
+        host = request.host_header or "127.0.0.1"
+        return f"http://{host}{quote(request.path)}?{urlencode(query)}"
+
+    # --- API routes ---------------------------------------------------------------------
+
+    def _org(self, params: list[str]) -> None:
+        self.state.check_org(params[0])
+
+    def _me(self, request: Request, params: list[str]) -> Response:
+        return Response(200, {"data": self.state.me})
+
+    def _my_orgs(self, request: Request, params: list[str]) -> Response:
+        return self._page(request, [self.state.organization])
+
+    def _list_runs(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        q = request.query
+        sort = q.get("sort", q.get("sort_by", "-created_at"))
+        if sort not in ("created_at", "-created_at"):
+            raise InvalidInput(problem("The selected sort is invalid.", key="sort"))
+        runs = self.state.list_runs(
+            q=q.get("q"),
+            status=q.get("status"),
+            checklist_id=q.get("checklist_id", q.get("blueprint_id")),
+            tag=q.get("tag"),
+            descending=sort.startswith("-"),
+        )
+        return self._page(request, runs)
+
+    def _launch(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        run = self.state.launch(_json_body(request), self.strict)
+        return Response(201, {"data": run})
+
+    def _get_run(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        run = self.state.run(params[1])
+        includes = _with(request)
+        if not includes:
+            return Response(200, {"data": run})
+        data = dict(run)
+        if "tasks" in includes:
+            data["tasks"] = {"data": self.state.tasks_of(run["id"])}
+        if "tags" in includes:
+            data["tags"] = {"data": self.state.tags_of(run["id"])}
+        if "checklist" in includes and run["checklist_id"] in self.state.checklists:
+            checklist = self.state.checklists[run["checklist_id"]]
+            data["checklist"] = {"data": self.state.checklist_view(checklist, with_steps=False)}
+        return Response(200, {"data": data})
+
+    def _run_tasks(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        return self._page(request, self.state.tasks_of(params[1]))
+
+    def _list_tasks(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        q = request.query
+        oneoff_text = q.get("is_oneoff")
+        is_oneoff = None if oneoff_text is None else oneoff_text.lower() in ("true", "1", "yes")
+        tasks = self.state.list_tasks(q=q.get("q"), status=q.get("status"), is_oneoff=is_oneoff)
+        return self._page(request, tasks)
+
+    def _create_task(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        body = _json_body(request)
+        task = self.state.create_task(body, self.strict)
+        response = Response(201, {"data": task})
+        if isinstance(body, dict) and "description" in body and "summary" not in body:
+            response.headers.append(("X-Sandbox-Warning", "'description' read as 'summary'"))
+        return response
+
+    def _get_task(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        return Response(200, {"data": self.state.task(params[1])})
+
+    def _list_checklists(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        q = request.query
+        return self._page(request, self.state.list_checklists(q.get("q"), q.get("status")))
+
+    def _get_checklist(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        checklist = self.state.checklist(params[1])
+        view = self.state.checklist_view(checklist, with_steps="steps" in _with(request))
+        return Response(200, {"data": view})
+
+    def _checklist_steps(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        checklist = self.state.checklist(params[1])
+        return Response(200, {"data": list(checklist.get("steps") or [])})
+
+    def _simple_list(self, lister: Callable[[str | None], list[Any]], per_page: int) -> Handler:
+        def handler(request: Request, params: list[str]) -> Response:
+            self._org(params)
+            return self._page(request, lister(request.query.get("q")), per_page)
+
+        return handler
+
+    def _get_guest(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        return Response(200, {"data": self.state.guest(params[1])})
+
+    def _list_folders(self, request: Request, params: list[str]) -> Response:
+        self._org(params)
+        return self._page(request, self.state.list_folders(request.query.get("folder_type")))
+
+    # --- admin routes -------------------------------------------------------------------
+
+    def _admin(self, request: Request) -> Response:
+        if not _is_loopback(request.client_host):
+            return _error(403, "The sandbox admin endpoints answer loopback clients only.")
+        name = request.path[len("/_sandbox/") :].strip("/")
+        handler = self.admin_routes.get((request.method, name))
+        if handler is None:
+            return Response(404, ENDPOINT_NOT_FOUND)
+        try:
+            return handler(request)
+        except InvalidInput as exc:
+            return _unprocessable(exc)
+        except _BadJson:
+            return _error(400, "The request body is not valid JSON.")
+
+    def _admin_add_faults(self, request: Request) -> Response:
+        body = _json_body(request)
+        items = body if isinstance(body, list) else [body]
+        rules = []
+        problems = []
+        for i, item in enumerate(items):
+            try:
+                rules.append(FaultRule.from_dict(item))
+            except InvalidInput as exc:
+                problems += exc.located(key=str(i)).problems
+        if problems:
+            raise InvalidInput(problems)
+        for rule in rules:
+            self.faults.add(rule)
+        return Response(201, {"data": [r.to_dict() for r in rules]})
+
+    def _admin_clear_faults(self, request: Request) -> Response:
+        self.faults.clear()
+        return Response(200, {"data": []})
+
+    def _admin_reset(self, request: Request) -> Response:
+        self.reset()
+        return Response(200, {"data": {"reset": True}})
+
+    def _admin_tokens(self, request: Request) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, dict) or set(body) - {"add", "expire"}:
+            raise InvalidInput(problem('expected {"add": [...], "expire": [...]}', key="body"))
+        lists = {k: body.get(k) or [] for k in ("add", "expire")}
+        for key, value in lists.items():
+            if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+                raise InvalidInput(problem("must be a list of tokens", key=key))
+        for token in lists["add"]:
+            self.state.add_token(token)
+        for token in lists["expire"]:
+            self.state.expire_token(token)
+        return Response(
+            200, {"data": {"added": len(lists["add"]), "expired": len(lists["expire"])}}
+        )
+
+    def _admin_rate_limit(self, request: Request) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, dict) or "per_minute" not in body:
+            raise InvalidInput(problem('expected {"per_minute": n | null}', key="per_minute"))
+        self.limit.set(body["per_minute"])
+        return Response(200, {"data": {"per_minute": self.limit.per_minute}})
+
+    def _admin_stats(self, request: Request) -> Response:
+        runs, tasks = len(self.state.runs), len(self.state.tasks)
+        return Response(
+            200,
+            {
+                "data": {
+                    "requests": self.stats.summary(),
+                    "runs": runs,
+                    "tasks": tasks,
+                    "faults": self.faults.rules(),
+                    "rate_limit": {"per_minute": self.limit.per_minute},
+                }
+            },
+        )
+
+    def reset(self) -> None:
+        """Back to just started: no runs, tasks, faults, limit, counts; the fixture's tokens."""
+        self.state.reset()
+        self.faults.clear()
+        self.limit.set(None)
+        self.stats.clear()
+
+
+def _positive_int(query: Mapping[str, str], key: str, default: int) -> int:
+    text = query.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidInput(problem(f"The {key} must be an integer of at least 1.", key=key))
+    return value
+
+
+def _with(request: Request) -> set[str]:
+    return {w.strip() for w in request.query.get("with", "").split(",") if w.strip()}
+
+
+# --- sockets ----------------------------------------------------------------------------
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    """One client connection: parse requests, answer them, keep the connection alive."""
+
+    server: _TcpServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        app = self.server.app
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(IDLE_TIMEOUT_SECONDS)
+        self.server.track(sock, True)
+        reader = sock.makefile("rb", buffering=65536)
+        try:
+            while True:
+                parsed = self._read_request(reader, sock)
+                if parsed is None:
+                    return
+                request, keep_alive = parsed
+                request_id = self.server.next_request_id()
+                try:
+                    response = app.handle(request)
+                    data = b"" if response.drop else response.encode(keep_alive, request_id)
+                except Exception:  # a sandbox bug: answer 500, keep serving, stay off stderr
+                    log.exception("sandbox failed on %s %s", request.method, request.target)
+                    response = _error(500, "Internal sandbox error")
+                    data = response.encode(keep_alive, request_id)
+                if response.drop:
+                    # The request was applied; the client hears nothing, just a closed socket.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
+                sock.sendall(data)
+                if not keep_alive:
+                    return
+        except (OSError, ValueError):
+            return  # peer went away, timeout, or the server is stopping
+        finally:
+            reader.close()
+            self.server.track(sock, False)
+
+    def _read_request(self, reader: Any, sock: socket.socket) -> tuple[Request, bool] | None:
+        line = reader.readline(65537)
+        while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112)
+            line = reader.readline(65537)
+        if not line:
+            return None
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._reject(sock, 400, "Malformed request line")
+            return None
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES + 1):
+            raw = reader.readline(65537)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self._reject(sock, 431, "Too many header lines")
+            return None
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            keep_alive = "close" not in connection
+        else:
+            keep_alive = "keep-alive" in connection
+        if headers.get("expect", "").lower() == "100-continue":
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked(reader)
+        else:
+            length = int(headers.get("content-length", "0") or "0")
+            if length > MAX_BODY_BYTES:
+                self._reject(sock, 413, "Request body too large")
+                return None
+            body = reader.read(length) if length > 0 else b""
+            if len(body) < length:
+                return None
+        path, _, query_text = target.partition("?")
+        query = {k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()}
+        request = Request(
+            method=method.upper(),
+            target=target,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            client_host=str(self.client_address[0]),
+            host_header=headers.get("host", ""),
+        )
+        return request, keep_alive
+
+    @staticmethod
+    def _read_chunked(reader: Any) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(reader.readline(1024).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise ValueError("chunked body too large")
+            chunks.append(reader.read(size))
+            reader.readline(8)
+
+    def _reject(self, sock: socket.socket, status: int, message: str) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(_error(status, message).encode(False, self.server.next_request_id()))
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        self._ids = itertools.count(1)
+        self._conn_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        super().__init__(address, _Connection)
+
+    def next_request_id(self) -> str:
+        return f"sandbox-{next(self._ids)}"
+
+    def track(self, sock: socket.socket, alive: bool) -> None:
+        with self._conn_lock:
+            if alive:
+                self._conns.add(sock)
+            else:
+                self._conns.discard(sock)
+
+    def close_connections(self) -> None:
+        """Unblock every connection thread (idle keep-alive readers included)."""
+        with self._conn_lock:
+            conns = list(self._conns)
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class SandboxServer:
+    """A local Tallyfy-compatible API with fault injection (tallyfy-api.md, "The sandbox").
+
+    ::
+
+        with SandboxServer() as sb:            # the bundled demo organization, a free port
+            client = TallyfyClient(sb.url, sb.organization_id, sb.token)
+            sb.add_fault(FaultRule("drop_after", count=1))
+            ...
+            assert len(sb.runs()) == 1
+
+    `fixture` is a path to, or the dict of, an organization like `demo_org.json`. `strict`
+    requires `name` at launch, `X-Tallyfy-Client: APIClient`, `Accept: application/json`, an
+    assignee on one-off tasks and a `source` on file values. `clock` stamps `created_at` and
+    drives the rate limit's window (a FakeClock makes both deterministic in tests).
+    `missing_client_status` is 401 (default) or 404 for a request without X-Tallyfy-Client.
+    """
+
+    def __init__(
+        self,
+        fixture: Path | str | Mapping[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        prefix: str = "/api",
+        strict: bool = False,
+        *,
+        clock: Clock | None = None,
+        missing_client_status: int = 401,
+    ) -> None:
+        if missing_client_status not in (401, 404):
+            raise InvalidInput(problem("must be 401 or 404", key="missing_client_status"))
+        if prefix and not prefix.startswith("/"):
+            prefix = "/" + prefix
+        self.host = host
+        self.port = port
+        self.prefix = prefix.rstrip("/")
+        self.strict = strict
+        self.state = SandboxState(load_fixture(fixture), clock or SystemClock())
+        self.app = SandboxApp(
+            self.state,
+            prefix=self.prefix,
+            strict=strict,
+            missing_client_status=missing_client_status,
+        )
+        self._tcp: _TcpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def bind(self) -> _TcpServer:
+        """Open the listening socket now (so `url` has the real port) without serving yet."""
+        if self._tcp is None:
+            self._tcp = _TcpServer((self.host, self.port), self.app)
+            self.port = int(self._tcp.server_address[1])
+        return self._tcp
+
+    def start(self) -> SandboxServer:
+        """Listen (port 0 picks a free one) and serve from background threads; returns self."""
+        if self._thread is not None:
+            return self
+        tcp = self.bind()
+        self._thread = threading.Thread(
+            target=tcp.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the `tallyfy-scheduler sandbox` command)."""
+        tcp = self.bind()
+        try:
+            tcp.serve_forever(poll_interval=0.05)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            tcp.server_close()
+            tcp.close_connections()
+            self._tcp = None
+
+    def stop(self) -> None:
+        """Stop listening and close every open connection; safe to call twice."""
+        tcp, thread = self._tcp, self._thread
+        self._tcp = self._thread = None
+        if tcp is None:
+            return
+        if thread is not None:
+            tcp.shutdown()
+            thread.join(timeout=5)
+        tcp.server_close()
+        tcp.close_connections()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- addresses and identity ---------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT` without the API prefix (the admin endpoints live here)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The API base URL including the prefix, e.g. `http://127.0.0.1:43121/api`."""
+        return self.base_url + self.prefix
+
+    @property
+    def organization_id(self) -> str:
+        return self.state.organization_id
+
+    @property
+    def token(self) -> str:
+        """The fixture's first token."""
+        return str(self.state.fixture["tokens"][0])
+
+    # --- what was created ---------------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Copies of every run created (launches and task fan-out containers), oldest first."""
+        return self.state.snapshot()[0]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Copies of every task created (process steps and one-off tasks), oldest first."""
+        return self.state.snapshot()[1]
+
+    def request_count(self, method: str | None = None, path_contains: str | None = None) -> int:
+        """Requests received (admin ones included), optionally by method and path substring."""
+        return self.app.stats.count(method, path_contains)
+
+    # --- faults, tokens, limits ---------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultBook:
+        """The active fault rules (also at `/_sandbox/faults`)."""
+        return self.app.faults
+
+    def add_fault(self, rule: FaultRule) -> None:
+        self.app.faults.add(rule)
+
+    def clear_faults(self) -> None:
+        self.app.faults.clear()
+
+    def add_token(self, token: str) -> None:
+        self.state.add_token(token)
+
+    def expire_token(self, token: str) -> None:
+        self.state.expire_token(token)
+
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        """At most `per_minute` requests per token in any rolling minute (429 beyond); None: off."""
+        self.app.limit.set(per_minute)
+
+    def reset(self) -> None:
+        """Forget runs, tasks, faults, the rate limit and request counts; restore the tokens."""
+        self.app.reset()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    fixture: Path | str | Mapping[str, Any] | None = None,
+    strict: bool = False,
+) -> None:
+    """Run a sandbox in the foreground until Ctrl-C; prints one line: URL, organization, token."""
+    server = SandboxServer(fixture, host=host, port=port, strict=strict)
+    server.bind()
+    sys.stdout.write(
+        f"Tallyfy sandbox at {server.url}  organization {server.organization_id}"
+        f"  token {server.token}\n"
+    )
+    sys.stdout.flush()
+    server.serve_forever()

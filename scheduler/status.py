@@ -1,0 +1,108 @@
+"""What `status` and `jobs list` report: daemons alive, each job's next fire and last outcome,
+fires waiting for a retry, fires whose outcome is uncertain, and a credentials problem."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from scheduler.config import Settings, is_valid_zone
+from scheduler.definitions import job_from_document
+from scheduler.errors import InvalidInput
+from scheduler.models import FireStatus
+from scheduler.store import Store, StoredJob
+
+OPEN_LIST_LIMIT = 100  # retrying/uncertain fires listed in full; the counts are exact
+
+
+def zone_of(definition: dict[str, Any]) -> ZoneInfo:
+    """A stored job's zone (UTC if the stored value is unusable)."""
+    name = definition.get("timezone")
+    return ZoneInfo(name) if isinstance(name, str) and is_valid_zone(name) else ZoneInfo("UTC")
+
+
+def iso_in(instant: datetime | None, zone: ZoneInfo) -> str | None:
+    return None if instant is None else instant.astimezone(zone).isoformat()
+
+
+def job_row(
+    stored: StoredJob, settings: Settings, now: datetime, fires_so_far: int
+) -> dict[str, Any]:
+    """One job: the stored definition's essentials and its next fire (or why it has none)."""
+    definition = stored.definition
+    zone = zone_of(definition)
+    action = definition.get("action")
+    row: dict[str, Any] = {
+        "id": stored.id,
+        "enabled": stored.enabled,
+        "schedule": definition.get("schedule"),
+        "timezone": definition.get("timezone"),
+        "action": action.get("type") if isinstance(action, dict) else None,
+        "next_fire": None,
+    }
+    try:
+        job = job_from_document(definition, settings)
+        if stored.enabled:
+            row["next_fire"] = iso_in(job.next_fire(now, fires_so_far=fires_so_far), zone)
+    except InvalidInput as exc:
+        row["error"] = "; ".join(p.message for p in exc.problems)
+    return row
+
+
+def last_outcome(store: Store, job_id: str, zone: ZoneInfo) -> dict[str, Any] | None:
+    last = store.history(job_id, limit=1)
+    if not last:
+        return None
+    return {
+        "status": str(last[0].status),
+        "scheduled_for": iso_in(last[0].scheduled_for, zone),
+        "error": last[0].error,
+    }
+
+
+def job_rows(store: Store, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """Every stored job with its next fire and last outcome (`jobs list`, `status`)."""
+    counts = store.success_counts()
+    rows = []
+    for stored in store.list_jobs():
+        row = job_row(stored, settings, now, counts.get(stored.id, 0))
+        row["last_outcome"] = last_outcome(store, stored.id, zone_of(stored.definition))
+        rows.append(row)
+    return rows
+
+
+def build_status(store: Store, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The `status --json` document."""
+    utc = ZoneInfo("UTC")
+    dead_before = now - settings.scheduler.dead_after
+    daemons = [
+        {
+            "id": d.id,
+            "hostname": d.hostname,
+            "pid": d.pid,
+            "state": d.state,
+            "alive": d.state != "stopped" and d.last_seen >= dead_before,
+            "started_at": iso_in(d.started_at, utc),
+            "last_seen": iso_in(d.last_seen, utc),
+            "next_fire_at": iso_in(d.next_fire_at, utc),
+        }
+        for d in store.daemons()
+    ]
+    rows = job_rows(store, settings, now)
+    zones = {row["id"]: zone_of({"timezone": row["timezone"]}) for row in rows}
+    open_fires = {}
+    for status in (FireStatus.RETRYING, FireStatus.UNCERTAIN):
+        fires = store.history(status=status, limit=OPEN_LIST_LIMIT)
+        open_fires[status.value] = [f.to_json(zones.get(f.job_id, utc)) for f in fires]
+    recent = store.history(limit=20)
+    credentials_problem = any(f.http_status == 401 for f in recent if f.status is FireStatus.FAILED)
+    return {
+        "now": iso_in(now, utc),
+        "alive": any(d["alive"] for d in daemons),
+        "daemons": daemons,
+        "jobs": rows,
+        "retrying": open_fires["retrying"],
+        "uncertain": open_fires["uncertain"],
+        "credentials_problem": credentials_problem,
+    }
