@@ -308,6 +308,10 @@ class TallyfyClient:
         """The user the token belongs to (`GET /me`): the cheapest check of a token."""
         return _data_object(self._get("/me", {}))
 
+    def my_organizations(self) -> list[dict[str, Any]]:
+        """The organizations the token's user belongs to (`GET /me/organizations`, all pages)."""
+        return self._get_all("/me/organizations", {})
+
     # -- internals ---------------------------------------------------------------------------
 
     def _org_path(self, *parts: str) -> str:

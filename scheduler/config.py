@@ -89,6 +89,8 @@ class TallyfySettings:
     base_url: str = DEFAULT_BASE_URL
     organization_id: str | None = None
     access_token: Secret | None = field(default=None, repr=False)
+    # Where the token came from (`doctor` shows this, never the token itself).
+    access_token_source: str | None = field(default=None, compare=False)
     timeout: timedelta = DEFAULT_TIMEOUT
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
     max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
@@ -190,11 +192,13 @@ def load_settings(
             raise ConfigError(problem(f"invalid TOML: {exc}", file=str(path))) from None
 
     # .env files never override what the environment already says.
+    from_dotenv: dict[str, Path] = {}
     for env_file in [p for p in ((path.parent / ".env") if path else None, cwd / ".env") if p]:
         if env_file.is_file():
             for k, v in dotenv_values(env_file).items():
                 if v is not None and k not in environ:
                     environ[k] = v
+                    from_dotenv[k] = env_file
 
     reader = _Reader(data, file_label, problems)
     tallyfy = reader.table("tallyfy")
@@ -207,12 +211,14 @@ def load_settings(
                 key="tallyfy.access_token",
             )
         )
+    token, token_source = _read_token(environ, problems, from_dotenv)
     tallyfy_settings = TallyfySettings(
         base_url=environ.get("TALLYFY_BASE_URL")
         or reader.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL),
         organization_id=environ.get("TALLYFY_ORGANIZATION_ID")
         or reader.get(tallyfy, "tallyfy", "organization_id", str, None),
-        access_token=_read_token(environ, problems),
+        access_token=token,
+        access_token_source=token_source,
         timeout=reader.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
         connect_timeout=reader.duration(
             tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
@@ -329,9 +335,14 @@ def is_valid_zone(name: object) -> bool:
     return True
 
 
-def _read_token(environ: Mapping[str, str], problems: list[Problem]) -> Secret | None:
+def _read_token(
+    environ: Mapping[str, str], problems: list[Problem], from_dotenv: Mapping[str, Path]
+) -> tuple[Secret | None, str | None]:
+    """The token and where it came from (a description safe to print), or (None, None)."""
     if environ.get("TALLYFY_ACCESS_TOKEN"):
-        return Secret(environ["TALLYFY_ACCESS_TOKEN"].strip())
+        dotenv = from_dotenv.get("TALLYFY_ACCESS_TOKEN")
+        where = f"in {dotenv}" if dotenv else "in the environment"
+        return Secret(environ["TALLYFY_ACCESS_TOKEN"].strip()), f"TALLYFY_ACCESS_TOKEN {where}"
     sources = []
     if environ.get("TALLYFY_ACCESS_TOKEN_FILE"):
         sources.append(("TALLYFY_ACCESS_TOKEN_FILE", Path(environ["TALLYFY_ACCESS_TOKEN_FILE"])))
@@ -348,10 +359,10 @@ def _read_token(environ: Mapping[str, str], problems: list[Problem]) -> Secret |
                     f"cannot read the token file: {exc.strerror}", file=str(token_path), key=label
                 )
             )
-            return None
+            return None, None
         if token:
-            return Secret(token)
-    return None
+            return Secret(token), f"{label} ({token_path})"
+    return None, None
 
 
 T = TypeVar("T")

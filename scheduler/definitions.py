@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from scheduler.clock import parse_instant, to_utc
 from scheduler.config import CatchUpPolicy, Settings, is_valid_zone
 from scheduler.cron import parse_schedule
-from scheduler.durations import parse_duration
+from scheduler.durations import format_duration, parse_duration
 from scheduler.errors import DefinitionError, InvalidInput, Problem, ScheduleError, problem
 from scheduler.job import (
     Action,
@@ -51,6 +51,11 @@ JOB_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 NAME_MAX_LENGTH = 550  # POST /runs rejects longer names (tallyfy-api.md 2.1)
+# A fire's delay is meant to spread load, not to move it to another day; a longer one would
+# also make mapping a jittered fire time back to its instant scan a huge stretch of instants.
+MAX_JITTER = timedelta(days=1)
+# About ten years, like a time expression's terms: `now - window` must stay a representable date.
+MAX_CATCH_UP_WINDOW = timedelta(days=3660)
 TITLE_MAX_LENGTH = 600  # POST /tasks rejects longer titles (tallyfy-api.md 3.1)
 DEFAULT_STARTED_AT = "+0"  # a task starts at the fire's scheduled instant
 
@@ -349,6 +354,18 @@ def _json_problem(value: Any) -> str | None:
     return f"unsupported value of type {type(value).__name__}"
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _dotted(path: Path_) -> str:
+    """A key path as TOML writes it: bare parts as they are, others quoted (`a."b.c"`), so a
+    key holding a dot, a space or a line break is still one unambiguous key in a message."""
+    return ".".join(
+        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+        for part in path
+    )
+
+
 _TYPE_NAMES: dict[type, str] = {
     str: "a string",
     int: "a whole number",
@@ -384,9 +401,7 @@ class _Reader:
 
     def bad(self, path: Path_, message: str, value: Any = ...) -> None:
         self.problems.append(
-            problem(
-                message, file=self.file, line=self.line_of(path), key=".".join(path), value=value
-            )
+            problem(message, file=self.file, line=self.line_of(path), key=_dotted(path), value=value)
         )
 
     def known(self, table: Mapping[str, Any], path: Path_, keys: Collection[str]) -> None:
@@ -549,7 +564,7 @@ class _Reader:
             job_id = default_id
             if not JOB_ID.fullmatch(job_id):
                 self.bad(
-                    (),
+                    ("id",),
                     f"the file name {job_id!r} is not a valid job id: set `id` "
                     "(lowercase letters, digits, '.', '_', '-'; at most 64)",
                 )
@@ -572,8 +587,8 @@ class _Reader:
         timezone = timezone or self.settings.scheduler.timezone
         enabled = self.get(doc, (), "enabled", bool)
         catch_up = self.parsed(doc, (), "catch_up", _catch_up)
-        window = self.parsed(doc, (), "catch_up_window", _duration)
-        jitter = self.parsed(doc, (), "jitter", _duration)
+        window = self.at_most(doc, "catch_up_window", MAX_CATCH_UP_WINDOW)
+        jitter = self.at_most(doc, "jitter", MAX_JITTER)
         start_at = self.instant(doc, (), "start_at")
         end_at = self.instant(doc, (), "end_at")
         if start_at is not None and end_at is not None and end_at <= start_at:
@@ -608,6 +623,14 @@ class _Reader:
             self.schedule_error(exc, schedule)
             return None
         return job
+
+    def at_most(self, doc: Mapping[str, Any], key: str, limit: timedelta) -> timedelta | None:
+        """A duration key, refused (recorded) above `limit`."""
+        value = self.parsed(doc, (), key, _duration)
+        if value is not None and value > limit:
+            self.bad((key,), f"at most {format_duration(limit)}", doc[key])
+            return None
+        return value
 
     def schedule_problems(self, schedule: str, timezone: str, job_id: str) -> None:
         try:

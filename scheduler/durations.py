@@ -22,7 +22,10 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(0)
     if not _WHOLE.fullmatch(s):
         raise ValueError("not a duration: write e.g. '90s', '15m', '2h', '3d', '1w' or '1h30m'")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _TERM.findall(s)))
+    try:
+        return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _TERM.findall(s)))
+    except (OverflowError, ValueError):  # past timedelta's range, or too many digits for int()
+        raise ValueError("too long to be a usable duration") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -32,6 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Every character str.splitlines() breaks on, and the other C0 controls, shown escaped.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85)} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\t",  # a tab does not break a line: keep it
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
 @dataclass(frozen=True)
 class Problem:
     """One fault in user input: where it is, which key, which value, what is wrong."""
@@ -51,7 +61,10 @@ class Problem:
         head = ": ".join(parts)
         if self.has_value:
             head = f"{head} = {self.value!r}" if head else repr(self.value)
-        return f"{head}: {self.message}" if head else self.message
+        text = f"{head}: {self.message}" if head else self.message
+        # One problem is one line (cli.md): user text quoted in a message or a key may hold
+        # line breaks, which must not split it into lines that name no file.
+        return text.translate(_ONE_LINE)
 
 
 def problem(

@@ -35,8 +35,8 @@ from scheduler.errors import (
     InvalidInput,
     NotSent,
     RateLimited,
-    SchedulerError,
     Uncertain,
+    problem,
 )
 from scheduler.job import CreateTask, Job
 from scheduler.models import FireStatus, Trigger
@@ -53,7 +53,7 @@ FIRST_RECONCILE_DELAY = timedelta(seconds=1)
 Observer = Callable[[Fire, ApiRequest | None], None]
 
 
-class FireRejected(SchedulerError):
+class FireRejected(InvalidInput):
     """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
 
 
@@ -75,7 +75,14 @@ def request_for_instant(
     if isinstance(action, CreateTask) and action.run_from_job:
         launched = store.latest_success(action.run_from_job)
         if launched is None or not launched.remote_id:
-            raise FireRejected(f"run_from_job {action.run_from_job!r} has no successful launch yet")
+            raise FireRejected(
+                problem(
+                    f"{action.run_from_job!r} has no successful launch yet: "
+                    "no run to attach the task to",
+                    key="action.run_from_job",
+                    value=action.run_from_job,
+                )
+            )
         run_id = launched.remote_id
     return build_request(
         job,
@@ -154,7 +161,7 @@ class Runner:
             return self.store.get_fire(fire.id)
         try:
             request = self.request_for(job, started)
-        except (FireRejected, InvalidInput) as exc:
+        except InvalidInput as exc:
             return self._finish(started, FireStatus.FAILED, None, error=str(exc))
         try:
             created = self.client.send(request)
@@ -172,7 +179,7 @@ class Runner:
         """Step 4: look the launch/task up by its rendered name/title before any resend."""
         try:
             request = self.request_for(job, fire)
-        except (FireRejected, InvalidInput) as exc:
+        except InvalidInput as exc:
             return self._finish(fire, FireStatus.FAILED, None, error=str(exc))
         since = (fire.first_attempt_at or fire.created_at) - RECONCILE_SKEW
         key = reconcile_key(job, request)

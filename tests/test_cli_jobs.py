@@ -360,6 +360,7 @@ def test_list_shows_each_jobs_next_fire_in_its_zone_and_last_outcome(applied: Cl
                 "last_outcome": {
                     "status": "succeeded",
                     "scheduled_for": "2026-02-23T09:00:00+00:00",
+                    "error": None,
                 },
             },
         ]

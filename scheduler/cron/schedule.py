@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scheduler.clock import to_utc
 from scheduler.cron.transitions import (
     FIRST_INSTANT,
     LAST_INSTANT,
@@ -36,19 +37,17 @@ from scheduler.cron.wallclock import WallMatcher
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
-# Longer than any overlap in the tz database (the longest are about a day, from date-line
-# moves), shorter than the shortest gap between two transitions (3.99 days, see
+# Longer than any overlap in the tz database (the longest are 24 h, from date-line moves such
+# as Alaska's in 1867), shorter than the shortest time between two transitions (3.99 days, see
 # transitions.py): a fixed-time search looks this far back for the transition it starts after.
 _LOOK_BACK = 2 * PROBE
 # How far iter_after streams ahead of the next instant before looking for transitions again.
 _STREAM = PROBE
 
 
-def _seconds(instant: datetime, name: str) -> int:
+def _seconds(instant: datetime) -> int:
     """Whole seconds since the epoch, rounded down; ValueError on a naive datetime."""
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime, got naive {instant.isoformat()}")
-    return (instant - _EPOCH) // _SECOND
+    return (to_utc(instant) - _EPOCH) // _SECOND
 
 
 def _instant(seconds: int) -> datetime:
@@ -87,23 +86,23 @@ class CronSchedule:
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first instant strictly after `after` (aware), as aware UTC; None if none remains."""
-        found = self._first_from(_seconds(after, "after") + 1)
+        found = self._first_from(_seconds(after) + 1)
         return None if found is None else _instant(found)
 
     def iter_after(self, after: datetime) -> Iterator[datetime]:
         """Strictly increasing aware UTC instants strictly after `after`, computed lazily."""
-        start = _seconds(after, "after") + 1
+        start = _seconds(after) + 1
         return self._iter_from(start)
 
     def previous_at_or_before(self, at: datetime) -> datetime | None:
         """The newest instant <= `at`, or None."""
-        found = self._last_until(_seconds(at, "at"))
+        found = self._last_until(_seconds(at))
         return None if found is None else _instant(found)
 
     def count_between(self, after: datetime, until: datetime) -> int:
         """How many instants lie in (after, until], counted per day rather than enumerated."""
-        start = _seconds(after, "after") + 1
-        end = _seconds(until, "until")
+        start = _seconds(after) + 1
+        end = _seconds(until)
         if end < start:
             return 0
         return self._count(start, end)
