@@ -28,10 +28,17 @@ from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
 from scheduler.config import Settings, is_valid_zone, load_settings
 from scheduler.cron import parse_schedule
-from scheduler.daemon import Daemon
+from scheduler.daemon import Daemon, exit_now, quiet_engine_logs
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
 from scheduler.demo import run_demo
-from scheduler.errors import ConfigError, InvalidInput, JobNotFound, SchedulerError, problem
+from scheduler.errors import (
+    ConfigError,
+    InvalidInput,
+    JobNotFound,
+    SchedulerError,
+    StoreError,
+    problem,
+)
 from scheduler.job import Job
 from scheduler.logs import configure_logging
 from scheduler.models import FireStatus, Trigger
@@ -39,6 +46,7 @@ from scheduler.runner import Observer, Runner, request_for_instant
 from scheduler.sandbox.server import serve as serve_sandbox
 from scheduler.status import build_status, job_row, job_rows
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
+from scheduler.templatecheck import CheckStatus, check_job_files, diagnose
 from scheduler.timeexpr import BusinessCalendar
 
 PROG_NAME = "tallyfy-scheduler"
@@ -247,11 +255,31 @@ _PATHS = click.argument(
 
 @jobs.command("validate")
 @_PATHS
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check each job against its Tallyfy template, users, groups and tags (reads "
+    "the API; needs the token and organization).",
+)
 @click.pass_obj
-def jobs_validate(app: App, paths: Sequence[Path]) -> None:
+def jobs_validate(app: App, paths: Sequence[Path], online: bool) -> None:
     """Check job files (files, or folders of *.toml); report every error, store nothing."""
-    found = load_job_files(paths, app.settings, app.now())
-    click.echo(f"{len(found)} job(s) valid: {', '.join(job.id for job in found)}")
+    if online:
+        found = check_job_files(
+            paths, app.settings, app.now(), app.client(), stored=_stored_definitions(app)
+        )
+    else:
+        found = load_job_files(paths, app.settings, app.now())
+    checked = " (and against Tallyfy)" if online else ""
+    click.echo(f"{len(found)} job(s) valid{checked}: {', '.join(job.id for job in found)}")
+
+
+def _stored_definitions(app: App) -> list[dict[str, Any]]:
+    """The stored jobs' definitions (for run_from_job), or none when the store is not ready."""
+    try:
+        return [stored.definition for stored in app.open_store().list_jobs()]
+    except (StoreError, ConfigError):
+        return []
 
 
 @jobs.command("apply")
@@ -655,6 +683,30 @@ def status(app: App, as_json: bool) -> None:
             )
 
 
+# -- doctor -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_obj
+def doctor(app: App) -> None:
+    """Check config, token, store, jobs, the API and the templates; say how to fix each problem.
+
+    One line per check on stdout; each problem on its own line on stderr; exit 1 if any.
+    """
+    checks = diagnose(app.config_path, app.db_url, app.now(), clock=app.clock)
+    failed = 0
+    for check in checks:
+        click.echo(f"{check.status.value:<4}  {check.name}: {check.summary}")
+        for line in check.problems:
+            click.echo(f"  {check.name}: {line}", err=True)
+        if check.status is CheckStatus.FAILED:
+            failed += max(1, len(check.problems))
+    if failed:
+        click.echo(f"doctor: {failed} problem(s) found", err=True)
+        raise SystemExit(1)
+    click.echo("doctor: everything looks right")
+
+
 # -- run, sandbox, demo -------------------------------------------------------------------------
 
 
@@ -671,10 +723,15 @@ def run(app: App, log_level: str) -> None:
     settings = app.settings
     token = settings.tallyfy.access_token
     configure_logging(log_level, secrets=[token.reveal()] if token else [])
+    quiet_engine_logs()
     store = app.open_store()
     runner = app.runner(store)
     daemon = Daemon(settings, store, runner, clock=app.clock, reload_settings=app.reload_token)
     code = daemon.run()
+    if daemon.unfinished:
+        # Workers still blocked after the shutdown grace (a hung request): do not wait for
+        # them at interpreter exit. Their claims are committed; the next start settles them.
+        exit_now(code)
     if code:
         raise SystemExit(code)
 

@@ -38,6 +38,7 @@ import email.utils
 import http.client
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -641,6 +642,30 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         # RFC 9110 dates are GMT; `-0000` parses as naive.
         when = when.replace(tzinfo=UTC)
     return max(0.0, (to_utc(when) - to_utc(now)).total_seconds())
+
+
+# The request date forms the API accepts (tallyfy-api.md section 3.3 and 9.6).
+_ZULU = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+_SPACED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}")
+
+
+def parse_request_date(value: Any) -> datetime:
+    """A request date -> aware UTC datetime; ValueError for anything else.
+
+    Accepted: `2026-03-08T07:00:00Z` (optionally with a fraction), `2026-03-08 07:00:00` (read as
+    UTC), and ISO 8601 with an offset (`2026-03-08T02:00:00-05:00`).
+    """
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    text = value.strip()
+    if _ZULU.fullmatch(text):
+        return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC)
+    if _SPACED.fullmatch(text):
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    if _OFFSET.fullmatch(text):
+        return datetime.fromisoformat(text).astimezone(UTC)
+    raise ValueError(f"not a date the API accepts: {value!r}")
 
 
 def parse_api_instant(text: str) -> datetime:

@@ -18,14 +18,14 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
-from scheduler.durations import parse_duration
+from scheduler.durations import format_duration, parse_duration
 from scheduler.errors import ConfigError, Problem, problem
 
 # -- defaults (each mirrored in config.example.toml) -------------------------------------------
@@ -48,6 +48,18 @@ SYSTEM_CONFIG_PATH = Path("/etc/tallyfy-scheduler/config.toml")
 CREDENTIAL_NAME = "tallyfy-token"
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # date.weekday() order
+# About ten years: instants computed from `now` with any duration stay representable dates.
+MAX_DURATION = timedelta(days=3660)
+# Zero would mean: every request times out at once, or every other daemon counts as dead.
+POSITIVE_DURATIONS = frozenset(
+    {
+        "tallyfy.timeout",
+        "tallyfy.connect_timeout",
+        "scheduler.reload_interval",
+        "scheduler.heartbeat_interval",
+        "scheduler.dead_after",
+    }
+)
 
 
 class CatchUpPolicy(StrEnum):
@@ -188,14 +200,26 @@ def load_settings(
             raise ConfigError(problem("config file not found", file=str(path))) from None
         except OSError as exc:
             raise ConfigError(problem(f"cannot read: {exc.strerror}", file=str(path))) from None
+        except UnicodeDecodeError:
+            raise ConfigError(problem("cannot read: not UTF-8 text", file=str(path))) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(problem(f"invalid TOML: {exc}", file=str(path))) from None
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            raise ConfigError(
+                problem("invalid TOML: arrays or tables nested too deeply", file=str(path))
+            ) from None
 
     # .env files never override what the environment already says.
     from_dotenv: dict[str, Path] = {}
     for env_file in [p for p in ((path.parent / ".env") if path else None, cwd / ".env") if p]:
         if env_file.is_file():
-            for k, v in dotenv_values(env_file).items():
+            try:
+                values = dotenv_values(env_file, encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(problem(f"cannot read: {reason}", file=str(env_file)))
+                continue
+            for k, v in values.items():
                 if v is not None and k not in environ:
                     environ[k] = v
                     from_dotenv[k] = env_file
@@ -212,11 +236,12 @@ def load_settings(
             )
         )
     token, token_source = _read_token(environ, problems, from_dotenv)
+    # Read (and type-check) the file's values even when the environment overrides them.
+    file_base_url = reader.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL)
+    file_organization_id = reader.get(tallyfy, "tallyfy", "organization_id", str, None)
     tallyfy_settings = TallyfySettings(
-        base_url=environ.get("TALLYFY_BASE_URL")
-        or reader.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL),
-        organization_id=environ.get("TALLYFY_ORGANIZATION_ID")
-        or reader.get(tallyfy, "tallyfy", "organization_id", str, None),
+        base_url=environ.get("TALLYFY_BASE_URL") or file_base_url,
+        organization_id=environ.get("TALLYFY_ORGANIZATION_ID") or file_organization_id,
         access_token=token,
         access_token_source=token_source,
         timeout=reader.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
@@ -241,10 +266,11 @@ def load_settings(
     )
 
     store = reader.table("store")
+    file_store_url = reader.get(store, "store", "url", str, None)
     store_url = (
         db_url
         or environ.get("TALLYFY_SCHEDULER_DB")
-        or reader.get(store, "store", "url", str, None)
+        or file_store_url
         or default_store_url(environ)
     )
     reader.no_unknown(store, "store", {"url"})
@@ -280,6 +306,17 @@ def load_settings(
         ),
         dead_after=reader.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
     )
+    if scheduler_settings.dead_after < 2 * scheduler_settings.heartbeat_interval:
+        problems.append(
+            problem(
+                "must be at least twice scheduler.heartbeat_interval: a live daemon whose "
+                "heartbeat is a little late must not be taken for dead (its fires would be "
+                "adopted by another daemon)",
+                file=file_label,
+                key="scheduler.dead_after",
+                value=format_duration(scheduler_settings.dead_after),
+            )
+        )
     reader.no_unknown(
         sched,
         "scheduler",
@@ -412,7 +449,15 @@ class _Reader:
     def duration(
         self, table: Mapping[str, Any], prefix: str, key: str, default: timedelta
     ) -> timedelta:
-        return self._convert(table, prefix, key, default, parse_duration)
+        value = self._convert(table, prefix, key, default, parse_duration)
+        name = f"{prefix}.{key}"
+        if value > MAX_DURATION:
+            self._bad(name, table[key], f"at most {format_duration(MAX_DURATION)}")
+            return default
+        if not value and name in POSITIVE_DURATIONS:
+            self._bad(name, table[key], "must be longer than 0s")
+            return default
+        return value
 
     def choice(
         self, table: Mapping[str, Any], prefix: str, key: str, kind: type[E], default: E
@@ -472,11 +517,15 @@ class _Reader:
             return frozenset()
         out = set()
         for v in value:
-            if isinstance(v, date):
+            # A TOML date, or a string of one; not a date-time (a datetime is a date subclass,
+            # and would never equal a day), nor a number that happens to parse (20261224).
+            if isinstance(v, date) and not isinstance(v, datetime):
                 out.add(v)
                 continue
             try:
-                out.add(date.fromisoformat(str(v)))
+                if not isinstance(v, str):
+                    raise ValueError(v)
+                out.add(date.fromisoformat(v))
             except ValueError:
                 self._bad(f"{prefix}.{key}", v, "not a date (YYYY-MM-DD)")
         return frozenset(out)

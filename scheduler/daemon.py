@@ -8,21 +8,27 @@ replaced by `_DispatchExecutor`, which hands (job, instant) to our own thread po
 `max_concurrent_fires` workers; what to fire or skip is decided by `catchup.plan_due` from the
 job's cursor (every instant at or before it is accounted for in the history).
 
-Startup:
+Startup (`prepare`, then `start`):
   1. check the store's schema; register a heartbeat;
   2. load the jobs (a stored job that no longer validates is quarantined: logged, never deleted);
-  3. adopt open fires left by daemons that died (`pending` is sent, `sending`/`uncertain` is
+  3. plan catch-up for every job from its cursor to now (policy, window, skip ranges), in this
+     thread: skips are recorded and missed instants claimed before READY; sending is queued;
+  4. adopt open fires left by daemons that died (`pending` is sent, `sending`/`uncertain` is
      reconciled first);
-  4. plan catch-up for every job from its cursor to now (policy, window, skip ranges);
-  5. start APScheduler; tell systemd READY=1.
+  5. let APScheduler dispatch; tell systemd READY=1.
+Tests call `prepare()` (APScheduler is started paused, so its thread never dispatches) and then
+drive the steps (`tick`, `sync_jobs`, `detect_stall`, `_advance`) with a FakeClock and an inline
+executor.
 
 Each pass of the loop: detect a stall (wall clock moved more than the monotonic clock, or the
 loop itself was blocked) and plan catch-up; reload jobs when the store's jobs revision changed
 or on SIGHUP; resume due retries and reconcile uncertain fires; heartbeat; feed the watchdog.
 
 Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
-`shutdown_grace`), record their outcomes, exit 0. A second signal exits at once: every claim is
-already committed, so the next start settles whatever was interrupted.
+`shutdown_grace`), record their outcomes, exit 0. Fires still waiting for a rate-limit slot are
+not sent (they become `retrying`). Workers still busy after the grace are abandoned
+(`unfinished` > 0: the caller exits at once rather than wait for them); a second signal exits at
+once too. Every claim is already committed, so the next start settles whatever was interrupted.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -47,7 +54,7 @@ from scheduler.catchup import plan_due
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
 from scheduler.definitions import job_from_document
-from scheduler.errors import SchedulerError, StoreError
+from scheduler.errors import JobNotFound, SchedulerError, StoreError
 from scheduler.job import Job
 from scheduler.models import FireStatus, Trigger
 from scheduler.notify import Notifier
@@ -66,16 +73,46 @@ MAX_TICK = 1.0
 # An open fire of our own that no worker holds and that has not moved for this long is resumed
 # (e.g. the store failed while its outcome was being recorded).
 OWN_ORPHAN_AFTER = timedelta(minutes=2)
+# How often open fires of dead daemons (and uncertain fires) are looked for, at most.
+ORPHAN_SCAN_EVERY = 5.0
+# APScheduler logs every add/remove/start at INFO: noise in the journal (`run` sets WARNING).
+ENGINE_LOGGER = "apscheduler"
+
+
+def quiet_engine_logs() -> None:
+    """Keep APScheduler's INFO chatter out of the daemon's log (its warnings still show)."""
+    logging.getLogger(ENGINE_LOGGER).setLevel(logging.WARNING)
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once, logs flushed, without waiting for worker threads.
+
+    For after `Daemon.run` when `unfinished` > 0: the interpreter would otherwise join the
+    blocked workers at exit, past any stop timeout. Every claim is committed already.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 @dataclass
 class _JobState:
+    """One loaded job. A job keeps its state object for as long as it is loaded: a reload
+    changes the fields under `lock`, so a planner holding the object never works from a
+    cursor that a reload has already replaced."""
+
     job: Job
     updated_at: datetime
     schedule_key: str
-    cursor: datetime
+    cursor: datetime  # every instant at or before it is accounted for in the history
     lock: threading.Lock
     trigger: EngineTrigger
+    removed: bool = False  # unloaded (paused, removed, quarantined): plan nothing more
+    complete: bool = False  # max_fires reached
 
 
 class _DispatchExecutor(BaseExecutor):  # type: ignore[misc]
@@ -93,7 +130,12 @@ class _DispatchExecutor(BaseExecutor):  # type: ignore[misc]
 
 
 class Daemon:
-    """The long-running scheduler process (`tallyfy-scheduler run`)."""
+    """The long-running scheduler process (`tallyfy-scheduler run`).
+
+    `executor` runs the daemon's work (planning after a dispatch, sending, resuming); by
+    default a thread pool of `max_concurrent_fires` workers made at `prepare()`. Tests pass an
+    executor that runs each task inline, so every step is deterministic.
+    """
 
     def __init__(
         self,
@@ -106,6 +148,7 @@ class Daemon:
         daemon_id: str | None = None,
         stall_threshold: timedelta = DEFAULT_STALL_THRESHOLD,
         reload_settings: Callable[[], None] | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -116,18 +159,23 @@ class Daemon:
         self.hostname = socket.gethostname()
         self.stall_threshold = stall_threshold
         self.reload_settings = reload_settings
-        runner.daemon_id = self.daemon_id
-
         self.stop_event = threading.Event()  # set by SIGTERM/SIGINT
         self.reload_event = threading.Event()  # set by SIGHUP
         self.wake_event = threading.Event()  # wakes the main loop early
         self.stopping = False
+        self.unfinished = 0  # workers still busy when shutdown gave up waiting
+        runner.daemon_id = self.daemon_id
+        # A fire waiting for a rate-limit slot when we stop is not sent (it becomes retrying).
+        runner.stop = self.stop_event
 
         self._jobs: dict[str, _JobState] = {}
         self._jobs_lock = threading.Lock()
-        self._inflight: set[int] = set()  # fire ids a worker is carrying
+        # Jobs unloaded while running: their open fires (retries, reconciliation) still finish.
+        self._retired: dict[str, Job] = {}
+        self._inflight: set[int] = set()  # fire ids queued for or held by a worker
         self._inflight_lock = threading.Lock()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor = executor
+        self._pool: concurrent.futures.Executor | None = None
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._aps: BackgroundScheduler | None = None
         self._revision = -1
@@ -145,25 +193,26 @@ class Daemon:
     def run(self) -> int:
         """Start, loop until asked to stop, shut down; the process exit code."""
         self.install_signal_handlers()
-        self.start()
         try:
+            self.start()
             while not self.stop_event.is_set():
                 timeout = self.tick()
                 self.wake_event.clear()
+                if self.stop_event.is_set():
+                    break
                 self.clock.wait(self.wake_event, timeout)
         finally:
             self.shutdown()
         return 0
 
-    def start(self) -> None:
-        """Steps 1-5 of the module docstring."""
+    def prepare(self) -> None:
+        """Steps 1-4 of the module docstring; APScheduler is started, but paused."""
         self.store.check_schema()
         now = self.clock.now()
         self._started_at = now
         self.live_since = now
-        self._last_wall, self._last_mono = now, self.clock.monotonic()
         self._heartbeat(now, state="starting")
-        self._pool = concurrent.futures.ThreadPoolExecutor(
+        self._pool = self._executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=self.settings.scheduler.max_concurrent_fires,
             thread_name_prefix="fire",
         )
@@ -172,38 +221,58 @@ class Daemon:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone="UTC",
         )
+        # Paused: jobs get their next run times, but nothing is dispatched before `start`.
+        self._aps.start(paused=True)
         self.sync_jobs(now, catch_up=True)
         self.resume_open_fires(now, startup=True)
-        self._aps.start()
-        self._heartbeat(now, state="running")
+        # Planning may have taken a while; that is not a stall.
+        self._last_wall, self._last_mono = self.clock.now(), self.clock.monotonic()
+
+    def start(self) -> None:
+        """`prepare`, then let APScheduler dispatch and tell systemd READY=1."""
+        self.prepare()
+        assert self._aps is not None
+        self._aps.resume()
+        self._heartbeat(self.clock.now(), state="running")
         self.notifier.ready(self.status_line())
         log.info("daemon started id=%s jobs=%d", self.daemon_id, len(self._jobs))
 
     def tick(self) -> float:
-        """One pass of the loop; returns the seconds until the next pass is needed."""
+        """One pass of the loop; returns the seconds until the next pass is needed.
+
+        A failing store (locked, restarting) costs this pass, never the daemon: each step
+        logs and the next pass tries again.
+        """
         now = self.clock.now()
         mono = self.clock.monotonic()
         self.detect_stall(now, mono)
         waits = [MAX_TICK]
-        if self.reload_event.is_set():
-            self.reload_event.clear()
-            self.notifier.reloading()
-            if self.reload_settings is not None:
-                self.reload_settings()
-            self.sync_jobs(now, catch_up=False, force=True)
-            self.notifier.ready(self.status_line())
-        elif (
-            mono - self._last_reload_poll >= self.settings.scheduler.reload_interval.total_seconds()
-        ):
-            self._last_reload_poll = mono
-            self.sync_jobs(now, catch_up=False)
+        try:
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.notifier.reloading()
+                if self.reload_settings is not None:
+                    self.reload_settings()
+                self.sync_jobs(now, catch_up=False, force=True)
+                self.notifier.ready(self.status_line())
+            elif (
+                mono - self._last_reload_poll
+                >= self.settings.scheduler.reload_interval.total_seconds()
+            ):
+                self._last_reload_poll = mono
+                self.sync_jobs(now, catch_up=False)
+        except StoreError as exc:
+            log.error("store unavailable while reloading jobs: %s", exc)
         waits.append(self.resume_open_fires(now))
         if (
             mono - self._last_heartbeat
             >= self.settings.scheduler.heartbeat_interval.total_seconds()
         ):
             self._last_heartbeat = mono
-            self._heartbeat(now, state="running")
+            try:
+                self._heartbeat(now, state="running")
+            except StoreError as exc:
+                log.error("store unavailable for the heartbeat: %s", exc)
             self.notifier.status(self.status_line())
         interval = self.notifier.watchdog_interval
         if interval is not None and mono - self._last_watchdog >= interval:
@@ -231,6 +300,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Claim nothing new; let in-flight requests finish (bounded); record; stop."""
         self.stopping = True
+        self.stop_event.set()  # wakes fires waiting for a rate-limit slot: they are not sent
         self.notifier.stopping()
         log.info("daemon stopping id=%s", self.daemon_id)
         if self._aps is not None and self._aps.running:
@@ -240,9 +310,10 @@ class Daemon:
             pool.shutdown(wait=False, cancel_futures=True)
             with self._inflight_lock:
                 pending = list(self._futures)
-            done, not_done = concurrent.futures.wait(
+            _done, not_done = concurrent.futures.wait(
                 pending, timeout=self.settings.scheduler.shutdown_grace.total_seconds()
             )
+            self.unfinished = len(not_done)
             if not_done:
                 log.warning(
                     "%d fires still in flight after %s; their claims settle at the next start",
@@ -258,17 +329,20 @@ class Daemon:
 
     # -- jobs -----------------------------------------------------------------------------------
     def sync_jobs(self, now: datetime, *, catch_up: bool, force: bool = False) -> None:
-        """Make the in-memory jobs and APScheduler match the store (by job id)."""
+        """Make the in-memory jobs and APScheduler match the store (by job id).
+
+        With `catch_up` (startup), every job's missed instants are planned here, in this
+        thread: skips recorded and claims made before this returns; the sending is queued.
+        """
         revision = self.store.jobs_revision()
         if revision == self._revision and not force:
             return
-        self._revision = revision
         stored = {j.id: j for j in self.store.list_jobs() if j.enabled}
         accounted: dict[str, datetime] | None = None
+        loaded: list[str] = []
         with self._jobs_lock:
             for job_id in [i for i in self._jobs if i not in stored]:
-                self._unschedule(job_id)
-                del self._jobs[job_id]  # a fire in flight keeps its own Job object
+                self._unload(job_id)
                 log.info("job unloaded job=%s", job_id)
             for job_id, row in stored.items():
                 current = self._jobs.get(job_id)
@@ -280,14 +354,14 @@ class Daemon:
                     # Never delete a user's job on our own: leave it stored, say why it is idle.
                     log.error("job quarantined job=%s: stored definition invalid: %s", job_id, exc)
                     if current is not None:
-                        self._unschedule(job_id)
-                        del self._jobs[job_id]
+                        self._unload(job_id)
                     continue
                 floor = row.active_since
                 if job.start_at is not None:
                     floor = max(floor, job.start_at - ONE_MICROSECOND)
                 if current is not None and current.schedule_key == row.schedule_key:
-                    cursor = max(current.cursor, floor)
+                    with current.lock:
+                        cursor = max(current.cursor, floor)
                 else:
                     if accounted is None:
                         accounted = self.store.accounted_until()
@@ -300,20 +374,47 @@ class Daemon:
                     until=job.end_at,
                     late_limit=self.stall_threshold,
                 )
-                state = _JobState(
-                    job=job,
-                    updated_at=row.updated_at,
-                    schedule_key=row.schedule_key,
-                    cursor=cursor,
-                    lock=current.lock if current is not None else threading.Lock(),
-                    trigger=trigger,
-                )
-                self._jobs[job_id] = state
+                if current is not None:
+                    # The same object, changed under its lock: a planner waiting on the lock
+                    # then sees the new job, trigger and cursor.
+                    with current.lock:
+                        current.job = job
+                        current.updated_at = row.updated_at
+                        current.schedule_key = row.schedule_key
+                        current.cursor = cursor
+                        current.trigger = trigger
+                        current.complete = False
+                    state = current
+                else:
+                    state = _JobState(
+                        job=job,
+                        updated_at=row.updated_at,
+                        schedule_key=row.schedule_key,
+                        cursor=cursor,
+                        lock=threading.Lock(),
+                        trigger=trigger,
+                    )
+                    self._jobs[job_id] = state
+                self._retired.pop(job_id, None)
                 self._schedule(state)
-                if catch_up:
-                    self._submit(self._advance, job_id, now, now)
-        if not catch_up:
+                loaded.append(job_id)
+        # Set last, so a failure above (store unavailable) is retried at the next pass.
+        self._revision = revision
+        if catch_up:
+            for job_id in loaded:
+                if self.stop_event.is_set():
+                    break  # not planned: the next start plans it
+                self._advance(job_id, now, now, send_inline=False)
+        else:
             log.info("jobs reloaded revision=%d jobs=%d", revision, len(self._jobs))
+
+    def _unload(self, job_id: str) -> None:
+        """Forget a job (caller holds `_jobs_lock`); a fire in flight keeps its own Job."""
+        state = self._jobs.pop(job_id)
+        with state.lock:
+            state.removed = True
+        self._retired[job_id] = state.job
+        self._unschedule(job_id)
 
     def _schedule(self, state: _JobState) -> None:
         assert self._aps is not None
@@ -339,14 +440,28 @@ class Daemon:
         up_to = state.trigger.scheduled_of(max(run_times))
         self._submit(self._advance, job_id, up_to, submitted_at)
 
-    def _advance(self, job_id: str, up_to: datetime, now: datetime) -> None:
-        """Account for every instant of the job up to `up_to`: claim or skip, then send."""
+    def _advance(
+        self, job_id: str, up_to: datetime, now: datetime, *, send_inline: bool = True
+    ) -> None:
+        """Account for every instant of the job up to `up_to`: skip or claim, then send.
+
+        The claimed fires are sent one after the other by this worker (oldest first), or, with
+        `send_inline=False` (startup), by one queued task.
+        """
         state = self._jobs.get(job_id)
         if state is None or self.stopping:
             return
-        job = state.job
         claimed: list[Fire] = []
         with state.lock:
+            if state.removed or state.complete:
+                return
+            job = state.job
+            if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
+                # Done for good: nothing more is planned (no skip rows for a finished series).
+                state.complete = True
+                self._unschedule(job.id)
+                log.info("job complete job=%s max_fires=%d", job.id, job.max_fires)
+                return
             plan = plan_due(
                 job.cron,
                 cursor=state.cursor,
@@ -388,6 +503,8 @@ class Daemon:
                     return  # not accounted: the next start plans it again
                 if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
                     log.info("job complete job=%s max_fires=%d", job.id, job.max_fires)
+                    state.complete = True
+                    self._unschedule(job.id)
                     break
                 fire = self.store.claim(
                     job.id, instant, trigger, now=self.clock.now(), daemon_id=self.daemon_id
@@ -395,12 +512,20 @@ class Daemon:
                 if fire is not None:
                     claimed.append(fire)
                 state.cursor = max(state.cursor, instant)
-            if plan.cursor is not None:
+            if plan.cursor is not None and not state.complete:
                 state.cursor = max(state.cursor, plan.cursor)
-        for fire in claimed:
+        if not claimed:
+            return
+        if send_inline:
+            self._send_all(job, claimed)
+        else:
+            self._submit(self._send_all, job, claimed)
+
+    def _send_all(self, job: Job, fires: list[Fire]) -> None:
+        for fire in fires:
             if self.stopping:
                 break  # stays `pending`: never sent, so the next start sends it
-            self._carry(job, fire, self.runner.attempt)
+            self._carry(job, fire)
 
     def _fires_used(self, job_id: str) -> int:
         """Successful fires plus those still open (max_fires counts successes)."""
@@ -415,17 +540,38 @@ class Daemon:
             ),
         )
 
-    def _carry(self, job: Job, fire: Fire, step: Callable[[Job, Fire], Fire]) -> None:
+    def _carry(self, job: Job, fire: Fire) -> None:
+        """Carry one fire forward in this thread, unless a worker already holds it."""
         with self._inflight_lock:
             if fire.id in self._inflight:
                 return
             self._inflight.add(fire.id)
+        self._carry_held(job, fire)
+
+    def _submit_carry(self, job: Job | None, fire: Fire) -> None:
+        """Queue one fire for a worker, unless one already holds or has queued it."""
+        with self._inflight_lock:
+            if fire.id in self._inflight:
+                return
+            self._inflight.add(fire.id)
+        if not self._submit(self._carry_held, job, fire):
+            with self._inflight_lock:
+                self._inflight.discard(fire.id)
+
+    def _carry_held(self, job: Job | None, fire: Fire) -> None:
+        # `resume` reads the fire again and acts on its current state: a queued snapshot may be
+        # stale (a retry that has since become uncertain must be read back, not resent).
         try:
-            step(job, fire)
+            if job is None:
+                # Its job was removed before this daemon loaded it: nothing can rebuild the
+                # request or read it back. Settle it as failed, saying why; never leave it open.
+                self.runner.abandon(fire, "the job was removed; this fire can no longer be sent")
+            else:
+                self.runner.resume(job, fire)
         except StoreError as exc:
             log.error(
                 "store failed job=%s scheduled_for=%s: %s; the fire stays open and is resumed",
-                job.id,
+                fire.job_id,
                 utc_iso(fire.scheduled_for),
                 exc,
             )
@@ -442,9 +588,11 @@ class Daemon:
         try:
             for fire in self.store.due_retries(now):
                 self._resume(fire)
-            scan_every = self.settings.scheduler.dead_after.total_seconds() / 2
             mono = self.clock.monotonic()
-            if startup or mono - self._last_orphan_scan >= min(scan_every, 5.0):
+            scan_every = min(
+                self.settings.scheduler.dead_after.total_seconds() / 2, ORPHAN_SCAN_EVERY
+            )
+            if startup or mono - self._last_orphan_scan >= scan_every:
                 self._last_orphan_scan = mono
                 self._adopt_orphans(now, startup=startup)
             next_retry = self.store.next_retry_at()
@@ -456,16 +604,20 @@ class Daemon:
         return wait
 
     def _adopt_orphans(self, now: datetime, *, startup: bool) -> None:
+        """Open fires nobody carries: ours that stopped moving, and those of dead daemons."""
         dead = self._dead_daemons(now)
-        for fire in self.store.unsettled(older_than=now if startup else now - OWN_ORPHAN_AFTER):
+        # A dead daemon is one silent for `dead_after`, so its rows are at least that old.
+        stale = min(self.settings.scheduler.dead_after, OWN_ORPHAN_AFTER)
+        own_stale = now - OWN_ORPHAN_AFTER
+        for fire in self.store.unsettled(older_than=now if startup else now - stale):
             owner = fire.claimed_by
             mine = owner == self.daemon_id
             if fire.status is FireStatus.UNCERTAIN:
                 if fire.next_attempt_at is not None and fire.next_attempt_at > now:
                     continue
-                if not (mine or owner is None or owner in dead):
-                    continue
-            elif not (owner is None or owner in dead or mine):
+            elif mine and fire.updated_at >= own_stale:
+                continue  # ours and recent: a worker has it queued
+            if not (mine or owner is None or owner in dead):
                 continue
             if not mine:
                 adopted = self.store.adopt(
@@ -506,24 +658,28 @@ class Daemon:
         return False
 
     def _resume(self, fire: Fire) -> None:
-        state = self._jobs.get(fire.job_id)
-        if state is None:
-            job = self._load_job(fire.job_id)
-            if job is None:
-                return
-        else:
-            job = state.job
+        """Queue an open fire for a worker, with its job's definition."""
         with self._inflight_lock:
             if fire.id in self._inflight:
                 return
-        self._submit(self._carry, job, fire, self.runner.resume)
+        self._submit_carry(self._job_of(fire.job_id), fire)
 
-    def _load_job(self, job_id: str) -> Job | None:
-        """A removed or paused job's open fire still finishes; load its definition."""
+    def _job_of(self, job_id: str) -> Job | None:
+        """A loaded job; else one unloaded while we ran; else a paused job's stored definition."""
+        state = self._jobs.get(job_id)
+        if state is not None:
+            return state.job
+        retired = self._retired.get(job_id)
+        if retired is not None:
+            return retired
         try:
             row = self.store.get_job(job_id)
+        except JobNotFound:
+            return None
+        try:
             return job_from_document(row.definition, self.settings)
-        except SchedulerError:
+        except SchedulerError as exc:
+            log.error("job quarantined job=%s: stored definition invalid: %s", job_id, exc)
             return None
 
     def detect_stall(self, now: datetime, mono: float) -> bool:
@@ -548,17 +704,19 @@ class Daemon:
             return True
         return False
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def _submit(self, fn: Callable[..., None], *args: Any) -> bool:
+        """Queue `fn(*args)` for a worker; False when stopping (nothing is queued then)."""
         pool = self._pool
         if pool is None or self.stopping:
-            return
+            return False
         try:
             future = pool.submit(_logged, fn, *args)
         except RuntimeError:  # the pool is shutting down
-            return
+            return False
         with self._inflight_lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
+        return True
 
     def _forget(self, future: concurrent.futures.Future[None]) -> None:
         with self._inflight_lock:
@@ -580,7 +738,7 @@ class Daemon:
         if self._aps is None:
             return None
         for job in self._aps.get_jobs():
-            if job.next_run_time is not None:
+            if getattr(job, "next_run_time", None) is not None:
                 return job
         return None
 

@@ -57,6 +57,8 @@ MAX_JITTER = timedelta(days=1)
 # About ten years, like a time expression's terms: `now - window` must stay a representable date.
 MAX_CATCH_UP_WINDOW = timedelta(days=3660)
 TITLE_MAX_LENGTH = 600  # POST /tasks rejects longer titles (tallyfy-api.md 3.1)
+TEXT_MAX_LENGTH = 30_000  # summaries and kick-off text: the API's longest text field (textarea)
+SHOWN_MAX_LENGTH = 200  # a longer value is shown cut short in a message (the file has it all)
 DEFAULT_STARTED_AT = "+0"  # a task starts at the fire's scheduled instant
 
 # `deadline` is a create_task value; a launch has no single deadline to offer its templates.
@@ -135,6 +137,9 @@ def load_job_files(paths: Sequence[Path], settings: Settings, now: datetime) -> 
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             problems.append(_toml_problem(exc, label, text))
+            continue
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            problems.append(problem("invalid TOML: arrays or tables nested too deeply", file=label))
             continue
         reader = _Reader(settings, file=label, lines=key_lines(text))
         job = reader.job(doc, default_id=file.stem, source=label)
@@ -357,12 +362,11 @@ def _json_problem(value: Any) -> str | None:
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _dotted(path: Path_) -> str:
+def dotted_key(path: Path_) -> str:
     """A key path as TOML writes it: bare parts as they are, others quoted (`a."b.c"`), so a
     key holding a dot, a space or a line break is still one unambiguous key in a message."""
     return ".".join(
-        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
-        for part in path
+        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False) for part in path
     )
 
 
@@ -400,8 +404,12 @@ class _Reader:
         return None
 
     def bad(self, path: Path_, message: str, value: Any = ...) -> None:
+        if isinstance(value, str) and len(value) > SHOWN_MAX_LENGTH:
+            value = f"{value[: SHOWN_MAX_LENGTH // 2]}... ({len(value)} characters)"
         self.problems.append(
-            problem(message, file=self.file, line=self.line_of(path), key=_dotted(path), value=value)
+            problem(
+                message, file=self.file, line=self.line_of(path), key=dotted_key(path), value=value
+            )
         )
 
     def known(self, table: Mapping[str, Any], path: Path_, keys: Collection[str]) -> None:
@@ -886,13 +894,13 @@ class _RenderCheck:
         if isinstance(action, LaunchProcess):
             self.render(action.name, values, reader, ("action", "name"), NAME_MAX_LENGTH)
             if action.summary is not None:
-                self.render(action.summary, values, reader, ("action", "summary"), None)
+                self.render(action.summary, values, reader, ("action", "summary"), TEXT_MAX_LENGTH)
             for key, value in action.prerun.items():
                 where = ("action", "prerun", key)
                 if isinstance(value, At):
                     self.resolve(value.at, job, instant, reader, (*where, "at"))
                 elif not isinstance(value, Passthrough):
-                    self.render(value, values, reader, where, None)
+                    self.render(value, values, reader, where, TEXT_MAX_LENGTH)
             for step, override in action.tasks.items():
                 if override.deadline is not None:
                     step_path = ("action", "tasks", step, "deadline")
@@ -900,7 +908,7 @@ class _RenderCheck:
         else:
             self.render(action.title, values, reader, ("action", "title"), TITLE_MAX_LENGTH)
             if action.summary is not None:
-                self.render(action.summary, values, reader, ("action", "summary"), None)
+                self.render(action.summary, values, reader, ("action", "summary"), TEXT_MAX_LENGTH)
 
     def sample_instant(self, job: Job, reader: _Reader) -> datetime | None:
         """The next fire after now; failing that (a finished window) the schedule's next one."""

@@ -56,9 +56,13 @@ _CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {
 _BARE_VALUE = re.compile(r"[^\s=\"\\]+")
 
 
+# Shorter values are not secrets worth the damage: hiding "t" would mangle every log line.
+MIN_SECRET_LENGTH = 6
+
+
 def register_secret(value: str) -> None:
-    """Have every RedactingFilter hide `value` from now on (empty values are ignored)."""
-    if value:
+    """Have every RedactingFilter hide `value` from now on (shorter than 6 chars: ignored)."""
+    if len(value) >= MIN_SECRET_LENGTH:
         with _registry_lock:
             _registry.add(value)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -51,6 +52,11 @@ RECONCILE_SKEW = timedelta(minutes=2)
 FIRST_RECONCILE_DELAY = timedelta(seconds=1)
 
 Observer = Callable[[Fire, ApiRequest | None], None]
+
+# A fire in one of these is not settled yet: someone has to carry it forward.
+OPEN_STATUSES = frozenset(
+    {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
+)
 
 
 class FireRejected(InvalidInput):
@@ -108,6 +114,7 @@ class Runner:
         clock: Clock,
         daemon_id: str | None = None,
         observer: Observer | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -117,6 +124,8 @@ class Runner:
         self.clock = clock
         self.daemon_id = daemon_id
         self.observer = observer
+        # Set when the daemon stops: a fire still waiting for a rate-limit slot is not sent.
+        self.stop = stop
 
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
@@ -140,18 +149,46 @@ class Runner:
 
     def resume(self, job: Job, fire: Fire) -> Fire:
         """Carry an open fire forward: send a pending/retrying one, reconcile anything that
-        may have reached the API (`uncertain`, or `sending` left by a dead daemon)."""
+        may have reached the API (`uncertain`, or `sending` left by a dead daemon).
+
+        The fire is read again first and handled by its current state, never by the caller's
+        snapshot: a queued retry may have become `uncertain` meanwhile, and sending it again
+        without a read-back could launch twice. A fire another daemon holds is left alone.
+        """
+        fire = self.store.get_fire(fire.id)
+        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+            return fire
         if fire.status in (FireStatus.PENDING, FireStatus.RETRYING):
             return self.attempt(job, fire)
         if fire.status is FireStatus.SENDING:
-            # Left mid-request (our own worker failed while recording the outcome): the request
-            # may have arrived, so it is uncertain until read back.
+            # Left mid-request (our own worker failed while recording the outcome, or we
+            # adopted it): the request may have arrived, so it is uncertain until read back.
             fire = self.store.mark_uncertain(
                 fire.id, now=self.clock.now(), error="interrupted while sending"
             )
         if fire.status is FireStatus.UNCERTAIN:
             return self.reconcile(job, fire)
         return fire
+
+    def abandon(self, fire: Fire, reason: str) -> Fire:
+        """Settle an open fire that can no longer be carried (its job is gone) as `failed`."""
+        fire = self.store.get_fire(fire.id)
+        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+            return fire
+        if fire.status in (FireStatus.SENDING, FireStatus.UNCERTAIN):
+            reason += "; it may have reached the API: look for it there"
+        if fire.status is FireStatus.RETRYING:
+            # `finish` applies to claimed fires; take the retry first (conditional, like all).
+            started = self.store.start_attempt(
+                fire.id, now=self.clock.now(), daemon_id=self.daemon_id
+            )
+            if started is None:
+                return self.store.get_fire(fire.id)
+            fire = started
+        return self._finish(fire, FireStatus.FAILED, None, error=reason)
+
+    def _ours(self, fire: Fire) -> bool:
+        return fire.claimed_by is None or fire.claimed_by == self.daemon_id
 
     # -- steps ----------------------------------------------------------------------------------
     def attempt(self, job: Job, fire: Fire) -> Fire:
@@ -164,7 +201,7 @@ class Runner:
         except InvalidInput as exc:
             return self._finish(started, FireStatus.FAILED, None, error=str(exc))
         try:
-            created = self.client.send(request)
+            created = self.client.send(request, stop=self.stop)
         except ApiError as exc:
             return self._failed_attempt(started, request, exc)
         return self._finish(
@@ -256,6 +293,11 @@ class Runner:
                 error=str(exc),
                 http_status=exc.status,
                 next_attempt_at=now + wait,
+            )
+        if isinstance(exc, NotSent) and self.stop is not None and self.stop.is_set():
+            # Not sent because we are stopping: due again at once, at the next start.
+            return self._finish(
+                fire, FireStatus.RETRYING, request, error=str(exc), next_attempt_at=now
             )
         if isinstance(exc, NotSent) and fire.attempts < self.retry.max_attempts:
             return self._finish(

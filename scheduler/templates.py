@@ -29,6 +29,8 @@ from scheduler.errors import TemplateError, problem
 FIRE_NAMES: frozenset[str] = frozenset({"fire", "fire_utc", "job", "iso_week", "seq", "deadline"})
 INSTANT_NAMES: frozenset[str] = frozenset({"fire", "fire_utc", "deadline"})
 MAX_FORMAT_LENGTH = 100  # a date pattern is short; this bounds the work and the output per field
+# The API's longest text (a textarea holds 30,000 characters); bounds parsing and rendering work.
+MAX_TEMPLATE_LENGTH = 30_000
 
 _DAYS = tuple("Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split())
 _MONTHS = tuple(
@@ -149,10 +151,13 @@ def parse_template(text: str, allowed: frozenset[str] = FIRE_NAMES) -> Template:
 
     Also rejected, each with a message quoting the placeholder: positional fields (`{}`,
     `{0}`), a FORMAT on a non-instant (`{seq:05}`), strftime directives not in
-    `STRFTIME_DIRECTIVES`, a FORMAT longer than `MAX_FORMAT_LENGTH`, and unbalanced braces.
+    `STRFTIME_DIRECTIVES`, a FORMAT longer than `MAX_FORMAT_LENGTH`, and unbalanced braces;
+    and a template longer than `MAX_TEMPLATE_LENGTH`.
     """
     if not isinstance(text, str):
         raise _error(text, "a template must be a string")
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        raise _error(text, f"{len(text)} characters: at most {MAX_TEMPLATE_LENGTH}")
     parts: list[str | _Field] = []
     literal: list[str] = []
     i, n = 0, len(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.cron.fields import (
@@ -32,6 +33,11 @@ _FIELDS_5 = (MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK)
 _FIELDS_6 = (SECOND, *_FIELDS_5)
 # The longest each month can be (February in leap years), for the never-fires check.
 _MAX_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# Compiled schedules are immutable, so jobs with the same (expression, zone) share one: loading
+# 100,000 stored jobs compiles each distinct schedule once (bench/README.md, figure 1). Bounded,
+# so a long-lived daemon whose jobs keep changing does not keep every old schedule alive.
+_SCHEDULE_CACHE_SIZE = 16_384
+_MATCHER_CACHE_SIZE = 16_384
 
 
 def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -> CronSchedule:
@@ -41,6 +47,20 @@ def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -
     ScheduleError naming the field and the offending item, saying that the expression
     never fires, or naming an unknown zone; the caller adds the file and key.
     """
+    if not isinstance(expression, str) or not isinstance(zone, ZoneInfo | str):
+        return _compile(expression, zone, job_id)  # reports the problem
+    # Only `H` reads the seed; "H" also occurs in THU (or `h`), which merely costs a cache hit.
+    seed = job_id if "H" in expression.upper() else ""
+    return _compile_cached(expression, zone, seed)
+
+
+@lru_cache(maxsize=_SCHEDULE_CACHE_SIZE)
+def _compile_cached(expression: str, zone: ZoneInfo | str, seed: str) -> CronSchedule:
+    # An error is raised, not cached: a bad expression is parsed again each time (rare).
+    return _compile(expression, zone, seed)
+
+
+def _compile(expression: str, zone: ZoneInfo | str, job_id: str) -> CronSchedule:
     problems: list[Problem] = []
     schedule_zone = _zone(zone, problems)
     texts = _split(expression, problems)
@@ -75,19 +95,48 @@ def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -
     # cronie's syntactic split between interval and fixed-time jobs (schedules.md): the
     # second (six fields only; five get "0"), minute or hour field starts with `*`.
     is_interval = any(t.startswith("*") for t in texts[:3])
-    wall = WallMatcher(
-        seconds=second.mask,
-        minutes=minute.mask,
-        hours=hour.mask,
-        days=dom.mask,
-        last_day=dom.last,
-        months=month.mask,
-        weekdays=dow.mask,
-        last_weekdays=dow.last_weekdays,
-        nth_weekdays=dow.nth,
-        day_and=day_and,
+    wall = _matcher(
+        second.mask,
+        minute.mask,
+        hour.mask,
+        dom.mask,
+        dom.last,
+        month.mask,
+        dow.mask,
+        dow.last_weekdays,
+        dow.nth,
+        day_and,
     )
     return CronSchedule(expression, schedule_zone, is_interval, wall)
+
+
+@lru_cache(maxsize=_MATCHER_CACHE_SIZE)
+def _matcher(
+    seconds: int,
+    minutes: int,
+    hours: int,
+    days: int,
+    last_day: bool,
+    months: int,
+    weekdays: int,
+    last_weekdays: int,
+    nth_weekdays: int,
+    day_and: bool,
+) -> WallMatcher:
+    """One shared matcher per set of fields (it only memoizes pure answers, so sharing is safe):
+    `0 9 * * *` in ten zones, or `H` landing on the same values, is one object."""
+    return WallMatcher(
+        seconds=seconds,
+        minutes=minutes,
+        hours=hours,
+        days=days,
+        last_day=last_day,
+        months=months,
+        weekdays=weekdays,
+        last_weekdays=last_weekdays,
+        nth_weekdays=nth_weekdays,
+        day_and=day_and,
+    )
 
 
 def _split(expression: str, problems: list[Problem]) -> list[str] | None:

@@ -82,11 +82,31 @@ _LAST_WEEKDAY = re.compile(r"([0-9A-Z]+?)L", _ASCII)
 _NTH_WEEKDAY = re.compile(r"([0-9A-Z]+)#([0-9]+)", _ASCII)
 
 
+# Parsed fields without `H` do not depend on the seed: a few hundred distinct texts ("0", "*/5",
+# "MON-FRI") cover most schedules, so they are parsed once. Keyed by the field's name because
+# FieldKind holds a mapping proxy (unhashable before Python 3.12); errors are never stored.
+_UNSEEDED: dict[tuple[str, str], ParsedField] = {}
+_UNSEEDED_MAX = 8192
+
+
 def parse_field(kind: FieldKind, text: str, seed: str = "") -> ParsedField:
     """Parse one field (any case); FieldError naming the field and the offending item.
 
     `seed` (the job id) fixes what `H` picks: the same job always gets the same value.
     """
+    if "H" in text.upper():
+        return _parse_field(kind, text, seed)
+    key = (kind.name, text)
+    parsed = _UNSEEDED.get(key)
+    if parsed is None:
+        parsed = _parse_field(kind, text, "")
+        if len(_UNSEEDED) >= _UNSEEDED_MAX:
+            _UNSEEDED.clear()  # crude but bounded; refilled by the texts in use
+        _UNSEEDED[key] = parsed
+    return parsed
+
+
+def _parse_field(kind: FieldKind, text: str, seed: str) -> ParsedField:
     mask = 0
     last = False
     last_weekdays = 0

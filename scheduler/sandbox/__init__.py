@@ -14,8 +14,8 @@ The same controls are served over HTTP under `/_sandbox/` for other processes.
 
 from __future__ import annotations
 
+from scheduler.client import parse_request_date
 from scheduler.sandbox.faults import FAULT_KINDS, FaultRule
 from scheduler.sandbox.server import SandboxServer, serve
-from scheduler.sandbox.validation import parse_request_date
 
 __all__ = ["FAULT_KINDS", "FaultRule", "SandboxServer", "parse_request_date", "serve"]

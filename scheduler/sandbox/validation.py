@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.client import parse_request_date
 from scheduler.errors import InvalidInput, Problem, problem
 
 NAME_MAX = 550
@@ -27,28 +28,7 @@ FILE_SOURCES = ("local", "url")
 # The three request date forms the sandbox accepts (tallyfy-api.md "Decisions" and section 3.3);
 # anything else is a 422, so a client sending a naive ISO instant (read in the org's zone by
 # the real server, maybe) finds out here rather than in production.
-_ZULU = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
-_SPACED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def parse_request_date(value: Any) -> datetime:
-    """A request date -> aware UTC datetime; ValueError for anything else.
-
-    Accepted: `2026-03-08T07:00:00Z` (optionally with a fraction), `2026-03-08 07:00:00` (read as
-    UTC), and ISO 8601 with an offset (`2026-03-08T02:00:00-05:00`).
-    """
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    text = value.strip()
-    if _ZULU.fullmatch(text):
-        return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC)
-    if _SPACED.fullmatch(text):
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    if _OFFSET.fullmatch(text):
-        return datetime.fromisoformat(text).astimezone(UTC)
-    raise ValueError(f"not a date the API accepts: {value!r}")
 
 
 def format_response_date(instant: datetime) -> str:

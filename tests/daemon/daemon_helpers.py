@@ -90,7 +90,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
     return json.dumps(str(value))
 
 
@@ -207,7 +209,11 @@ class DaemonEnv:
         )
 
     def process(
-        self, *, name: str = "daemon", env: Mapping[str, str] | None = None, args: Iterable[str] = ()
+        self,
+        *,
+        name: str = "daemon",
+        env: Mapping[str, str] | None = None,
+        args: Iterable[str] = (),
     ) -> DaemonProcess:
         """A `run` daemon (not started); `args` go after `run`."""
         return DaemonProcess(

@@ -43,7 +43,7 @@ from sqlalchemy import create_engine
 
 from scheduler.clock import utc_iso
 from scheduler.config import load_settings
-from scheduler.cron import parse_schedule
+from scheduler.cron import CronSchedule, parse_schedule
 from scheduler.definitions import load_job_files
 from scheduler.models import FireStatus
 from scheduler.sandbox import SandboxServer
@@ -67,6 +67,16 @@ OPEN_STATUSES = (
 )
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 READY_LINE = "daemon started"
+# Log events counted into the figures: evidence of which recovery paths a test exercised.
+LOG_EVIDENCE = {
+    "reconciled": "reconciled job=",
+    "adopted": "adopted fire job=",
+    "retrying": "fire retrying job=",
+    "failed": "fire failed job=",
+    "skip_rows": "skipped job=",
+    "stalls": "stall detected",
+    "clock_back": "wall clock stepped back",
+}
 
 # Read at import: the suite's autouse fixture clears TALLYFY_* before each test.
 _SEED_ENV = os.environ.get("TALLYFY_RELIABILITY_SEED")
@@ -413,6 +423,10 @@ class AuditReport:
     unsettled: list[str] = field(default_factory=list)  # still open at the end
     strays: list[str] = field(default_factory=list)  # items that match no scheduled instant
     by_job: dict[str, Counter[str]] = field(default_factory=dict)
+    # job id -> instant -> "sent" | "skipped" | "failed" | "open" (clean verdicts only)
+    outcomes: dict[str, dict[datetime, str]] = field(default_factory=dict)
+    # job id -> instant -> the history row that accounts for it (its own row or a skip range)
+    rows: dict[str, dict[datetime, Fire]] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -468,6 +482,8 @@ def audit_history(
         job = stored[job_id]
         counts: Counter[str] = Counter()
         report.by_job[job_id] = counts
+        outcomes = report.outcomes.setdefault(job_id, {})
+        accounted_by = report.rows.setdefault(job_id, {})
         definition = job.definition
         schedule = parse_schedule(
             str(definition["schedule"]), str(definition.get("timezone") or "UTC"), job_id=job_id
@@ -505,6 +521,8 @@ def audit_history(
                 continue
             if covering:
                 row = covering[0]
+            if row is not None:
+                accounted_by[instant] = row
             if row is None:
                 if found:
                     report.contradicted.append(f"{where}: sent {found} but no history row")
@@ -513,15 +531,19 @@ def audit_history(
                 continue
             status = row.status
             if status in OPEN_STATUSES:
+                outcomes[instant] = "open"
                 report.unsettled.append(f"{where}: still {status} ({row.error})")
             elif status is FireStatus.SUCCEEDED:
                 if not found:
-                    report.lost.append(f"{where}: history says sent ({row.remote_id}), API has none")
+                    report.lost.append(
+                        f"{where}: history says sent ({row.remote_id}), API has none"
+                    )
                 elif row.remote_id != found[0]:
                     report.contradicted.append(
                         f"{where}: history remote_id {row.remote_id} but the API holds {found[0]}"
                     )
                 else:
+                    outcomes[instant] = "sent"
                     report.sent += 1
                     counts["sent"] += 1
             elif status in (FireStatus.SKIPPED, FireStatus.FAILED):
@@ -530,9 +552,11 @@ def audit_history(
                 elif not row.error:
                     report.lost.append(f"{where}: {status} without a reason")
                 elif status is FireStatus.SKIPPED:
+                    outcomes[instant] = "skipped"
                     report.skipped += 1
                     counts["skipped"] += 1
                 else:
+                    outcomes[instant] = "failed"
                     report.failed += 1
                     counts["failed"] += 1
             else:  # pragma: no cover - a status this audit does not know
@@ -559,6 +583,7 @@ class Rig:
     """One test's world: sandbox, store, config, job files, daemons, figures (module doc)."""
 
     job_toml = staticmethod(job_toml)
+    kit_items = staticmethod(sandbox_items)
     TOKEN = RELIABILITY_TOKEN
 
     def __init__(
@@ -586,6 +611,20 @@ class Rig:
         self.daemons: list[DaemonProcess] = []
         self._store: Store | None = None
         self.store.init_schema()
+
+    @staticmethod
+    def kit_wait(
+        predicate: Callable[[], bool], timeout: float, *, interval: float = 0.2, what: str = ""
+    ) -> None:
+        """`wait_until`, reachable from a test module through the fixture."""
+        wait_until(predicate, timeout, interval=interval, what=what)
+
+    def kit_schedule(self, job_id: str) -> CronSchedule:
+        """The stored job's schedule, from the one schedule engine."""
+        definition = self.store.get_job(job_id).definition
+        return parse_schedule(
+            str(definition["schedule"]), str(definition.get("timezone") or "UTC"), job_id=job_id
+        )
 
     # configuration and jobs
     def write_config(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -639,7 +678,9 @@ class Rig:
         return [j.id for j in found]
 
     # daemons
-    def daemon(self, name: str | None = None, *, env: Mapping[str, str] | None = None) -> DaemonProcess:
+    def daemon(
+        self, name: str | None = None, *, env: Mapping[str, str] | None = None
+    ) -> DaemonProcess:
         """A daemon process (not started); killed in teardown."""
         name = name or f"daemon{len(self.daemons) + 1}"
         full_env = self.env
@@ -715,7 +756,9 @@ class Rig:
         try:
             wait_until(settled, timeout, interval=0.2, what="the history to settle")
         except AssertionError:
-            opened = [f"{f.job_id} {utc_iso(f.scheduled_for)} {f.status}" for f in self.open_fires()]
+            opened = [
+                f"{f.job_id} {utc_iso(f.scheduled_for)} {f.status}" for f in self.open_fires()
+            ]
             raise AssertionError(
                 f"not settled after {timeout:.0f} s: open fires {opened[:20]}"
                 f"\n--- daemon log tail ---\n{self.log_tail()}"
@@ -747,6 +790,11 @@ class Rig:
     def log_tail(self, chars: int = 4000) -> str:
         return self.logs()[-chars:]
 
+    def evidence(self) -> Counter[str]:
+        """How often each LOG_EVIDENCE event appears in the daemons' logs."""
+        text = self.logs()
+        return Counter({name: text.count(needle) for name, needle in LOG_EVIDENCE.items()})
+
     def assert_token_hidden(self) -> None:
         """The token is in no daemon log line and no history row (nor the SQLite file)."""
         assert RELIABILITY_TOKEN not in self.logs(), "the access token appears in a daemon log"
@@ -776,6 +824,7 @@ class Rig:
     def finish(self, report: AuditReport) -> None:
         """Print and write the figures, then assert the audit clean and the token hidden."""
         self.figures.seconds = time.monotonic() - self.started
+        self.figures.extra.setdefault("log_events", dict(+self.evidence()))
         data = self.figures.as_dict()
         data["problems"] = report.problems[:50]
         (self.tmp / "figures.json").write_text(json.dumps(data, indent=2), encoding="utf-8")

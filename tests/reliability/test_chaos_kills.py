@@ -67,9 +67,7 @@ def test_each_instant_is_sent_once_across_thirty_sigkills(rig: Any, rng: Any, so
     )
     seed = rng.randrange(2**31)
     rig.sandbox.add_fault(
-        FaultRule(
-            "latency", seconds=LATENCY_SECONDS, probability=FAULT_PROBABILITY, seed=seed
-        )
+        FaultRule("latency", seconds=LATENCY_SECONDS, probability=FAULT_PROBABILITY, seed=seed)
     )
     rig.sandbox.add_fault(
         FaultRule(

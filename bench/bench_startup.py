@@ -1,0 +1,258 @@
+"""Figure 1: 100,000 stored jobs, from start to READY, and the memory it takes.
+
+Design target (issue 4): 100,000 stored jobs are scheduled (READY) within a few seconds, in
+well under 300 MB. Three measurements on the same store:
+
+1. **in process, broken down**: a fresh Python process builds a `Daemon` on the store (the
+   API is an in-memory double) and times `Daemon.start()` up to READY, with every step it
+   takes wrapped in a timer: `Store.list_jobs`, `job_from_document` (and, inside it, the cron
+   compile), `EngineTrigger` + APScheduler `add_job`, APScheduler `start` (which computes every
+   job's first fire time and sorts them into its job store), and the catch-up planning that
+   `start` queues for the workers (`plan_due`, and `_advance` around it), which runs on after
+   READY: "catch-up drained" is when the last of it finished. Peak RSS is the process's.
+2. **the `run` process**: `tallyfy-scheduler run` with a `$NOTIFY_SOCKET` we listen on: the
+   seconds from spawning the process to its READY=1, and its peak RSS (VmHWM) then and once
+   the catch-up queue has drained (STATUS settles). The API is a sandbox process.
+3. The same in-process run on PostgreSQL when TALLYFY_SCHEDULER_TEST_PG_URL is set.
+
+    .venv/bin/python -m bench.bench_startup                  # 100,000 jobs, SQLite (+ PG)
+    .venv/bin/python -m bench.bench_startup --jobs 20000 --no-process
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    DaemonProcess,
+    InMemoryApi,
+    NotifySocket,
+    SandboxProcess,
+    Timers,
+    bench_settings,
+    child_env,
+    fill_store,
+    fmt_seconds,
+    peak_rss_mb,
+    pg_schema,
+    pg_url,
+    print_table,
+    self_peak_rss_mb,
+    varied_documents,
+    wait_until,
+    workdir,
+)
+
+DEFAULT_JOBS = 100_000
+TARGET_SECONDS = 5.0  # "a few seconds"
+TARGET_MB = 300.0
+# Only the measured child may take this long; the whole script is bounded by these.
+CHILD_TIMEOUT = 240.0
+READY_TIMEOUT = 180.0
+
+
+# -- 1. in process ---------------------------------------------------------------------------------
+def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """Build a daemon on `url` in this process, time `start()` step by step; the figures."""
+    # Imported here so the baseline RSS below counts the modules the daemon needs.
+    import scheduler.daemon as daemon_module
+    import scheduler.job as job_module
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from scheduler.clock import SystemClock
+    from scheduler.config import CalendarSettings
+    from scheduler.daemon import Daemon
+    from scheduler.notify import Notifier
+    from scheduler.runner import Runner
+    from scheduler.store import Store, make_engine
+    from scheduler.timeexpr import BusinessCalendar
+
+    baseline_mb = self_peak_rss_mb()
+    settings = bench_settings(url)
+    store = Store(make_engine(url, **engine_args))
+    clock = SystemClock()
+    runner = Runner(
+        store,
+        InMemoryApi(),  # type: ignore[arg-type]
+        organization_id="demo-org",
+        calendar=BusinessCalendar.from_settings(CalendarSettings()),
+        retry=settings.retry,
+        clock=clock,
+    )
+    marks: dict[str, float] = {}
+
+    class ReadyClock(Notifier):
+        def ready(self, status: str | None = None) -> bool:
+            marks.setdefault("ready", time.perf_counter())
+            return True
+
+    daemon = Daemon(settings, store, runner, clock=clock, notifier=ReadyClock(environ={}))
+    timers = Timers()
+    timers.wrap(store, "check_schema")
+    timers.wrap(store, "jobs_revision")
+    timers.wrap(store, "list_jobs", "Store.list_jobs")
+    timers.wrap(store, "accounted_until")
+    timers.wrap(daemon_module, "job_from_document", "job_from_document (all)")
+    timers.wrap(job_module, "parse_schedule", "  of which cron compile")
+    timers.wrap(daemon_module, "EngineTrigger", "EngineTrigger()")
+    timers.wrap(BackgroundScheduler, "add_job", "APScheduler add_job")
+    timers.wrap(BackgroundScheduler, "start", "APScheduler start")
+    timers.wrap(daemon, "resume_open_fires")
+    timers.wrap(daemon, "_heartbeat", "heartbeat")
+    timers.wrap(daemon_module, "plan_due", "catch-up plan_due")
+    timers.wrap(daemon, "_advance", "catch-up _advance (plan + writes)")
+    timers.wrap(daemon, "sync_jobs", "sync_jobs (all)")
+    try:
+        started = time.perf_counter()
+        daemon.start()
+        returned = time.perf_counter()
+        ready_mb = self_peak_rss_mb()
+        # Work `start` queued for the workers (sends, or planning in older versions) runs on
+        # after READY: wait until the pool is idle.
+        futures = getattr(daemon, "_futures", None)
+        if futures is not None:
+            wait_until(lambda: not futures, CHILD_TIMEOUT, interval=0.01)
+        drained = time.perf_counter()
+        jobs = len(daemon._jobs)
+    finally:
+        daemon.stopping = True
+        daemon.shutdown()
+        timers.restore()
+        store.close()
+    gc.collect()
+    return {
+        "url": store.url,
+        "jobs": jobs,
+        "ready_s": marks.get("ready", returned) - started,
+        "start_returned_s": returned - started,
+        "catch_up_drained_s": drained - started,
+        "baseline_mb": baseline_mb,
+        "peak_rss_at_ready_mb": ready_mb,
+        "peak_rss_mb": self_peak_rss_mb(),
+        "steps": {
+            name: {"seconds": timers.seconds[name], "calls": timers.calls[name]}
+            for name in timers.seconds
+        },
+    }
+
+
+def in_child(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """`measure_in_process` in a fresh interpreter, so its peak RSS is the daemon's alone."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_startup", "--child", json.dumps([url, engine_args])],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT + 60,
+        env=child_env(),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the measured child failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- 2. the run process ----------------------------------------------------------------------------
+def measure_process(db_url: str, folder: Path) -> dict[str, Any]:
+    """Spawn `tallyfy-scheduler run`; seconds to READY=1 and its peak RSS."""
+    sandbox = SandboxProcess(folder)
+    notify = NotifySocket(folder)
+    daemon: DaemonProcess | None = None
+    try:
+        daemon = DaemonProcess(folder, db_url, sandbox.url, notify=notify)
+        ready_at = notify.wait_for("READY=1", READY_TIMEOUT, lambda: daemon is not None and daemon.running)
+        ready_s = ready_at - daemon.started
+        ready_mb = peak_rss_mb(daemon.pid)
+        # Let the queued catch-up planning finish, then read the peak again.
+        time.sleep(3.0)
+        settled_mb = peak_rss_mb(daemon.pid)
+        return {"ready_s": ready_s, "peak_rss_at_ready_mb": ready_mb, "peak_rss_mb": settled_mb}
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        notify.close()
+        sandbox.stop()
+
+
+# -- report ----------------------------------------------------------------------------------------
+def _print_in_process(label: str, r: dict[str, Any]) -> None:
+    print(f"\n{label}: {r['jobs']} jobs, in process ({r['url']})")
+    rows = [
+        ("start -> READY", fmt_seconds(r["ready_s"])),
+        ("start -> catch-up drained", fmt_seconds(r["catch_up_drained_s"])),
+        ("peak RSS at READY", f"{r['peak_rss_at_ready_mb']:.0f} MB"),
+        ("peak RSS", f"{r['peak_rss_mb']:.0f} MB (imports alone: {r['baseline_mb']:.0f} MB)"),
+    ]
+    for name, step in r["steps"].items():
+        rows.append((name, f"{fmt_seconds(step['seconds'])}  ({step['calls']} calls)"))
+    print_table(rows)
+
+
+def run(jobs: int, *, process: bool, postgres: bool) -> dict[str, Any]:
+    """Every measurement of figure 1; returns the figures (also printed)."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    results: dict[str, Any] = {"jobs": jobs}
+    with workdir("startup") as folder:
+        started = time.perf_counter()
+        docs = varied_documents(jobs)
+        generated = time.perf_counter() - started
+        db_url = f"sqlite:///{folder / 'scheduler.db'}"
+        results["apply_s"] = fill_store(db_url, docs, now)
+        print(
+            f"figure 1: {jobs} varied jobs generated in {generated:.1f} s,"
+            f" stored (Store.apply) in {results['apply_s']:.1f} s"
+        )
+        results["sqlite"] = in_child(db_url, {})
+        _print_in_process("SQLite", results["sqlite"])
+        if process:
+            results["process"] = measure_process(db_url, folder)
+            p = results["process"]
+            print(f"\n`tallyfy-scheduler run` process, SQLite, {jobs} jobs")
+            print_table(
+                [
+                    ("spawn -> READY=1", fmt_seconds(p["ready_s"])),
+                    ("peak RSS at READY", f"{p['peak_rss_at_ready_mb']:.0f} MB"),
+                    ("peak RSS 3 s later", f"{p['peak_rss_mb']:.0f} MB"),
+                ]
+            )
+        pg = pg_url() if postgres else None
+        if pg is not None:
+            with pg_schema(pg) as engine_args:
+                results["postgres_apply_s"] = fill_store(pg, docs, now, **engine_args)
+                results["postgres"] = in_child(pg, engine_args)
+            _print_in_process("PostgreSQL", results["postgres"])
+    best = results.get("process", results["sqlite"])
+    results["verdict"] = (
+        f"READY in {best['ready_s']:.1f} s (target {TARGET_SECONDS:.0f} s), "
+        f"peak {best['peak_rss_mb']:.0f} MB (target < {TARGET_MB:.0f} MB)"
+    )
+    print(f"\n=> {results['verdict']}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    parser.add_argument("--no-process", action="store_true", help="skip the `run` process")
+    parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        url, engine_args = json.loads(args.child)
+        print(json.dumps(measure_in_process(url, engine_args)))
+        return None
+    return run(
+        max(1, min(args.jobs, 200_000)), process=not args.no_process, postgres=not args.no_postgres
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,613 @@
+"""The daemon's steps, one at a time, under a FakeClock (no real waiting, no APScheduler thread).
+
+`Daemon.prepare()` plans catch-up and starts APScheduler *paused*, so its thread never
+dispatches; the tests then play APScheduler's part by calling `_dispatch(job_id, [fire time])`
+and the main loop's by calling `tick()`, `sync_jobs` and `detect_stall`. Work the daemon hands
+to its pool runs inline (`InlineExecutor`), so each call has finished when it returns. Fires go
+over real HTTP to an in-process sandbox that stamps `created_at` with the same FakeClock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import audit, write_job
+
+from scheduler.client import TallyfyClient
+from scheduler.clock import FakeClock
+from scheduler.config import (
+    CatchUpPolicy,
+    RetrySettings,
+    SchedulerSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    TallyfySettings,
+)
+from scheduler.cron import jitter_delay
+from scheduler.daemon import Daemon
+from scheduler.definitions import job_from_document, load_job_files
+from scheduler.errors import StoreUnavailable
+from scheduler.models import FireStatus, Trigger
+from scheduler.notify import Notifier
+from scheduler.ratelimit import RateLimiter
+from scheduler.runner import Runner
+from scheduler.sandbox import FaultRule, SandboxServer
+from scheduler.store import Fire, JobDocument, Store
+from scheduler.timeexpr import BusinessCalendar
+
+START = datetime(2026, 5, 4, 10, 0, 0, 500000, tzinfo=UTC)  # a Monday, half a second past 10:00
+SECOND = timedelta(seconds=1)
+
+
+def at(seconds: float) -> datetime:
+    """10:00:00 plus `seconds`."""
+    return datetime(2026, 5, 4, 10, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+class StepClock(FakeClock):
+    """A FakeClock whose wall clock can also be stepped alone (NTP), monotonic time unmoved."""
+
+    def step(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each task at once in the caller's thread (a fake of the daemon's pool)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # pragma: no cover - surfaced by the test's assertions
+            future.set_exception(exc)
+        return future
+
+
+class World:
+    """A store, a sandbox, a clock and a factory of daemons sharing them."""
+
+    def __init__(self, tmp_path: Path, sandbox: SandboxServer, clock: StepClock) -> None:
+        self.tmp_path = tmp_path
+        self.sandbox = sandbox
+        self.clock = clock
+        self.store = Store.open(f"sqlite:///{tmp_path / 'steps.db'}")
+        self.store.init_schema()
+        self.settings = Settings(
+            store=StoreSettings(url=self.store.url),
+            tallyfy=TallyfySettings(
+                base_url=sandbox.url,
+                organization_id=sandbox.organization_id,
+                access_token=Secret(sandbox.token),
+            ),
+            scheduler=SchedulerSettings(catch_up=CatchUpPolicy.ALL),
+            retry=RetrySettings(max_attempts=3, initial_backoff=timedelta(seconds=2)),
+        )
+        self.daemons: list[Daemon] = []
+        self.clients: list[TallyfyClient] = []
+        self._ids = itertools.count(1)
+
+    def put(self, job_id: str, schedule: str, **kw: Any) -> None:
+        """Apply one job file now (its instants start strictly after the clock's now)."""
+        path = write_job(self.tmp_path / "jobs" / job_id, job_id, schedule, **kw)
+        (job,) = load_job_files([path], self.settings, self.clock.now())
+        doc = JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
+        self.store.apply([doc], prune=False, now=self.clock.now())
+
+    def runner(self, base_url: str | None = None) -> Runner:
+        client = TallyfyClient(
+            base_url or self.sandbox.url,
+            self.sandbox.organization_id,
+            Secret(self.sandbox.token),
+            clock=self.clock,
+            timeout=5,
+            connect_timeout=2,
+        )
+        self.clients.append(client)
+        return Runner(
+            self.store,
+            client,
+            organization_id=self.sandbox.organization_id,
+            calendar=BusinessCalendar.from_settings(self.settings.calendar),
+            retry=self.settings.retry,
+            clock=self.clock,
+        )
+
+    def daemon(self, *, prepare: bool = True, base_url: str | None = None, **kw: Any) -> Daemon:
+        kw.setdefault("notifier", Notifier({}))
+        daemon = Daemon(
+            self.settings,
+            self.store,
+            self.runner(base_url),
+            clock=self.clock,
+            daemon_id=f"d{next(self._ids)}",
+            executor=InlineExecutor(),
+            **kw,
+        )
+        self.daemons.append(daemon)
+        if prepare:
+            daemon.prepare()
+        return daemon
+
+    def fires(self, job_id: str) -> list[Fire]:
+        """The job's history, oldest instant first."""
+        return sorted(self.store.history(job_id, limit=None), key=lambda f: f.scheduled_for)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return [t for t in self.sandbox.tasks() if t["is_oneoff_task"]]
+
+    def titles(self) -> list[str]:
+        return sorted(t["title"] for t in self.tasks())
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            if not daemon.stopping:
+                daemon.shutdown()
+        for client in self.clients:
+            client.close()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    clock = StepClock(START)
+    with SandboxServer(clock=clock) as sandbox:
+        w = World(tmp_path, sandbox, clock)
+        yield w
+        w.close()
+
+
+def title(job_id: str, instant: datetime) -> str:
+    return f"{job_id} {instant:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def run_for(daemon: Daemon, world: World, seconds: float) -> None:
+    """Play the main loop for `seconds` of fake time: tick, wait what it asks, repeat."""
+    end = world.clock.monotonic() + seconds
+    while world.clock.monotonic() < end:
+        wait = daemon.tick()
+        world.clock.advance(timedelta(seconds=min(max(wait, 0.01), end - world.clock.monotonic())))
+    daemon.tick()
+
+
+def fire_at(daemon: Daemon, world: World, job_id: str, instant: datetime) -> None:
+    """Play APScheduler: the clock reaches the instant, and the job is dispatched."""
+    world.clock.set(max(world.clock.now(), instant + timedelta(milliseconds=5)))
+    daemon._dispatch(job_id, [instant])
+
+
+# -- live firing --------------------------------------------------------------------------------
+def test_it_fires_a_due_instant_once_as_a_scheduled_fire(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, "j", at(1))  # APScheduler twice for one instant: still one fire
+    (fire,) = world.fires("j")
+    assert (fire.scheduled_for, fire.status, fire.trigger) == (
+        at(1),
+        FireStatus.SUCCEEDED,
+        Trigger.SCHEDULE,
+    )
+    assert world.titles() == [title("j", at(1))]
+
+
+def test_a_late_dispatch_accounts_for_every_instant_up_to_it(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    fire_at(daemon, world, "j", at(1))
+    # APScheduler coalesced 2..3 into one wake-up at 3: 2 is still fired, once.
+    fire_at(daemon, world, "j", at(3))
+    assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
+    assert len(world.tasks()) == 3
+
+
+# -- catch-up at startup ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "sent", "skipped"),
+    [
+        ("all", [1, 2, 3, 4, 5], []),
+        ("latest", [5], [1, 2, 3, 4]),
+        ("none", [], [1, 2, 3, 4, 5]),
+    ],
+    ids=["all", "latest", "none"],
+)
+def test_startup_plans_the_outage_by_policy_before_it_returns(
+    world: World, policy: str, sent: list[int], skipped: list[int]
+) -> None:
+    world.put("j", "* * * * * *", catch_up=policy)
+    world.clock.set(at(5.5))  # the daemon was down for 1..5
+    world.daemon()
+    report = audit(world.store, world.sandbox, "j", START, at(5.5)).assert_ok()
+    assert report.sent == [at(s) for s in sent]
+    assert report.skipped == [at(s) for s in skipped]
+    assert {report.rows[s].trigger for s in report.sent} <= {Trigger.CATCH_UP}
+
+
+def test_instants_older_than_the_window_are_one_skip_row_with_a_count(world: World) -> None:
+    world.put("j", "* * * * * *", catch_up="all", catch_up_window="10s")
+    world.clock.set(START + timedelta(hours=1))
+    world.daemon()
+    fires = world.fires("j")
+    assert len(fires) == 1 + 10  # one range outside the window, ten fired inside it
+    assert fires[0].status is FireStatus.SKIPPED
+    assert fires[0].skipped_count == 3600 - 10
+    audit(world.store, world.sandbox, "j", START, world.clock.now()).assert_ok()
+
+
+def test_a_restart_resumes_from_the_history_without_refiring(world: World) -> None:
+    world.put("j", "* * * * * *")
+    first = world.daemon()
+    for s in (1, 2, 3):
+        fire_at(first, world, "j", at(s))
+    first.shutdown()
+    world.clock.set(at(6.2))
+    world.daemon()
+    report = audit(world.store, world.sandbox, "j", START, at(6.2)).assert_ok()
+    assert report.sent == [at(s) for s in range(1, 7)]
+    assert [report.rows[at(s)].trigger for s in range(4, 7)] == [Trigger.CATCH_UP] * 3
+
+
+# -- stalls and clock steps ---------------------------------------------------------------------
+def test_a_frozen_loop_is_detected_and_caught_up(world: World) -> None:
+    world.put("j", "* * * * * *", catch_up="latest")
+    daemon = world.daemon()
+    daemon.tick()
+    world.clock.advance(timedelta(seconds=30))  # SIGSTOP: both clocks moved, the loop did not
+    assert daemon.detect_stall(world.clock.now(), world.clock.monotonic())
+    report = audit(world.store, world.sandbox, "j", START, world.clock.now()).assert_ok()
+    assert report.sent == [at(30)]
+    assert len(report.skipped) == 29
+
+
+def test_a_wall_clock_step_forward_is_a_stall(world: World) -> None:
+    world.put("j", "* * * * * *", catch_up="none")
+    daemon = world.daemon()
+    daemon.tick()
+    world.clock.step(timedelta(minutes=10))  # NTP stepped the wall clock; no time passed
+    assert daemon.detect_stall(world.clock.now(), world.clock.monotonic())
+    report = audit(world.store, world.sandbox, "j", START, world.clock.now()).assert_ok()
+    assert report.sent == []
+    assert len(report.skipped) == 600
+    assert len(world.fires("j")) == 1  # one row with a count
+
+
+def test_a_wall_clock_step_back_never_refires(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    for s in (1, 2, 3):
+        fire_at(daemon, world, "j", at(s))
+    world.clock.step(-timedelta(seconds=90))
+    assert not daemon.detect_stall(world.clock.now(), world.clock.monotonic())
+    daemon._dispatch("j", [at(2)])  # APScheduler would not, but even so: nothing re-fired
+    daemon.tick()
+    # A restart while the clock is behind does not re-fire either.
+    daemon.shutdown()
+    world.daemon().tick()
+    assert len(world.tasks()) == 3
+    assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
+
+
+# -- live changes -------------------------------------------------------------------------------
+def test_reload_picks_up_added_changed_and_removed_jobs(world: World) -> None:
+    world.put("a", "* * * * * *")
+    daemon = world.daemon()
+    world.put("b", "*/2 * * * * *")
+    daemon.tick()
+    assert set(daemon._jobs) == {"a", "b"}
+    fire_at(daemon, world, "b", at(2))
+    assert [f.scheduled_for for f in world.fires("b")] == [at(2)]
+    world.store.remove_job("a")
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    daemon.tick()
+    assert set(daemon._jobs) == {"b"}
+    assert daemon._aps is not None and daemon._aps.get_job("a") is None
+    fire_at(daemon, world, "a", at(5))
+    assert world.fires("a") == []  # fired nothing after its removal (the B fires are its own)
+
+
+def test_sighup_reloads_at_once(world: World) -> None:
+    daemon = world.daemon()
+    daemon.tick()
+    world.put("late", "* * * * * *")
+    daemon.request_reload()
+    daemon.tick()  # no reload_interval has passed
+    assert "late" in daemon._jobs
+
+
+def test_a_paused_stretch_is_not_replayed_on_resume(world: World) -> None:
+    world.put("j", "* * * * * *", catch_up="all")
+    daemon = world.daemon()
+    fire_at(daemon, world, "j", at(1))
+    world.store.set_enabled("j", False, now=world.clock.now())
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    daemon.tick()
+    world.clock.set(at(20.5))
+    world.store.set_enabled("j", True, now=world.clock.now())
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    daemon.tick()
+    fire_at(daemon, world, "j", at(23))
+    assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(21), at(22), at(23)]
+
+
+def test_a_job_removed_while_its_fire_waits_for_a_retry_still_finishes_it(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=5))
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j")[0].status is FireStatus.RETRYING
+    world.store.remove_job("j")
+    run_for(daemon, world, 6)
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 2)
+    assert world.titles() == [title("j", at(1))]
+
+
+def test_an_open_fire_of_a_job_removed_before_the_start_is_failed_with_a_reason(
+    world: World,
+) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=5))
+    fire_at(daemon, world, "j", at(1))
+    daemon.shutdown()
+    world.store.remove_job("j")
+    world.clock.advance(timedelta(seconds=6))
+    world.daemon().tick()
+    (fire,) = world.fires("j")
+    assert fire.status is FireStatus.FAILED
+    assert "removed" in (fire.error or "")
+    assert world.tasks() == []
+
+
+# -- job options --------------------------------------------------------------------------------
+def test_start_at_and_end_at_bound_the_fires(world: World) -> None:
+    world.put("j", "* * * * * *", start_at=at(3), end_at=at(5))
+    daemon = world.daemon()
+    for s in range(1, 9):
+        fire_at(daemon, world, "j", at(s))
+    assert [f.scheduled_for for f in world.fires("j")] == [at(3), at(4), at(5)]
+    assert daemon._jobs["j"].trigger.get_next_fire_time(at(5), at(5)) is None
+
+
+def test_max_fires_stops_the_series_and_plans_nothing_after_it(world: World) -> None:
+    world.put("j", "* * * * * *", max_fires=2, catch_up="latest")
+    daemon = world.daemon()
+    for s in range(1, 6):
+        fire_at(daemon, world, "j", at(s))
+    assert [(f.scheduled_for, f.status) for f in world.fires("j")] == [
+        (at(1), FireStatus.SUCCEEDED),
+        (at(2), FireStatus.SUCCEEDED),
+    ]
+    daemon.shutdown()
+    world.clock.advance(timedelta(minutes=5))
+    world.daemon().tick()
+    assert len(world.fires("j")) == 2  # no skip rows for a finished series either
+
+
+def test_jitter_delays_the_fire_but_the_scheduled_instant_stays_the_key(world: World) -> None:
+    world.put("j", "*/10 * * * * *", jitter="8s")
+    daemon = world.daemon()
+    trigger = daemon._jobs["j"].trigger
+    delay = jitter_delay("j", at(10), timedelta(seconds=8))
+    assert delay == jitter_delay("j", at(10), timedelta(seconds=8)) > timedelta(0)
+    assert trigger.get_next_fire_time(None, START) == at(10) + delay
+    world.clock.set(at(10) + delay + timedelta(milliseconds=5))
+    daemon._dispatch("j", [at(10) + delay])
+    (fire,) = world.fires("j")
+    assert (fire.scheduled_for, fire.trigger) == (at(10), Trigger.SCHEDULE)
+    assert world.titles() == [title("j", at(10))]
+
+
+def test_run_from_job_attaches_to_the_latest_successful_launch(world: World) -> None:
+    world.put("launch", "*/5 * * * * *", action="launch")
+    world.put(
+        "follow",
+        "2-59/5 * * * * *",
+        action_keys={"run_from_job": "launch"},
+    )
+    daemon = world.daemon()
+    fire_at(daemon, world, "follow", at(2))  # no launch yet: failed, with the reason
+    fire_at(daemon, world, "launch", at(5))
+    fire_at(daemon, world, "follow", at(7))
+    fire_at(daemon, world, "launch", at(10))
+    fire_at(daemon, world, "follow", at(12))
+    failed, first, second = world.fires("follow")
+    assert failed.status is FireStatus.FAILED and "no successful launch" in (failed.error or "")
+    launches = {f.scheduled_for: f.remote_id for f in world.fires("launch")}
+    by_title = {t["title"]: t for t in world.tasks()}
+    assert by_title[title("follow", at(7))]["run_id"] == launches[at(5)]
+    assert by_title[title("follow", at(12))]["run_id"] == launches[at(10)]
+    assert (first.status, second.status) == (FireStatus.SUCCEEDED, FireStatus.SUCCEEDED)
+
+
+# -- retries and reconciliation -----------------------------------------------------------------
+def test_a_retry_is_persisted_and_resumed_by_the_next_daemon(world: World) -> None:
+    world.put("j", "* * * * * *")
+    first = world.daemon()
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=30))
+    fire_at(first, world, "j", at(1))
+    (fire,) = world.fires("j")
+    assert fire.status is FireStatus.RETRYING
+    assert fire.next_attempt_at == world.clock.now() + timedelta(seconds=30)  # Retry-After
+    first.shutdown()
+    second = world.daemon()
+    second.tick()
+    assert world.fires("j")[0].status is FireStatus.RETRYING  # not due yet
+    run_for(second, world, 31)
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 2)
+    assert len(world.tasks()) == 1
+
+
+@pytest.mark.parametrize(
+    "kind", ["error_after", "drop_after"], ids=["5xx after apply", "dropped after apply"]
+)
+def test_an_uncertain_fire_is_read_back_and_not_sent_twice(world: World, kind: str) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule(kind, count=1))
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j")[0].status is FireStatus.UNCERTAIN
+    run_for(daemon, world, 6)
+    (fire,) = world.fires("j")
+    (task,) = world.tasks()
+    assert (fire.status, fire.remote_id, fire.attempts) == (FireStatus.SUCCEEDED, task["id"], 1)
+
+
+def test_an_uncertain_fire_that_did_not_arrive_is_sent_again(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("error_before", count=1, status=502))
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j")[0].status is FireStatus.UNCERTAIN
+    run_for(daemon, world, 6)
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 2)
+    assert len(world.tasks()) == 1
+
+
+def test_a_stale_retry_snapshot_that_became_uncertain_is_read_back_not_resent(
+    world: World,
+) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=1))
+    fire_at(daemon, world, "j", at(1))
+    snapshot = world.fires("j")[0]
+    assert snapshot.status is FireStatus.RETRYING
+    # A worker took the retry; the server applied it and answered 503.
+    world.sandbox.add_fault(FaultRule("error_after", count=1))
+    daemon.runner.resume(daemon._jobs["j"].job, snapshot)
+    assert world.fires("j")[0].status is FireStatus.UNCERTAIN
+    # A second worker still holding the old `retrying` snapshot must read back, not resend.
+    daemon.runner.resume(daemon._jobs["j"].job, snapshot)
+    assert world.fires("j")[0].status is FireStatus.SUCCEEDED
+    assert len(world.tasks()) == 1
+
+
+@pytest.mark.parametrize("status", ["pending", "sending"], ids=["pending", "sending"])
+def test_open_fires_of_a_dead_daemon_are_adopted_and_settled_once(
+    world: World, status: str
+) -> None:
+    world.put("j", "* * * * * *")
+    world.clock.set(at(1.2))
+    # A daemon claimed 10:00:01 (and, for `sending`, sent it: the task exists), then died.
+    world.store.heartbeat(
+        "dead",
+        hostname="elsewhere",
+        pid=1,
+        started_at=START,
+        now=START,
+        next_fire_at=None,
+        state="running",
+    )
+    fire = world.store.claim("j", at(1), Trigger.SCHEDULE, now=at(1), daemon_id="dead")
+    assert fire is not None
+    if status == "sending":
+        world.store.start_attempt(fire.id, now=at(1), daemon_id="dead")
+        runner = world.runner()
+        job = job_from_document(world.store.get_job("j").definition, world.settings)
+        runner.client.send(runner.request_for(job, fire))
+    world.clock.set(at(1.2) + world.settings.scheduler.dead_after + SECOND)
+    world.daemon()  # adopts at startup: the dead daemon's heartbeat is too old
+    (row,) = [f for f in world.fires("j") if f.scheduled_for == at(1)]
+    (task,) = [t for t in world.tasks() if t["title"] == title("j", at(1))]
+    assert (row.status, row.remote_id) == (FireStatus.SUCCEEDED, task["id"])
+
+
+def test_a_fire_that_never_gets_through_fails_after_max_attempts(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon(base_url="http://127.0.0.1:1/api")  # connection refused: not sent
+    fire_at(daemon, world, "j", at(1))
+    run_for(daemon, world, 300)
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.FAILED, 3)
+
+
+def test_a_fire_not_sent_because_of_shutdown_is_left_to_retry_at_once(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    daemon.stop_event.set()  # SIGTERM while the fire waited for a rate-limit slot
+    daemon.runner.client.rate_limiter = RateLimiter(60, clock=world.clock)
+    fire_at(daemon, world, "j", at(1))
+    (fire,) = world.fires("j")
+    assert fire.status is FireStatus.RETRYING
+    assert fire.next_attempt_at is not None and fire.next_attempt_at <= world.clock.now()
+    assert world.tasks() == []
+
+
+# -- the loop itself ----------------------------------------------------------------------------
+class FlakyStore(Store):
+    """A store whose job polling fails `failures` times (a locked or restarting database)."""
+
+    failures = 0
+
+    def jobs_revision(self) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("store is unavailable: database is locked")
+        return super().jobs_revision()
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures:
+            raise StoreUnavailable("store is unavailable: database is locked")
+        super().heartbeat(*args, **kwargs)
+
+
+def test_a_store_outage_costs_a_pass_not_the_daemon(world: World) -> None:
+    world.put("j", "* * * * * *")
+    flaky = FlakyStore(world.store.engine)
+    daemon = Daemon(
+        world.settings,
+        flaky,
+        world.runner(),
+        clock=world.clock,
+        notifier=Notifier({}),
+        executor=InlineExecutor(),
+    )
+    world.daemons.append(daemon)
+    daemon.prepare()
+    flaky.failures = 2
+    world.put("k", "* * * * * *")
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    assert daemon.tick() >= 0  # no exception
+    assert "k" not in daemon._jobs
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    daemon.tick()
+    world.clock.advance(world.settings.scheduler.reload_interval)
+    daemon.tick()
+    assert "k" in daemon._jobs
+
+
+def test_the_heartbeat_records_the_next_fire_and_stop(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    (info,) = world.store.daemons()
+    assert (info.id, info.state) == (daemon.daemon_id, "starting")
+    daemon.tick()
+    (info,) = world.store.daemons()
+    assert info.state == "running" and info.last_seen == world.clock.now()
+    assert info.next_fire_at is not None
+    world.clock.advance(world.settings.scheduler.heartbeat_interval)
+    daemon.tick()
+    assert world.store.daemons()[0].last_seen == world.clock.now()
+    daemon.shutdown()
+    (info,) = world.store.daemons()
+    assert info.state == "stopped"
+
+
+def test_tick_asks_to_be_woken_for_the_next_retry(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    assert daemon.tick() == pytest.approx(1.0)
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=1))
+    fire_at(daemon, world, "j", at(1))
+    world.clock.advance(timedelta(milliseconds=600))
+    assert 0 < daemon.tick() < 1.0
