@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
+
+from bench import whatif
 from bench.common import (
     DaemonProcess,
     InMemoryApi,
@@ -45,11 +49,14 @@ from bench.common import (
     pg_schema,
     pg_url,
     print_table,
+    quiet_logs,
     self_peak_rss_mb,
     varied_documents,
     wait_until,
     workdir,
 )
+from scheduler.models import JOBS
+from scheduler.store import Store
 
 DEFAULT_JOBS = 100_000
 TARGET_SECONDS = 5.0  # "a few seconds"
@@ -57,16 +64,23 @@ TARGET_MB = 300.0
 # Only the measured child may take this long; the whole script is bounded by these.
 CHILD_TIMEOUT = 240.0
 READY_TIMEOUT = 180.0
+# The store's jobs were applied this long before each start: a restart, with a minute of
+# catch-up to plan (per-minute and hourly jobs have instants in it).
+DOWNTIME = timedelta(minutes=1)
 
 
 # -- 1. in process ---------------------------------------------------------------------------------
-def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
-    """Build a daemon on `url` in this process, time `start()` step by step; the figures."""
+def measure_in_process(
+    url: str, engine_args: dict[str, Any], what_ifs: set[str] | None = None
+) -> dict[str, Any]:
+    """Build a daemon on `url` in this process, time `start()` step by step; the figures.
+
+    `what_ifs` applies prototypes of suggested daemon changes first (bench/whatif.py)."""
     # Imported here so the baseline RSS below counts the modules the daemon needs.
-    import scheduler.daemon as daemon_module
-    import scheduler.job as job_module
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    import scheduler.daemon as daemon_module
+    import scheduler.job as job_module
     from scheduler.clock import SystemClock
     from scheduler.config import CalendarSettings
     from scheduler.daemon import Daemon
@@ -75,6 +89,7 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     from scheduler.store import Store, make_engine
     from scheduler.timeexpr import BusinessCalendar
 
+    quiet_logs()
     baseline_mb = self_peak_rss_mb()
     settings = bench_settings(url)
     store = Store(make_engine(url, **engine_args))
@@ -95,6 +110,7 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
             return True
 
     daemon = Daemon(settings, store, runner, clock=clock, notifier=ReadyClock(environ={}))
+    undo_what_ifs = whatif.apply(daemon, what_ifs or set())
     timers = Timers()
     timers.wrap(store, "check_schema")
     timers.wrap(store, "jobs_revision")
@@ -112,8 +128,10 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     timers.wrap(daemon, "sync_jobs", "sync_jobs (all)")
     try:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         daemon.start()
         returned = time.perf_counter()
+        cpu_ready = time.process_time() - cpu_started
         ready_mb = self_peak_rss_mb()
         # Work `start` queued for the workers (sends, or planning in older versions) runs on
         # after READY: wait until the pool is idle.
@@ -126,13 +144,16 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
         daemon.stopping = True
         daemon.shutdown()
         timers.restore()
+        undo_what_ifs()
         store.close()
     gc.collect()
     return {
         "url": store.url,
+        "what_ifs": sorted(what_ifs or ()),
         "jobs": jobs,
         "ready_s": marks.get("ready", returned) - started,
         "start_returned_s": returned - started,
+        "cpu_at_ready_s": cpu_ready,
         "catch_up_drained_s": drained - started,
         "baseline_mb": baseline_mb,
         "peak_rss_at_ready_mb": ready_mb,
@@ -144,10 +165,13 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def in_child(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
+def in_child(
+    url: str, engine_args: dict[str, Any], what_ifs: set[str] | None = None
+) -> dict[str, Any]:
     """`measure_in_process` in a fresh interpreter, so its peak RSS is the daemon's alone."""
+    spec = json.dumps([url, engine_args, sorted(what_ifs or ())])
     done = subprocess.run(
-        [sys.executable, "-m", "bench.bench_startup", "--child", json.dumps([url, engine_args])],
+        [sys.executable, "-m", "bench.bench_startup", "--child", spec],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT + 60,
@@ -167,8 +191,8 @@ def measure_process(db_url: str, folder: Path) -> dict[str, Any]:
     notify = NotifySocket(folder)
     daemon: DaemonProcess | None = None
     try:
-        daemon = DaemonProcess(folder, db_url, sandbox.url, notify=notify)
-        ready_at = notify.wait_for("READY=1", READY_TIMEOUT, lambda: daemon is not None and daemon.running)
+        daemon = process = DaemonProcess(folder, db_url, sandbox.url, notify=notify)
+        ready_at = notify.wait_for("READY=1", READY_TIMEOUT, lambda: process.running)
         ready_s = ready_at - daemon.started
         ready_mb = peak_rss_mb(daemon.pid)
         # Let the queued catch-up planning finish, then read the peak again.
@@ -186,8 +210,8 @@ def measure_process(db_url: str, folder: Path) -> dict[str, Any]:
 def _print_in_process(label: str, r: dict[str, Any]) -> None:
     print(f"\n{label}: {r['jobs']} jobs, in process ({r['url']})")
     rows = [
-        ("start -> READY", fmt_seconds(r["ready_s"])),
-        ("start -> catch-up drained", fmt_seconds(r["catch_up_drained_s"])),
+        ("start -> READY", f"{fmt_seconds(r['ready_s'])} (CPU {fmt_seconds(r['cpu_at_ready_s'])})"),
+        ("start -> queued work done", fmt_seconds(r["catch_up_drained_s"])),
         ("peak RSS at READY", f"{r['peak_rss_at_ready_mb']:.0f} MB"),
         ("peak RSS", f"{r['peak_rss_mb']:.0f} MB (imports alone: {r['baseline_mb']:.0f} MB)"),
     ]
@@ -196,26 +220,50 @@ def _print_in_process(label: str, r: dict[str, Any]) -> None:
     print_table(rows)
 
 
-def run(jobs: int, *, process: bool, postgres: bool) -> dict[str, Any]:
+def fresh_copy(template: Path, name: str, downtime: timedelta) -> str:
+    """A copy of the template store whose jobs were applied `downtime` ago (a restart)."""
+    target = template.with_name(f"{name}.db")
+    shutil.copyfile(template, target)
+    url = f"sqlite:///{target}"
+    store = Store.open(url)
+    try:
+        since = datetime.now(UTC) - downtime
+        with store.engine.begin() as conn:
+            conn.execute(update(JOBS).values(active_since=since, updated_at=since))
+    finally:
+        store.close()
+    return url
+
+
+def run(jobs: int, *, process: bool, postgres: bool, what_ifs: bool) -> dict[str, Any]:
     """Every measurement of figure 1; returns the figures (also printed)."""
-    now = datetime.now(UTC) - timedelta(minutes=1)
-    results: dict[str, Any] = {"jobs": jobs}
+    results: dict[str, Any] = {"jobs": jobs, "downtime_s": DOWNTIME.total_seconds()}
     with workdir("startup") as folder:
         started = time.perf_counter()
         docs = varied_documents(jobs)
         generated = time.perf_counter() - started
-        db_url = f"sqlite:///{folder / 'scheduler.db'}"
-        results["apply_s"] = fill_store(db_url, docs, now)
+        template = folder / "template.db"
+        results["apply_s"] = fill_store(f"sqlite:///{template}", docs, datetime.now(UTC))
         print(
             f"figure 1: {jobs} varied jobs generated in {generated:.1f} s,"
-            f" stored (Store.apply) in {results['apply_s']:.1f} s"
+            f" stored (Store.apply) in {results['apply_s']:.1f} s;"
+            f" each run starts {DOWNTIME.total_seconds():.0f} s after they were applied"
         )
-        results["sqlite"] = in_child(db_url, {})
-        _print_in_process("SQLite", results["sqlite"])
+        results["sqlite"] = in_child(fresh_copy(template, "shipped", DOWNTIME), {})
+        _print_in_process("SQLite, as shipped", results["sqlite"])
+        if what_ifs:
+            chosen = set(whatif.WHAT_IFS)
+            url = fresh_copy(template, "what-if", DOWNTIME)
+            results["sqlite_what_if"] = in_child(url, {}, chosen)
+            _print_in_process(
+                f"SQLite, with the suggested daemon changes ({', '.join(sorted(chosen))})",
+                results["sqlite_what_if"],
+            )
         if process:
-            results["process"] = measure_process(db_url, folder)
+            url = fresh_copy(template, "process", DOWNTIME)
+            results["process"] = measure_process(url, folder)
             p = results["process"]
-            print(f"\n`tallyfy-scheduler run` process, SQLite, {jobs} jobs")
+            print(f"\n`tallyfy-scheduler run` process, SQLite, {jobs} jobs, as shipped")
             print_table(
                 [
                     ("spawn -> READY=1", fmt_seconds(p["ready_s"])),
@@ -226,9 +274,10 @@ def run(jobs: int, *, process: bool, postgres: bool) -> dict[str, Any]:
         pg = pg_url() if postgres else None
         if pg is not None:
             with pg_schema(pg) as engine_args:
-                results["postgres_apply_s"] = fill_store(pg, docs, now, **engine_args)
+                since = datetime.now(UTC) - DOWNTIME
+                results["postgres_apply_s"] = fill_store(pg, docs, since, **engine_args)
                 results["postgres"] = in_child(pg, engine_args)
-            _print_in_process("PostgreSQL", results["postgres"])
+            _print_in_process("PostgreSQL, as shipped", results["postgres"])
     best = results.get("process", results["sqlite"])
     results["verdict"] = (
         f"READY in {best['ready_s']:.1f} s (target {TARGET_SECONDS:.0f} s), "
@@ -243,14 +292,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     parser.add_argument("--no-process", action="store_true", help="skip the `run` process")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
+    parser.add_argument(
+        "--no-what-if", action="store_true", help="skip the run with the suggested daemon changes"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        url, engine_args = json.loads(args.child)
-        print(json.dumps(measure_in_process(url, engine_args)))
+        url, engine_args, what_ifs = json.loads(args.child)
+        print(json.dumps(measure_in_process(url, engine_args, set(what_ifs))))
         return None
     return run(
-        max(1, min(args.jobs, 200_000)), process=not args.no_process, postgres=not args.no_postgres
+        max(1, min(args.jobs, 200_000)),
+        process=not args.no_process,
+        postgres=not args.no_postgres,
+        what_ifs=not args.no_what_if,
     )
 
 

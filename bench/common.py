@@ -9,6 +9,7 @@ and talks to 127.0.0.1 only. The pieces:
 - `bench_settings(url, ...)` and `InMemoryApi`: settings and a client double for a daemon
   built in this process, so a benchmark can time our code without HTTP in the way;
 - `Timers`: wraps functions by attribute and adds up the seconds spent in them;
+- `quiet_logs()`: logging configured as `run` does it, written to /dev/null;
 - `cpu_seconds(pid)`, `rss_mb(pid)`, `peak_rss_mb(pid)`: /proc readings of another process;
 - `NotifySocket`: a `$NOTIFY_SOCKET` that records sd_notify datagrams with their arrival time;
 - `SandboxProcess`: `tallyfy-scheduler sandbox` in its own process on a free port;
@@ -33,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,19 @@ class InMemoryApi:
         pass
 
 
+def quiet_logs() -> None:
+    """Log as `run` does (INFO, our line format, secrets redacted), but to /dev/null: the cost
+    of logging each skip or fire stays in the figures, the lines stay out of the report."""
+    from scheduler.logs import configure_logging
+
+    configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+    import scheduler.daemon as daemon_module
+
+    quiet_engine = getattr(daemon_module, "quiet_engine_logs", None)
+    if quiet_engine is not None:  # as `run` does
+        quiet_engine()
+
+
 # -- timing ---------------------------------------------------------------------------------------
 @dataclass
 class Timers:
@@ -247,6 +261,8 @@ class Timers:
 
     seconds: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    # perf_counter: wall time; time.thread_time: CPU of the calling thread (waits excluded).
+    clock: Callable[[], float] = time.perf_counter
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
@@ -257,11 +273,11 @@ class Timers:
 
     @contextlib.contextmanager
     def time(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started = self.clock()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started)
+            self.add(name, self.clock() - started)
 
     def wrap(self, owner: Any, attribute: str, name: str | None = None) -> None:
         """Replace `owner.attribute` by a timed wrapper until `restore()` (if it exists: the
@@ -272,11 +288,11 @@ class Timers:
         label = name or attribute
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started = self.clock()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.add(label, time.perf_counter() - started)
+                self.add(label, self.clock() - started)
 
         had = attribute in vars(owner) if hasattr(owner, "__dict__") else True
         setattr(owner, attribute, timed)
@@ -437,7 +453,7 @@ class DaemonProcess:
         *,
         config: str = "",
         notify: NotifySocket | None = None,
-        log_level: str = "WARNING",
+        log_level: str = "INFO",
     ) -> None:
         self.workdir = workdir
         config_path = workdir / "config.toml"

@@ -5,8 +5,12 @@ where a job's history stands (`cursor`: every instant at or before it is account
 far to go (`up_to`), it sorts each instant in between into "fire" or "skip", by the rules of
 shared/spec/guarantees.md ("Catch-up"):
 
-* an instant is **live** when it came due while the daemon was running normally: at or after
-  `live_since`, and reached no later than `stall_threshold` after its (jittered) fire time;
+* an instant is **live** when it came due while the daemon was running normally: its
+  (jittered) fire time at or after `live_since`, and reached no later than `stall_threshold`
+  after it (plus `max_jitter`: a job's instants are dispatched in order, so one may wait for an
+  earlier one whose jitter was longer);
+* a jittered instant whose fire time is still to come is not planned at all: the plan stops
+  just before it, whatever comes after (it is fired when its time comes);
 * every other instant was **missed**; missed instants older than `now - window` are skipped
   ("outside catch-up window"); those inside the window follow the job's policy:
   `all` fires each (oldest first), `latest` fires the newest and skips the rest, `none` skips all.
@@ -85,10 +89,25 @@ def plan_due(
     if hi <= cursor:
         return Plan(cursor=max(cursor, up_to))
     jitter = jitter_of or (lambda _s: timedelta(0))
+    end_cursor = max(cursor, up_to)
 
-    # Instants before `bulk_end` are certainly missed (the daemon was not live, or they are older
-    # than any live instant can be); the few after it are examined one by one.
-    bulk_end = min(max(live_since, now - stall_threshold - max_jitter), hi + ONE_MICROSECOND)
+    # A jittered instant comes due at `s + jitter(s)`, up to `max_jitter` after `s`: one whose
+    # time is still to come is neither missed nor due. It waits (and every later instant with
+    # it, since a job's instants are dispatched in order); the cursor stops just before it.
+    if max_jitter > timedelta(0):
+        for s in schedule.iter_after(max(cursor, now - max_jitter)):
+            if s > hi:
+                break
+            if s + jitter(s) > now:
+                end_cursor = s - ONE_MICROSECOND
+                hi = end_cursor
+                break
+        if hi <= cursor:
+            return Plan(cursor=cursor)
+
+    # Instants before `bulk_end` are certainly missed (they came due before the daemon was live,
+    # or earlier than any live instant can be); the few after it are examined one by one.
+    bulk_end = min(max(live_since, now - stall_threshold) - max_jitter, hi + ONE_MICROSECOND)
     window_start = now - window
 
     live: list[datetime] = []
@@ -97,7 +116,10 @@ def plan_due(
         for s in schedule.iter_after(max(cursor, bulk_end - ONE_MICROSECOND)):
             if s > hi:
                 break
-            if s >= live_since and now - (s + jitter(s)) <= stall_threshold:
+            due = s + jitter(s)
+            # Dispatched in order, an instant may wait for an earlier one whose jitter was
+            # longer (jitter wider than the gap between instants): up to `max_jitter` more.
+            if due >= live_since and now - due <= stall_threshold + max_jitter:
                 live.append(s)
             else:
                 recent_missed.append(s)
@@ -153,9 +175,7 @@ def plan_due(
             skips.extend(SkipRange(s, s, 1, REASON_POLICY_NONE) for s in recent_inside)
     fire.extend((s, Trigger.SCHEDULE) for s in live)
     fire.sort(key=lambda item: item[0])
-    return Plan(
-        fire=tuple(fire), skips=tuple(skips), cursor=max(cursor, up_to), missed=missed_count
-    )
+    return Plan(fire=tuple(fire), skips=tuple(skips), cursor=end_cursor, missed=missed_count)
 
 
 def _range(

@@ -93,4 +93,7 @@ def parse_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip().replace("z", "Z"))
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (write e.g. 2026-03-08T09:00:00-05:00)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from None

@@ -41,7 +41,7 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
@@ -50,15 +50,16 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from scheduler.catchup import plan_due
+from scheduler.catchup import SkipRange, plan_due
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
+from scheduler.cron import CronSchedule
 from scheduler.definitions import job_from_document
 from scheduler.errors import JobNotFound, SchedulerError, StoreError
 from scheduler.job import Job
 from scheduler.models import FireStatus, Trigger
 from scheduler.notify import Notifier
-from scheduler.runner import Runner
+from scheduler.runner import OPEN_STATUSES, Runner
 from scheduler.store import DaemonInfo, Fire, Store
 from scheduler.triggers import EngineTrigger
 
@@ -70,8 +71,9 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 DEFAULT_STALL_THRESHOLD = timedelta(seconds=5)
 # The loop never sleeps longer than this, so stalls and reloads are noticed promptly.
 MAX_TICK = 1.0
-# An open fire of our own that no worker holds and that has not moved for this long is resumed
-# (e.g. the store failed while its outcome was being recorded).
+# A pending/sending fire of our own, or an unowned one (claimed by a `fire` or `backfill`
+# command), that has not moved for this long is resumed: longer than any request lasts (connect
+# plus read timeout, 40 s by default), so nobody is still sending it.
 OWN_ORPHAN_AFTER = timedelta(minutes=2)
 # How often open fires of dead daemons (and uncertain fires) are looked for, at most.
 ORPHAN_SCAN_EVERY = 5.0
@@ -173,7 +175,11 @@ class Daemon:
         # Jobs unloaded while running: their open fires (retries, reconciliation) still finish.
         self._retired: dict[str, Job] = {}
         self._inflight: set[int] = set()  # fire ids queued for or held by a worker
-        self._inflight_lock = threading.Lock()
+        self._inflight_lock = threading.Lock()  # also guards _stranded and _replan
+        # Fires whose carrying failed on the store, and jobs whose planning did: picked up
+        # again by the first pass that reaches the store.
+        self._stranded: set[int] = set()
+        self._replan: set[str] = set()
         self._executor = executor
         self._pool: concurrent.futures.Executor | None = None
         self._futures: set[concurrent.futures.Future[None]] = set()
@@ -359,30 +365,23 @@ class Daemon:
                 floor = row.active_since
                 if job.start_at is not None:
                     floor = max(floor, job.start_at - ONE_MICROSECOND)
-                if current is not None and current.schedule_key == row.schedule_key:
-                    with current.lock:
-                        cursor = max(current.cursor, floor)
-                else:
+                same_schedule = current is not None and current.schedule_key == row.schedule_key
+                if not same_schedule:
+                    # New, or its instants changed: start from what the history accounts for.
                     if accounted is None:
                         accounted = self.store.accounted_until()
-                    cursor = max(accounted.get(job_id, floor), floor)
-                trigger = EngineTrigger(
-                    job.cron,
-                    job_id=job.id,
-                    jitter=job.jitter,
-                    not_before=max(cursor, now) if catch_up else cursor,
-                    until=job.end_at,
-                    late_limit=self.stall_threshold,
-                )
+                    fresh = max(accounted.get(job_id, floor), floor)
                 if current is not None:
                     # The same object, changed under its lock: a planner waiting on the lock
-                    # then sees the new job, trigger and cursor.
+                    # then sees the new job, trigger and cursor, and no cursor it advanced
+                    # meanwhile is lost.
                     with current.lock:
+                        cursor = max(current.cursor, floor) if same_schedule else fresh
                         current.job = job
                         current.updated_at = row.updated_at
                         current.schedule_key = row.schedule_key
                         current.cursor = cursor
-                        current.trigger = trigger
+                        current.trigger = self._trigger(job, cursor, now, catch_up)
                         current.complete = False
                     state = current
                 else:
@@ -390,9 +389,9 @@ class Daemon:
                         job=job,
                         updated_at=row.updated_at,
                         schedule_key=row.schedule_key,
-                        cursor=cursor,
+                        cursor=fresh,
                         lock=threading.Lock(),
-                        trigger=trigger,
+                        trigger=self._trigger(job, fresh, now, catch_up),
                     )
                     self._jobs[job_id] = state
                 self._retired.pop(job_id, None)
@@ -405,8 +404,27 @@ class Daemon:
                 if self.stop_event.is_set():
                     break  # not planned: the next start plans it
                 self._advance(job_id, now, now, send_inline=False)
+                planned = self._jobs.get(job_id)
+                if planned is not None and planned.job.jitter:
+                    # The plan stops before a jittered instant whose time is still to come:
+                    # APScheduler takes over from there, not from now.
+                    with planned.lock:
+                        planned.trigger.not_before = planned.cursor
+                    self._schedule(planned)
         else:
             log.info("jobs reloaded revision=%d jobs=%d", revision, len(self._jobs))
+
+    def _trigger(self, job: Job, cursor: datetime, now: datetime, catch_up: bool) -> EngineTrigger:
+        return EngineTrigger(
+            job.cron,
+            job_id=job.id,
+            jitter=job.jitter,
+            # At startup the planner accounts for everything up to now; APScheduler starts
+            # after it. On a reload, instants since the cursor may still be live.
+            not_before=max(cursor, now) if catch_up else cursor,
+            until=job.end_at,
+            late_limit=self.stall_threshold,
+        )
 
     def _unload(self, job_id: str) -> None:
         """Forget a job (caller holds `_jobs_lock`); a fire in flight keeps its own Job."""
@@ -456,70 +474,113 @@ class Daemon:
             if state.removed or state.complete:
                 return
             job = state.job
-            if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
-                # Done for good: nothing more is planned (no skip rows for a finished series).
-                state.complete = True
-                self._unschedule(job.id)
-                log.info("job complete job=%s max_fires=%d", job.id, job.max_fires)
-                return
-            plan = plan_due(
-                job.cron,
-                cursor=state.cursor,
-                up_to=up_to,
-                now=now,
-                live_since=self.live_since,
-                policy=job.catch_up,
-                window=job.catch_up_window,
-                stall_threshold=self.stall_threshold,
-                jitter_of=state.trigger.jitter_of if job.jitter else None,
-                max_jitter=job.jitter,
-                until=job.end_at,
-            )
-            if plan.empty:
-                state.cursor = max(state.cursor, plan.cursor or state.cursor)
-                return
-            write_now = self.clock.now()
-            for skip in plan.skips:
-                recorded = self.store.record_skip(
-                    job.id,
-                    skip.first,
-                    reason=skip.reason,
-                    trigger=Trigger.CATCH_UP,
-                    now=write_now,
-                    count=skip.count,
-                    until=skip.last if skip.count > 1 else None,
+            try:
+                self._plan_and_claim(state, up_to, now, claimed)
+            except StoreError as exc:
+                # The cursor stays at the last instant accounted for; the rest is planned again
+                # once the store answers (a store outage is a stall: late instants follow the
+                # catch-up policy). What was claimed already is sent below.
+                with self._inflight_lock:
+                    self._replan.add(job_id)
+                log.error(
+                    "store unavailable while planning job=%s up_to=%s: %s; planned again when "
+                    "the store answers",
+                    job_id,
+                    utc_iso(up_to),
+                    exc,
                 )
-                if recorded:
-                    log.warning(
-                        "skipped job=%s scheduled_for=%s count=%d until=%s reason=%r",
-                        job.id,
-                        utc_iso(skip.first),
-                        skip.count,
-                        utc_iso(skip.last),
-                        skip.reason,
-                    )
-            for instant, trigger in plan.fire:
-                if self.stopping:
-                    return  # not accounted: the next start plans it again
-                if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
-                    log.info("job complete job=%s max_fires=%d", job.id, job.max_fires)
-                    state.complete = True
-                    self._unschedule(job.id)
-                    break
-                fire = self.store.claim(
-                    job.id, instant, trigger, now=self.clock.now(), daemon_id=self.daemon_id
-                )
-                if fire is not None:
-                    claimed.append(fire)
-                state.cursor = max(state.cursor, instant)
-            if plan.cursor is not None and not state.complete:
-                state.cursor = max(state.cursor, plan.cursor)
         if not claimed:
             return
         if send_inline:
             self._send_all(job, claimed)
         else:
             self._submit(self._send_all, job, claimed)
+
+    def _plan_and_claim(
+        self, state: _JobState, up_to: datetime, now: datetime, claimed: list[Fire]
+    ) -> None:
+        """Record the plan's skips and claim its fires (caller holds `state.lock`)."""
+        job = state.job
+        if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
+            # Done for good: nothing more is planned (no skip rows for a finished series).
+            self._complete(state)
+            return
+        plan = plan_due(
+            job.cron,
+            cursor=state.cursor,
+            up_to=up_to,
+            now=now,
+            live_since=self.live_since,
+            policy=job.catch_up,
+            window=job.catch_up_window,
+            stall_threshold=self.stall_threshold,
+            jitter_of=state.trigger.jitter_of if job.jitter else None,
+            max_jitter=job.jitter,
+            until=job.end_at,
+        )
+        if plan.empty:
+            state.cursor = max(state.cursor, plan.cursor or state.cursor)
+            return
+        for skip in plan.skips:
+            self._record_skip(job, skip)
+        for instant, trigger in plan.fire:
+            if self.stopping:
+                return  # not accounted: the next start plans it again
+            if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
+                self._complete(state)
+                return
+            fire = self.store.claim(
+                job.id, instant, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+            )
+            if fire is not None:
+                claimed.append(fire)
+            state.cursor = max(state.cursor, instant)
+        if plan.cursor is not None:
+            state.cursor = max(state.cursor, plan.cursor)
+
+    def _complete(self, state: _JobState) -> None:
+        state.complete = True
+        self._unschedule(state.job.id)
+        log.info("job complete job=%s max_fires=%s", state.job.id, state.job.max_fires)
+
+    def _record_skip(self, job: Job, skip: SkipRange) -> None:
+        """Record a skipped range, leaving out instants the history already accounts for.
+
+        A range is one row keyed by its first instant. Inserted whole over an instant that
+        already has a row (a manual fire at a scheduled instant, another daemon's claim), it
+        would either be refused, losing every instant in it, or count that instant twice. So
+        the range is cut around the rows it touches; a row appearing meanwhile (a race) makes
+        the rest be looked at again.
+        """
+        first = skip.first
+        for _attempt in range(3):
+            taken = self.store.fires_touching(job.id, first, skip.last)
+            refused = None
+            for lo, hi in _gaps(job.cron, first, skip.last, taken):
+                count = job.cron.count_between(lo - ONE_MICROSECOND, hi)
+                recorded = self.store.record_skip(
+                    job.id,
+                    lo,
+                    reason=skip.reason,
+                    trigger=Trigger.CATCH_UP,
+                    now=self.clock.now(),
+                    count=count,
+                    until=hi if count > 1 else None,
+                )
+                if not recorded:
+                    refused = lo
+                    break
+                log.warning(
+                    "skipped job=%s scheduled_for=%s count=%d until=%s reason=%r",
+                    job.id,
+                    utc_iso(lo),
+                    count,
+                    utc_iso(hi),
+                    skip.reason,
+                )
+            if refused is None:
+                return
+            first = refused
 
     def _send_all(self, job: Job, fires: list[Fire]) -> None:
         for fire in fires:
@@ -569,6 +630,9 @@ class Daemon:
             else:
                 self.runner.resume(job, fire)
         except StoreError as exc:
+            # Resumed by the first pass that reaches the store again (`resume_open_fires`).
+            with self._inflight_lock:
+                self._stranded.add(fire.id)
             log.error(
                 "store failed job=%s scheduled_for=%s: %s; the fire stays open and is resumed",
                 fire.job_id,
@@ -588,6 +652,7 @@ class Daemon:
         try:
             for fire in self.store.due_retries(now):
                 self._resume(fire)
+            self._retry_after_store_failure(now)
             mono = self.clock.monotonic()
             scan_every = min(
                 self.settings.scheduler.dead_after.total_seconds() / 2, ORPHAN_SCAN_EVERY
@@ -603,20 +668,41 @@ class Daemon:
             wait = min(wait, max(0.0, (next_retry - now).total_seconds()))
         return wait
 
+    def _retry_after_store_failure(self, now: datetime) -> None:
+        """The store answers again: resume stranded fires, plan the jobs it failed to plan."""
+        with self._inflight_lock:
+            stranded, self._stranded = self._stranded, set()
+            replan, self._replan = self._replan, set()
+        for index, fire_id in enumerate(sorted(stranded)):
+            try:
+                fire = self.store.get_fire(fire_id)
+            except StoreError:
+                with self._inflight_lock:
+                    self._stranded.update(sorted(stranded)[index:])
+                raise
+            if fire.status in OPEN_STATUSES and fire.claimed_by in (None, self.daemon_id):
+                self._resume(fire)
+        for job_id in replan:
+            self._submit(self._advance, job_id, now, now)
+
     def _adopt_orphans(self, now: datetime, *, startup: bool) -> None:
-        """Open fires nobody carries: ours that stopped moving, and those of dead daemons."""
+        """Open fires nobody carries: ours that stopped moving, those of dead daemons, and
+        unowned ones (claimed by a `fire` or `backfill` command) left for long."""
         dead = self._dead_daemons(now)
         # A dead daemon is one silent for `dead_after`, so its rows are at least that old.
         stale = min(self.settings.scheduler.dead_after, OWN_ORPHAN_AFTER)
-        own_stale = now - OWN_ORPHAN_AFTER
+        long_ago = now - OWN_ORPHAN_AFTER
         for fire in self.store.unsettled(older_than=now if startup else now - stale):
             owner = fire.claimed_by
             mine = owner == self.daemon_id
             if fire.status is FireStatus.UNCERTAIN:
                 if fire.next_attempt_at is not None and fire.next_attempt_at > now:
                     continue
-            elif mine and fire.updated_at >= own_stale:
-                continue  # ours and recent: a worker has it queued
+            elif (mine or owner is None) and fire.updated_at >= long_ago:
+                # Ours and recent: a worker has it queued. Unowned and recent: a `fire` or
+                # `backfill` command may be sending it right now, and a read-back before its
+                # request lands would find nothing and send it twice. No request lasts this long.
+                continue
             if not (mine or owner is None or owner in dead):
                 continue
             if not mine:
@@ -691,6 +777,7 @@ class Daemon:
         if wall_delta < -threshold:
             # Instants already in the history are never fired again (unique key + cursors).
             log.warning("wall clock stepped back by %.0fs; nothing is re-fired", -wall_delta)
+            self._wake_engine()
             return False
         if wall_delta - mono_delta > threshold or mono_delta > MAX_TICK + threshold:
             log.warning(
@@ -701,8 +788,16 @@ class Daemon:
             self.live_since = now
             for job_id in list(self._jobs):
                 self._submit(self._advance, job_id, now, now)
+            self._wake_engine()
             return True
         return False
+
+    def _wake_engine(self) -> None:
+        """Make APScheduler look at the clock again now. It sleeps for `next run - now`,
+        measured before the clock moved: after a step back and forward again it would stay
+        asleep for as long as the clock had gone back, firing nothing live."""
+        if self._aps is not None and self._aps.running:
+            self._aps.wakeup()
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> bool:
         """Queue `fn(*args)` for a worker; False when stopping (nothing is queued then)."""
@@ -759,6 +854,26 @@ class Daemon:
             # Second signal: leave now. Every claim is committed; the next start settles them.
             os._exit(1)
         self.request_stop()
+
+
+def _gaps(
+    schedule: CronSchedule, first: datetime, last: datetime, taken: list[Fire]
+) -> Iterator[tuple[datetime, datetime]]:
+    """The runs of scheduled instants in [first, last] that no row in `taken` accounts for,
+    as (first, last) pairs; `taken` is sorted by instant (`Store.fires_touching`)."""
+    current: datetime | None = first
+    for row in taken:
+        if current is None or current > last:
+            return
+        start, end = row.scheduled_for, row.skipped_until or row.scheduled_for
+        if start > current:
+            before = schedule.previous_at_or_before(start - ONE_MICROSECOND)
+            if before is not None and before >= current:
+                yield current, min(before, last)
+        if end >= current:
+            current = schedule.next_after(end)
+    if current is not None and current <= last:
+        yield current, last
 
 
 def _noop() -> None:

@@ -21,7 +21,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,8 @@ MAX_CATCH_UP_WINDOW = timedelta(days=3660)
 TITLE_MAX_LENGTH = 600  # POST /tasks rejects longer titles (tallyfy-api.md 3.1)
 TEXT_MAX_LENGTH = 30_000  # summaries and kick-off text: the API's longest text field (textarea)
 SHOWN_MAX_LENGTH = 200  # a longer value is shown cut short in a message (the file has it all)
+WINDOW_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # start_at and end_at lie in [this, LATEST)
+WINDOW_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 DEFAULT_STARTED_AT = "+0"  # a task starts at the fire's scheduled instant
 
 # `deadline` is a create_task value; a launch has no single deadline to offer its templates.
@@ -522,23 +524,33 @@ class _Reader:
         if key not in table:
             return None
         value = table[key]
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                self.bad(
-                    (*path, key),
-                    "needs a UTC offset, e.g. 2026-03-02T09:00:00-05:00",
-                    value.isoformat(),
-                )
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        try:
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    self.bad(
+                        (*path, key), "needs a UTC offset, e.g. 2026-03-02T09:00:00-05:00", shown
+                    )
+                    return None
+                instant = to_utc(value)
+            elif isinstance(value, str):
+                instant = parse_instant(value)
+            else:
+                self.bad((*path, key), "must be an ISO 8601 instant with an offset", value)
                 return None
-            return to_utc(value)
-        if isinstance(value, str):
-            try:
-                return parse_instant(value)
-            except ValueError as exc:
-                self.bad((*path, key), f"not an ISO 8601 instant with an offset: {exc}", value)
-                return None
-        self.bad((*path, key), "must be an ISO 8601 instant with an offset", value)
-        return None
+        except (ValueError, OverflowError) as exc:
+            self.bad((*path, key), f"not an ISO 8601 instant with an offset: {exc}", shown)
+            return None
+        if not WINDOW_EARLIEST <= instant < WINDOW_LATEST:
+            # Far from either end of what datetime holds, so the window arithmetic (one
+            # microsecond before start_at, the next fire after end_at) cannot overflow.
+            self.bad(
+                (*path, key),
+                f"must be from {WINDOW_EARLIEST.date()} to before {WINDOW_LATEST.date()} (UTC)",
+                shown,
+            )
+            return None
+        return instant
 
     def owners(self, value: Any, path: Path_) -> Owners | None:
         if not isinstance(value, dict):
@@ -806,6 +818,7 @@ class _Reader:
         )
 
     def task_extra(self, table: Mapping[str, Any], path: Path_) -> dict[str, Passthrough]:
+        before = len(self.problems)
         extra: dict[str, Any] = {}
         if "tags" in table:
             extra["tags"] = list(self.hex_list(table, path, "tags"))
@@ -829,6 +842,8 @@ class _Reader:
             for index, entry in enumerate(fields):
                 self.form_field(entry, (*path, "form_fields", str(index)))
             extra["form_fields"] = fields
+        if len(self.problems) > before:
+            return {}  # recorded; and a refused value may not even be JSON (a TOML date)
         return {key: Passthrough.of(value) for key, value in extra.items()}
 
     def form_field(self, entry: Any, path: Path_) -> None:
@@ -935,7 +950,9 @@ class _RenderCheck:
         path: Path_,
     ) -> datetime | None:
         try:
-            return expression.resolve(instant, job.zone, self.calendar)
+            resolved = expression.resolve(instant, job.zone, self.calendar)
+            resolved.astimezone(job.zone)  # templates show it in the job's zone: must exist there
+            return resolved
         except InvalidInput as exc:
             for message in _nested(exc):
                 reader.bad(path, message, expression.text)

@@ -85,7 +85,11 @@ def run_demo(
 ) -> int:
     """Run until SIGINT/SIGTERM; the exit code."""
     clock = clock or SystemClock()
-    state = state_dir or Path(tempfile.mkdtemp(prefix="tallyfy-scheduler-demo-"))
+    if state_dir is None:
+        # A fresh store each time, removed afterwards: the demo leaves nothing behind.
+        with tempfile.TemporaryDirectory(prefix="tallyfy-scheduler-demo-") as scratch:
+            return run_demo(jobs_dir, write=write, clock=clock, state_dir=Path(scratch))
+    state = state_dir
     with SandboxServer() as sandbox:
         settings = Settings(
             store=StoreSettings(url=f"sqlite:///{state / 'scheduler.db'}"),

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -98,8 +97,15 @@ class StepOverride:
     owners: Owners | None = None
 
 
+# Most jobs have no step overrides or extra task keys: one shared read-only empty mapping saves
+# ~100 bytes per job (100,000 stored jobs are loaded at once; bench/README.md, figure 1).
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
+    if not mapping:
+        return _EMPTY
+    return MappingProxyType(dict(mapping))
 
 
 @dataclass(frozen=True)
@@ -201,13 +207,15 @@ class CreateTask:
 Action = LaunchProcess | CreateTask
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """One validated job: a cron schedule in a zone, an action, and the firing policy.
 
     Instants (`start_at`, `end_at`) are aware UTC. The window is inclusive at both ends: a
     scheduled instant fires when `start_at <= instant <= end_at`. `source` says where the job
     was defined (a file path); it is not part of the definition and not compared.
+
+    Slotted (no per-instance `__dict__`): the daemon holds every stored job in memory.
     """
 
     id: str
@@ -223,21 +231,27 @@ class Job:
     end_at: datetime | None = None
     max_fires: int | None = None
     source: str | None = field(default=None, compare=False)
+    # The compiled schedule, set on first use of `cron` (a cache, not part of the job).
+    _cron: CronSchedule | None = field(default=None, init=False, repr=False, compare=False)
 
     def __hash__(self) -> int:
         # The generated hash would fail on the action's read-only mappings; equal jobs share
         # an id, so hashing the id is consistent with ==.
         return hash(self.id)
 
-    @cached_property
+    @property
     def zone(self) -> ZoneInfo:
-        """The job's zone (schedule, templates and time expressions)."""
+        """The job's zone (schedule, templates and time expressions); ZoneInfo caches it."""
         return ZoneInfo(self.timezone)
 
-    @cached_property
+    @property
     def cron(self) -> CronSchedule:
         """The compiled schedule; compiled on first use, once (raises ScheduleError)."""
-        return parse_schedule(self.schedule, self.zone, job_id=self.id)
+        compiled = self._cron
+        if compiled is None:
+            compiled = parse_schedule(self.schedule, self.zone, job_id=self.id)
+            object.__setattr__(self, "_cron", compiled)
+        return compiled
 
     @property
     def schedule_key(self) -> str:

@@ -227,12 +227,13 @@ class Runner:
                 found = self.client.find_tasks(key[1], created_since=since)
         except ApiError as exc:
             # Unreachable or refused: stay uncertain, visible in `status`; try again later.
+            now = self.clock.now()
             return self.store.mark_uncertain(
                 fire.id,
-                now=self.clock.now(),
+                now=now,
                 error=f"reconcile failed: {exc}",
                 http_status=exc.status,
-                next_attempt_at=self.clock.now() + self._backoff(fire),
+                next_attempt_at=now + self._reconcile_backoff(fire, now),
             )
         taken = self._remote_ids_of_other_fires(job.id, fire.id)
         candidates = sorted(
@@ -362,6 +363,20 @@ class Runner:
         step = min(step, self.retry.max_backoff)
         digest = hashlib.sha256(f"{fire.id}|{fire.attempts}".encode()).digest()
         fraction = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 2**32
+        return timedelta(seconds=step.total_seconds() * fraction)
+
+    def _reconcile_backoff(self, fire: Fire, now: datetime) -> timedelta:
+        """The wait after a failed read-back: about twice the time since the fire last changed.
+
+        A failed read-back sends nothing, so `attempts` (what `_backoff` grows with) stays put;
+        the time the fire has spent waiting since its last change grows instead, and doubling
+        it backs off exponentially through a long outage (capped at `max_backoff`), rather
+        than reading back every fire every second or two until the API returns.
+        """
+        waited = max(timedelta(0), now - fire.updated_at)
+        step = min(max(self.retry.initial_backoff, 2 * waited), self.retry.max_backoff)
+        digest = hashlib.sha256(f"{fire.id}|{fire.updated_at.isoformat()}".encode()).digest()
+        fraction = 0.75 + 0.25 * int.from_bytes(digest[:4], "big") / 2**32
         return timedelta(seconds=step.total_seconds() * fraction)
 
     def _remote_ids_of_other_fires(self, job_id: str, fire_id: int) -> set[str]:

@@ -348,10 +348,10 @@ def parse_time_expression(text: str) -> TimeExpression:
 def _parse_fixed(text: str, s: str) -> datetime:
     try:
         return parse_instant(s)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        reason = str(exc)
     try:
-        datetime.fromisoformat(s)
+        parsed = datetime.fromisoformat(s)
     except ValueError:
         raise _error(
             text,
@@ -359,6 +359,8 @@ def _parse_fixed(text: str, s: str) -> datetime:
             + _EXAMPLES
             + ", or an ISO 8601 instant with a UTC offset",
         ) from None
+    if parsed.tzinfo is not None:  # an instant with an offset that UTC cannot hold
+        raise _error(text, reason)
     raise _error(text, "an ISO instant needs a UTC offset, e.g. '2026-03-08T09:00:00-05:00'")
 
 

@@ -52,7 +52,8 @@ class EngineTrigger(BaseTrigger):  # type: ignore[misc]
         base = self.not_before
         if previous_fire_time is not None:
             base = max(base, self.scheduled_of(previous_fire_time))
-        base = max(base, now - self.late_limit)
+        # A jittered instant up to `jitter` older may still be due later (catchup.plan_due).
+        base = max(base, now - self.late_limit - self.jitter)
         scheduled = self.schedule.next_after(base)
         if scheduled is None or (self.until is not None and scheduled > self.until):
             return None

@@ -1,8 +1,10 @@
 """Run the real daemon as a subprocess against a sandbox, and audit what it did.
 
-Shared by tests/daemon/ and tests/reliability/. Nothing here is a fixture; the `daemons`
-fixture in tests/daemon/conftest.py wraps `DaemonProcess` so every process is killed at
-teardown. The API:
+Shared by tests/daemon/ and tests/reliability/. Import it as `daemon_helpers` from
+tests/daemon/, or as `daemon.daemon_helpers` from elsewhere (tests/ is on sys.path through
+tests/conftest.py). Nothing here is a fixture; the `daemons` fixture in tests/daemon/conftest.py
+wraps `DaemonProcess` so every process is killed at teardown, and any other user must kill
+what it starts (`with DaemonProcess(...)`, or `kill()` in a finally). The API:
 
 ``job_toml(schedule, *, action="task", timezone="UTC", **keys) -> str``
     A job file. The task title / process name is ``"{job} {fire_utc:%Y-%m-%dT%H:%M:%SZ}"``:
@@ -15,7 +17,8 @@ teardown. The API:
 ``DaemonEnv(db_url, sandbox_url, organization_id, token, workdir, config=None)``
     What a process needs to reach the store and the sandbox. ``.cli(*args)`` runs one
     `python -m scheduler --db URL [--config F] ARGS...` to completion (CompletedProcess, text);
-    ``.process(**kw)`` builds a `DaemonProcess` (not started); ``.env(extra)`` the environment.
+    ``.apply(*job_files) -> active_since`` runs `jobs apply`; ``.process(**kw)`` builds a
+    `DaemonProcess` (not started); ``.env(extra)`` the environment of a child.
 ``DaemonProcess``: ``start()``, ``wait_started(timeout)`` (the log says "daemon started"),
     ``kill()`` (SIGKILL, then reaped: a zombie would still look alive to `kill(pid, 0)`),
     ``term(timeout) -> exit code`` (SIGTERM, wait), ``send(sig)``, ``wait(timeout)``,
@@ -31,10 +34,13 @@ teardown. The API:
     with that id), skipped (one skip row covers it, nothing created), failed (a failed row,
     nothing created). Anything else is a problem: created twice, created but not recorded,
     recorded as sent but nothing created, not accounted for at all, covered by two rows, or
-    still open (pending/sending/retrying/uncertain; allowed with `allow_open=True`).
+    still open (pending/sending/retrying/uncertain; allowed with `allow_open=True`). An
+    instant inside a skip range that `backfill` fired later counts by its own row.
     ``Audit.assert_ok()`` raises with every problem listed; ``.outcomes`` maps each instant to
     "sent" | "skipped" | "failed" | "open"; ``.items[instant]`` lists what the sandbox created
     for it; ``.rows[instant]`` is the history row at that exact instant, if any.
+``clean_audit(store, sandbox, job_id, after, until)``: a predicate for `wait_until` that
+    returns the `Audit` once it has no problems (e.g. after a restart, until all is settled).
 ``history_settled(store, job_id)``: True when none of the job's rows is still open.
 """
 
@@ -60,7 +66,7 @@ from scheduler.config import CalendarSettings, Settings, StoreSettings
 from scheduler.definitions import job_from_document
 from scheduler.errors import SchedulerError
 from scheduler.job import Job, LaunchProcess
-from scheduler.models import FireStatus
+from scheduler.models import FireStatus, Trigger
 from scheduler.runner import request_for_instant
 from scheduler.store import Fire, Store
 from scheduler.timeexpr import BusinessCalendar
@@ -75,6 +81,7 @@ OPEN = frozenset(
     {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
 )
 ONE_MICROSECOND = timedelta(microseconds=1)
+SKIPPED = FireStatus.SKIPPED
 
 T = TypeVar("T")
 
@@ -207,6 +214,17 @@ class DaemonEnv:
             timeout=timeout,
             check=False,
         )
+
+    def apply(self, *paths: Path) -> datetime:
+        """`jobs apply PATHS` (must succeed); returns the newest `active_since` among them:
+        every instant after it belongs to all the jobs applied."""
+        done = self.cli("jobs", "apply", *map(str, paths))
+        assert done.returncode == 0, done.stderr
+        store = Store.open(self.db_url)
+        try:
+            return max(store.get_job(path.stem).active_since for path in paths)
+        finally:
+            store.close()
 
     def process(
         self,
@@ -394,6 +412,18 @@ def _all_rows(store: Store, job_id: str) -> list[Fire]:
     return store.history(job_id, limit=None)
 
 
+def clean_audit(
+    store: Store, sandbox: SandboxLike, job_id: str, after: datetime, until: datetime
+) -> Callable[[], Audit | None]:
+    """For `wait_until`: a predicate giving the audit once it has no problems, else None."""
+
+    def check() -> Audit | None:
+        report = audit(store, sandbox, job_id, after, until)
+        return None if report.problems else report
+
+    return check
+
+
 def history_settled(store: Store, job_id: str) -> bool:
     """True when none of the job's history rows is pending, sending, retrying or uncertain."""
     return not any(f.status in OPEN for f in _all_rows(store, job_id))
@@ -449,6 +479,10 @@ def audit(
         covering = [
             f for f in skips if f.scheduled_for <= s <= (f.skipped_until or f.scheduled_for)
         ]
+        if row is not None and row.trigger is Trigger.BACKFILL and row.status is not SKIPPED:
+            # `backfill` fires instants a catch-up skipped; the range row stays as the record
+            # of the skip, the instant's own row says what happened later.
+            covering = []
         try:
             request = request_for_instant(
                 store, job, s, organization_id=organization_id, calendar=calendar

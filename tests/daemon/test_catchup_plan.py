@@ -168,3 +168,85 @@ def test_every_missed_instant_is_fired_or_skipped_exactly_once(policy: CatchUpPo
     assert len(set(fired)) == len(fired)
     for skip in p.skips:
         assert all(not (skip.first <= s <= skip.last) for s in fired)
+
+
+# -- jitter: an instant comes due at its jittered time ----------------------------------------
+EVERY_TEN = parse_schedule("*/10 * * * * *", "UTC")
+
+
+def jittered(job: str, jitter: timedelta, accept) -> tuple[datetime, timedelta]:
+    """The first */10 s instant from 10:00 whose delay satisfies `accept` (jitter is pure)."""
+    s = t("10:00:00")
+    while not accept(jitter_delay(job, s, jitter)):
+        s += timedelta(seconds=10)
+    return s, jitter_delay(job, s, jitter)
+
+
+@pytest.mark.parametrize("policy", list(CatchUpPolicy), ids=str)
+def test_an_instant_whose_jittered_time_is_still_to_come_is_not_planned(
+    policy: CatchUpPolicy,
+) -> None:
+    # The daemon starts two seconds after the instant, before its jittered time: not missed.
+    jitter = timedelta(seconds=8)
+    s, delay = jittered("j", jitter, lambda d: d > timedelta(seconds=3))
+    now = s + timedelta(seconds=2)
+    p = plan_due(
+        EVERY_TEN,
+        cursor=s - timedelta(seconds=10),
+        up_to=now,
+        now=now,
+        live_since=now,
+        policy=policy,
+        window=timedelta(days=1),
+        stall_threshold=THRESHOLD,
+        jitter_of=lambda i: jitter_delay("j", i, jitter),
+        max_jitter=jitter,
+    )
+    assert (p.fire, p.skips) == ((), ())
+    assert p.cursor is not None and p.cursor < s
+
+
+def test_an_instant_scheduled_before_a_stall_but_due_after_it_is_live() -> None:
+    jitter = timedelta(seconds=8)
+    s, delay = jittered("j", jitter, lambda d: d > timedelta(seconds=4))
+    resumed = s + timedelta(seconds=3)  # the stall was noticed here: live_since
+    p = plan_due(
+        EVERY_TEN,
+        cursor=s - timedelta(seconds=10),
+        up_to=s,
+        now=s + delay + timedelta(milliseconds=20),
+        live_since=resumed,
+        policy=CatchUpPolicy.NONE,
+        window=timedelta(days=1),
+        stall_threshold=THRESHOLD,
+        jitter_of=lambda i: jitter_delay("j", i, jitter),
+        max_jitter=jitter,
+    )
+    assert p.fire == ((s, Trigger.SCHEDULE),)
+
+
+def test_an_instant_held_back_by_an_earlier_longer_jitter_is_still_live() -> None:
+    # Jitter wider than the schedule's gap: 10:00:x0 may come due after 10:00:(x+1)0.
+    jitter = timedelta(seconds=40)
+    job = "wide"
+    s = t("10:00:00")
+    while not (
+        jitter_delay(job, s, jitter) - jitter_delay(job, s + timedelta(seconds=10), jitter)
+        > timedelta(seconds=10) + THRESHOLD + timedelta(seconds=1)
+    ):
+        s += timedelta(seconds=10)
+    later = s + timedelta(seconds=10)
+    # APScheduler dispatches `s` at its jittered time, then `later` at once (already overdue).
+    p = plan_due(
+        EVERY_TEN,
+        cursor=s,
+        up_to=later,
+        now=s + jitter_delay(job, s, jitter),
+        live_since=t("09:00:00"),
+        policy=CatchUpPolicy.NONE,
+        window=timedelta(days=1),
+        stall_threshold=THRESHOLD,
+        jitter_of=lambda i: jitter_delay(job, i, jitter),
+        max_jitter=jitter,
+    )
+    assert p.fire == ((later, Trigger.SCHEDULE),)

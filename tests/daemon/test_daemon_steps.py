@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from daemon_helpers import audit, write_job
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
@@ -30,8 +32,8 @@ from scheduler.config import (
     StoreSettings,
     TallyfySettings,
 )
-from scheduler.cron import jitter_delay
-from scheduler.daemon import Daemon
+from scheduler.cron import jitter_delay, parse_schedule
+from scheduler.daemon import Daemon, _gaps
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.errors import StoreUnavailable
 from scheduler.models import FireStatus, Trigger
@@ -294,6 +296,26 @@ def test_a_wall_clock_step_back_never_refires(world: World) -> None:
     assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
 
 
+def test_a_clock_step_either_way_wakes_the_engine_to_look_at_the_clock_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # APScheduler sleeps for (next run - now) measured before the step; a step back and then
+    # forward again would leave it asleep for as long as the clock had gone back.
+    daemon = world.daemon()
+    assert daemon._aps is not None
+    wakeups: list[datetime] = []
+    monkeypatch.setattr(daemon._aps, "wakeup", lambda: wakeups.append(world.clock.now()))
+    daemon.tick()
+    world.clock.advance(SECOND)
+    daemon.tick()
+    assert wakeups == []  # an ordinary pass leaves it alone
+    world.clock.step(-timedelta(minutes=1))
+    daemon.tick()
+    world.clock.step(timedelta(minutes=1))
+    daemon.tick()
+    assert len(wakeups) == 2
+
+
 # -- live changes -------------------------------------------------------------------------------
 def test_reload_picks_up_added_changed_and_removed_jobs(world: World) -> None:
     world.put("a", "* * * * * *")
@@ -403,6 +425,30 @@ def test_jitter_delays_the_fire_but_the_scheduled_instant_stays_the_key(world: W
     (fire,) = world.fires("j")
     assert (fire.scheduled_for, fire.trigger) == (at(10), Trigger.SCHEDULE)
     assert world.titles() == [title("j", at(10))]
+
+
+def test_a_restart_between_an_instant_and_its_jittered_time_fires_it_on_time(
+    world: World,
+) -> None:
+    world.put("j", "*/10 * * * * *", jitter="8s", catch_up="none")
+    instant = at(10)
+    while jitter_delay("j", instant, timedelta(seconds=8)) <= timedelta(seconds=3):
+        instant += timedelta(seconds=10)
+    delay = jitter_delay("j", instant, timedelta(seconds=8))
+    world.clock.set(instant + timedelta(seconds=2))  # restarted after the instant, before its time
+    daemon = world.daemon()
+    assert [f for f in world.fires("j") if f.scheduled_for >= instant] == []  # not "missed"
+    assert daemon._aps is not None
+    assert daemon._aps.get_job("j").trigger.get_next_fire_time(None, world.clock.now()) == (
+        instant + delay
+    )
+    world.clock.set(instant + delay + timedelta(milliseconds=5))
+    daemon._dispatch("j", [instant + delay])
+    fire = world.store.find_fire("j", instant)
+    assert fire is not None and (fire.trigger, fire.status) == (
+        Trigger.SCHEDULE,
+        FireStatus.SUCCEEDED,
+    )
 
 
 def test_run_from_job_attaches_to_the_latest_successful_launch(world: World) -> None:
@@ -611,3 +657,198 @@ def test_tick_asks_to_be_woken_for_the_next_retry(world: World) -> None:
     fire_at(daemon, world, "j", at(1))
     world.clock.advance(timedelta(milliseconds=600))
     assert 0 < daemon.tick() < 1.0
+
+
+@pytest.mark.parametrize(
+    ("manual", "skip_rows"),
+    [(1, [(2, 5)]), (3, [(1, 2), (4, 5)]), (5, [(1, 4)])],
+    ids=["at the first skipped instant", "in the middle", "at the last"],
+)
+def test_a_skip_range_is_cut_around_a_manual_fire_at_a_scheduled_instant(
+    world: World, manual: int, skip_rows: list[tuple[int, int]]
+) -> None:
+    world.put("j", "* * * * * *", catch_up="none")
+    world.clock.set(at(manual + 0.2))
+    # While no daemon ran, someone fired the job by hand `--at` one of its scheduled instants.
+    runner = world.runner()
+    job = job_from_document(world.store.get_job("j").definition, world.settings)
+    assert runner.fire(job, at(manual), Trigger.MANUAL) is not None
+    world.clock.set(at(5.5))
+    world.daemon()
+    report = audit(world.store, world.sandbox, "j", START, at(5.5)).assert_ok()
+    assert report.sent == [at(manual)]
+    skips = [f for f in world.fires("j") if f.status is FireStatus.SKIPPED]
+    assert [(f.scheduled_for, f.skipped_until or f.scheduled_for) for f in skips] == [
+        (at(a), at(b)) for a, b in skip_rows
+    ]
+    assert sum(f.skipped_count or 1 for f in skips) == 4
+
+
+class FailingStore(Store):
+    """A store whose named methods fail the next `failures[name]` calls (StoreUnavailable)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures: dict[str, int] = {}
+
+    def _maybe_fail(self, name: str) -> None:
+        if self.failures.get(name):
+            self.failures[name] -= 1
+            raise StoreUnavailable("store is unavailable: database is locked")
+
+    def claim(self, *args: Any, **kwargs: Any) -> Fire | None:
+        self._maybe_fail("claim")
+        return super().claim(*args, **kwargs)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Fire:
+        self._maybe_fail("finish")
+        return super().finish(*args, **kwargs)
+
+
+def failing_daemon(world: World) -> tuple[Daemon, FailingStore]:
+    store = FailingStore(world.store.engine)
+    runner = world.runner()
+    runner.store = store
+    daemon = Daemon(
+        world.settings,
+        store,
+        runner,
+        clock=world.clock,
+        notifier=Notifier({}),
+        executor=InlineExecutor(),
+    )
+    world.daemons.append(daemon)
+    daemon.prepare()
+    return daemon, store
+
+
+def test_a_store_failure_while_claiming_is_one_log_line_and_planned_again(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.put("j", "* * * * * *")
+    daemon, store = failing_daemon(world)
+    store.failures["claim"] = 1
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j") == []
+    daemon.tick()  # the store answers again: the job is planned again at once
+    (fire,) = world.fires("j")
+    assert (fire.scheduled_for, fire.status) == (at(1), FireStatus.SUCCEEDED)
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback: an expected fault
+    assert any("store unavailable while planning job=j" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fire_stranded_by_a_store_failure_is_read_back_on_the_next_pass(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon, store = failing_daemon(world)
+    store.failures["finish"] = 1  # the API created the task; recording the outcome failed
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j")[0].status is FireStatus.SENDING
+    daemon.tick()  # one second later, not OWN_ORPHAN_AFTER (2 min) later
+    (fire,) = world.fires("j")
+    (task,) = world.tasks()
+    assert (fire.status, fire.remote_id, fire.attempts) == (FireStatus.SUCCEEDED, task["id"], 1)
+
+
+def test_an_unowned_fire_a_command_may_still_be_sending_is_left_alone_for_a_while(
+    world: World,
+) -> None:
+    world.put("j", "* * * * * *")
+    world.clock.set(at(1.2))
+    # `tallyfy-scheduler fire` claimed and started sending (no daemon id); its request is
+    # still on its way when a daemon starts: reading back now would find nothing, resend.
+    fire = world.store.claim("j", at(1), Trigger.MANUAL, now=world.clock.now())
+    assert fire is not None
+    world.store.start_attempt(fire.id, now=world.clock.now())
+    daemon = world.daemon()
+    run_for(daemon, world, 60)
+    assert world.fires("j")[0].status is FireStatus.SENDING
+    assert world.tasks() == []
+    run_for(daemon, world, 70)  # past OWN_ORPHAN_AFTER: the command is long gone
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 2)
+    assert len(world.tasks()) == 1
+
+
+def test_read_backs_back_off_through_a_long_outage_then_settle_once(world: World) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("error_after", count=1, path_contains="/tasks"))
+    fire_at(daemon, world, "j", at(1))  # applied, answered 503: uncertain
+    # Then every request fails for ten minutes, read-backs included.
+    world.sandbox.add_fault(FaultRule("error_before", method=None, path_contains="/tasks"))
+    waits = []
+    for _ in range(600):
+        run_for(daemon, world, 1)
+        fire = world.fires("j")[0]
+        if fire.next_attempt_at is not None and (not waits or waits[-1][0] != fire.updated_at):
+            waits.append((fire.updated_at, fire.next_attempt_at - fire.updated_at))
+    steps = [w for _, w in waits]
+    assert len(steps) <= 12  # not one read-back every few seconds for ten minutes
+    assert steps[-1] >= 3 * steps[0]
+    world.sandbox.clear_faults()
+    run_for(daemon, world, world.settings.retry.max_backoff.total_seconds() + 10)
+    (fire,) = world.fires("j")
+    assert (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 1)
+    assert len(world.tasks()) == 1
+
+
+# -- cutting a skip range around existing rows (a pure function) --------------------------------
+EVERY_MINUTE = parse_schedule("* * * * *", "UTC")
+BASE = datetime(2026, 5, 4, 10, tzinfo=UTC)
+
+
+def minute(n: int) -> datetime:
+    return BASE + timedelta(minutes=n)
+
+
+def row(first: int, last: int | None = None) -> Fire:
+    return Fire(
+        id=first,
+        job_id="j",
+        scheduled_for=minute(first),
+        trigger=Trigger.SCHEDULE,
+        status=FireStatus.SKIPPED if last is not None else FireStatus.SUCCEEDED,
+        attempts=0,
+        next_attempt_at=None,
+        first_attempt_at=None,
+        remote_id=None,
+        http_status=None,
+        error=None,
+        field_errors=None,
+        skipped_count=None if last is None else last - first + 1,
+        skipped_until=None if last is None else minute(last),
+        claimed_by=None,
+        created_at=BASE,
+        updated_at=BASE,
+    )
+
+
+@given(
+    spans=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 5), st.booleans()), max_size=6),
+    first=st.integers(0, 30),
+    length=st.integers(0, 20),
+)
+def test_gaps_are_exactly_the_instants_no_row_accounts_for(
+    spans: list[tuple[int, int, bool]], first: int, length: int
+) -> None:
+    rows: list[Fire] = []
+    taken: set[int] = set()
+    for start, extra, is_range in sorted(spans):
+        end = start + extra if is_range else start
+        if any(m in taken for m in range(start, end + 1)):
+            continue  # rows never overlap in a store
+        taken.update(range(start, end + 1))
+        rows.append(row(start, end if is_range else None))
+    last = first + length
+    touching = [
+        r
+        for r in rows
+        if r.scheduled_for <= minute(last) and (r.skipped_until or r.scheduled_for) >= minute(first)
+    ]
+
+    def index(instant: datetime) -> int:
+        return int((instant - BASE).total_seconds() // 60)
+
+    gaps = _gaps(EVERY_MINUTE, minute(first), minute(last), touching)
+    got = [m for lo, hi in gaps for m in range(index(lo), index(hi) + 1)]
+    assert got == [m for m in range(first, last + 1) if m not in taken]

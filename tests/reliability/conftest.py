@@ -67,6 +67,7 @@ OPEN_STATUSES = (
 )
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 READY_LINE = "daemon started"
+SETTLE_RECHECK = 1.0  # seconds between the two checks that the history has settled
 # Log events counted into the figures: evidence of which recovery paths a test exercised.
 LOG_EVIDENCE = {
     "reconciled": "reconciled job=",
@@ -82,6 +83,7 @@ LOG_EVIDENCE = {
 _SEED_ENV = os.environ.get("TALLYFY_RELIABILITY_SEED")
 _SOAK_ENV = os.environ.get("TALLYFY_RELIABILITY_SOAK")
 _SESSION_FIGURES: list[dict[str, Any]] = []
+DEFAULT_SOAK = 10  # the multiplier of a bare `--soak` or TALLYFY_RELIABILITY_SOAK=1
 
 # Settings every daemon of the suite runs with: short enough that a test settles in seconds,
 # and a client-side limit high enough that 1-second jobs never queue behind it.
@@ -109,7 +111,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--soak",
         action="store",
         nargs="?",
-        const="10",
+        const=str(DEFAULT_SOAK),
         default=None,
         metavar="N",
         help="reliability suites: multiply durations and kill counts by N (default 10)",
@@ -117,16 +119,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def soak_factor(config: pytest.Config) -> int:
-    """1 in CI; N with `--soak N` (or bare `--soak`: 10) or TALLYFY_RELIABILITY_SOAK=N."""
-    value = config.getoption("--soak", default=None) or _SOAK_ENV
-    if not value:
+    """1 in CI. `--soak N` gives N (a bare `--soak`: 10); TALLYFY_RELIABILITY_SOAK=1 (or
+    true/yes/on) gives 10 and TALLYFY_RELIABILITY_SOAK=N (N >= 2) gives N."""
+    option = config.getoption("--soak", default=None)
+    if option:
+        return max(1, int(option))
+    value = (_SOAK_ENV or "").strip().lower()
+    if not value or value in ("0", "false", "no", "off"):
         return 1
-    if value.lower() in ("1", "true", "yes", "on") and value != "1":
-        return 10
-    try:
-        return max(1, int(value))
-    except ValueError:
-        return 10
+    if value in ("1", "true", "yes", "on"):
+        return DEFAULT_SOAK
+    return max(1, int(value))
 
 
 @pytest.fixture
@@ -754,6 +757,10 @@ class Rig:
             return self.accounted(end) and not self.open_fires()
 
         try:
+            wait_until(settled, timeout, interval=0.2, what="the history to settle")
+            # Once more a moment later: another daemon may still be claiming older instants
+            # when a newer one already has its row.
+            time.sleep(SETTLE_RECHECK)
             wait_until(settled, timeout, interval=0.2, what="the history to settle")
         except AssertionError:
             opened = [

@@ -242,7 +242,7 @@ def unreadable(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple
         reason = "invalid TOML: arrays or tables nested too deeply"
     elif kind == "no-permission":
         if os.geteuid() == 0:
-            pytest.skip("root reads any file whatever its mode (the folder case covers EACCES)")
+            pytest.skip("root reads a file whatever its mode")
         path.write_text("[tallyfy]\n")
         path.chmod(0)
     yield path, reason
@@ -293,6 +293,31 @@ def test_an_unreadable_env_file_beside_the_config_is_refused_naming_it(
 
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"{env_file}: cannot read: not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("not a url", "store.url: not a database URL"),
+        ("mysql://u@h/db", "unsupported database"),
+        ("postgresql+asyncpg://u@127.0.0.1/db", "unsupported PostgreSQL driver"),
+        ("sqlite:////proc/forbidden/scheduler.db", "cannot create the SQLite database"),
+        ("postgresql://u:pw-4e1c9@127.0.0.1:1/db", "u:***@127.0.0.1:1/db is unavailable"),
+    ],
+    ids=["not-a-url", "another-database", "another-driver", "uncreatable", "unreachable"],
+)
+@pytest.mark.parametrize("how", ["--db", "TALLYFY_SCHEDULER_DB"])
+def test_a_bad_store_url_is_refused_without_echoing_a_password(
+    url: str, reason: str, how: str
+) -> None:
+    if how == "--db":
+        result = invoke(None, url, "init")
+    else:
+        result = invoke(None, None, "init", env={how: url})
+
+    assert result.exit_code == 1, result.output
+    assert reason in result.stderr
+    assert "pw-4e1c9" not in result.output
 
 
 # -- no token -------------------------------------------------------------------------------------

@@ -1,17 +1,21 @@
 """Generated job files: `jobs validate` and `jobs apply` never crash, and a refusal stores nothing.
 
-Hypothesis writes job files of five kinds: random TOML documents (random keys, types and
-nesting), near-valid mutations of the example jobs in jobs/, random bytes and damaged TOML,
-and the example jobs with a generated cron expression, time expression or template in place
-of theirs (from grammars that mix the valid forms with the attacks and junk around them). Each
-file goes through `jobs validate`, `jobs apply --dry-run` and `jobs apply` (click's CliRunner,
-a SQLite store under the module's tmp dir that already holds the example jobs). Every run must:
+Hypothesis writes job files of several kinds: random TOML documents (random keys, types and
+nesting), near-valid mutations of the example jobs in jobs/ (alone, and beside the examples),
+random bytes and damaged TOML, and the example jobs with a generated cron expression, time
+expression, template, start_at/end_at instant, duration or count in place of theirs (from
+grammars that mix the valid forms with the attacks, the edges of what datetime holds, and junk).
+Each file goes through `jobs validate`, `jobs apply --dry-run` and `jobs apply` (click's
+CliRunner, a SQLite store under the module's tmp dir that already holds the example jobs).
+Every run must:
 
 - end with exit code 0 or 1, never a traceback (nor a click usage error: 2);
 - on exit 1, print one line per problem, each naming the file, and the key unless the problem
   is the file itself (TOML syntax, not UTF-8);
 - leave the store byte-for-byte as it was (a dump of every table before and after), except
-  for an `apply` that succeeded; a validation refusal reads the same through `apply`.
+  for an `apply` that succeeded; a validation refusal reads the same through `apply`;
+- and what an `apply` did store, the daemon's gate loads (no job listed as invalid), and
+  `next` and `preview` of it end without a crash.
 
 A handful of the nastiest files also go through a real `python -m scheduler` subprocess.
 
@@ -250,6 +254,48 @@ time_expressions = st.one_of(
     any_text,
 )
 
+# start_at / end_at: instants at the edges of what datetime holds, in far-off offsets.
+far_offsets = st.sampled_from(
+    [
+        UTC,
+        timezone(timedelta(hours=14)),
+        timezone(timedelta(hours=-12)),
+        timezone(-timedelta(minutes=1)),
+    ]
+)
+instants = st.one_of(
+    st.datetimes(timezones=far_offsets),
+    st.datetimes(min_value=datetime(9998, 12, 1), timezones=far_offsets),
+    st.datetimes(max_value=datetime(1, 2, 1), timezones=far_offsets),
+    st.datetimes(timezones=st.none()),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "9999-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00Z",
+            "8999-12-31T23:59:59Z",
+            "2026-03-02T12:00:00Z",
+            "2026-03-02T12:00:00",
+            "2026-02-30T00:00:00Z",
+            "now",
+        ]
+    ),
+    any_text,
+)
+durations = st.one_of(
+    st.sampled_from(
+        ["0", "0s", "1d", "25h", "86401s", "3660d", "3661d", "142857142w", "1h30m", "-1s", " 5m "]
+    ),
+    st.builds(
+        lambda n, unit: f"{n}{unit}",
+        st.one_of(st.integers(0, 100), st.integers(0, 10**25)),
+        st.sampled_from(["s", "m", "h", "d", "w", "y", ""]),
+    ),
+    st.integers(-5, 10**6),
+    any_text,
+)
+
 # Every attack the spec names, plus the placeholders around them.
 TEMPLATE_ATTACKS = [
     "{fire.__class__}",
@@ -365,6 +411,10 @@ LEAF_GRAMMAR: dict[str, st.SearchStrategy[Any]] = {
     "title": templates,
     "summary": templates,
     "timezone": st.sampled_from(ZONES),
+    "start_at": instants,
+    "end_at": instants,
+    "jitter": durations,
+    "catch_up_window": durations,
 }
 
 
@@ -397,7 +447,9 @@ def near_valid_documents(draw: st.DrawFn) -> dict[str, Any]:
             tables = [()] + [p for p in paths if isinstance(_value_at(doc, p), dict)]
             table = draw(st.sampled_from(tables))
             target = _value_at(doc, table) if table else doc
-            target[draw(keys)] = draw(values)
+            key = draw(st.one_of(keys, st.sampled_from(sorted(LEAF_GRAMMAR))))
+            use_grammar = key in LEAF_GRAMMAR and draw(st.booleans())
+            target[key] = draw(LEAF_GRAMMAR[key]) if use_grammar else draw(values)
             continue
         path = draw(st.sampled_from(paths))
         parent = _parent(doc, path)
@@ -420,8 +472,8 @@ def _value_at(doc: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def with_leaf(path: tuple[str, ...], grammar: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """An example job (the one that has `path`) with a generated value at `path`."""
-    base = next(d for d in EXAMPLE_DOCS if _has(d, path))
+    """An example job (the first with a table at `path[:-1]`), a generated value at `path`."""
+    base = next(d for d in EXAMPLE_DOCS if _has(d, path[:-1]))
 
     def build(value: Any) -> dict[str, Any]:
         doc = copy.deepcopy(base)
@@ -521,7 +573,29 @@ class Bench:
         else:
             assert validate.exit_code == 0
             self.baseline = self.dump()
+            self.check_stored(applied.stdout)
         self.outcomes["refused" if applied.exit_code else "stored"] += 1
+
+    def check_stored(self, plan: str) -> None:
+        """What apply stored, the daemon can load (its gate: no job listed as invalid), and
+        `next` and `preview` handle it without a crash."""
+        listed = self.invoke("jobs", "list", "--json")
+        assert listed.exit_code == 0, listed.output
+        for row in json.loads(listed.stdout)["jobs"]:
+            assert "error" not in row, row
+        touched = [
+            job_id
+            for line in plan.splitlines()
+            if line.startswith(("added: ", "changed: "))
+            for job_id in line.split(": ", 1)[1].split(", ")
+            if job_id != "-"
+        ]
+        for job_id in touched:
+            for args in (("next", job_id, "--count", "3"), ("preview", job_id, "--json")):
+                result = self.invoke(*args)
+                if result.exception is not None and not isinstance(result.exception, SystemExit):
+                    raise result.exception
+                assert result.exit_code in (0, 1) and "Traceback" not in result.output
 
     def check(self, result: Result, files: Sequence[str]) -> Result:
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -562,7 +636,7 @@ def report(kind: str, bench: Bench) -> None:
 def test_random_toml_documents_never_crash_and_a_refusal_stores_nothing(
     bench: Bench, soak: int
 ) -> None:
-    @fuzz(400, soak)
+    @fuzz(300, soak)
     @given(doc=documents)
     def run(doc: dict[str, Any]) -> None:
         bench.try_file(toml_document(doc), "random documents")
@@ -574,7 +648,7 @@ def test_random_toml_documents_never_crash_and_a_refusal_stores_nothing(
 def test_mutated_example_jobs_never_crash_and_a_refusal_stores_nothing(
     bench: Bench, soak: int
 ) -> None:
-    @fuzz(600, soak)
+    @fuzz(500, soak)
     @given(doc=near_valid_documents())
     def run(doc: dict[str, Any]) -> None:
         bench.try_file(toml_document(doc), "mutated examples")
@@ -616,7 +690,7 @@ def test_generated_cron_expressions_are_accepted_or_refused_naming_the_schedule(
 ) -> None:
     """And `next --cron` (the same engine) refuses exactly the expressions validation refuses."""
 
-    @fuzz(500, soak)
+    @fuzz(400, soak)
     @given(doc=with_leaf(("schedule",), cron_expressions))
     def run(doc: dict[str, Any]) -> None:
         doc["timezone"] = "UTC"
@@ -656,6 +730,33 @@ def test_generated_time_expressions_never_crash(
     @fuzz(120, soak)
     @given(doc=with_leaf(path, time_expressions))
     def run(doc: dict[str, Any]) -> None:
+        bench.try_file(toml_document(doc), kind)
+
+    run()
+    report(kind, bench)
+
+
+@pytest.mark.parametrize(
+    ("key", "grammar"),
+    [
+        ("start_at", instants),
+        ("end_at", instants),
+        ("jitter", durations),
+        ("catch_up_window", durations),
+        ("max_fires", st.one_of(st.integers(), st.sampled_from([0, -1, 2**63 - 1, 10**30]))),
+    ],
+    ids=["start_at", "end_at", "jitter", "catch_up_window", "max_fires"],
+)
+def test_generated_windows_durations_and_counts_never_crash(
+    bench: Bench, soak: int, key: str, grammar: st.SearchStrategy[Any]
+) -> None:
+    kind = f"values of {key}"
+
+    @fuzz(80, soak)
+    @given(doc=with_leaf((key,), grammar), other=st.one_of(st.none(), instants))
+    def run(doc: dict[str, Any], other: Any) -> None:
+        if other is not None and key in ("start_at", "end_at"):
+            doc["end_at" if key == "start_at" else "start_at"] = other
         bench.try_file(toml_document(doc), kind)
 
     run()
