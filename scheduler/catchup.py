@@ -86,7 +86,9 @@ def plan_due(
 ) -> Plan:
     """Plan every instant in (cursor, min(up_to, until)]; see the module docstring for the rules."""
     hi = up_to if until is None else min(up_to, until)
-    if hi <= cursor:
+    first = schedule.next_after(cursor) if hi > cursor else None
+    if first is None or first > hi:
+        # Nothing in (cursor, hi]: most jobs at startup and after a stall; answer at once.
         return Plan(cursor=max(cursor, up_to))
     jitter = jitter_of or (lambda _s: timedelta(0))
     end_cursor = max(cursor, up_to)

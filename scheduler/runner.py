@@ -42,6 +42,7 @@ from scheduler.errors import (
 from scheduler.job import CreateTask, Job
 from scheduler.models import FireStatus, Trigger
 from scheduler.store import Fire, Store
+from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,27 @@ def request_for_instant(
                 )
             )
         run_id = launched.remote_id
+    # `seq` costs a query per fire; most jobs never use it.
+    seq = store.success_count(job.id, before=scheduled_for) + 1 if uses_seq(job) else 1
     return build_request(
         job,
         scheduled_for,
         organization_id=organization_id,
         calendar=calendar,
-        seq=store.success_count(job.id, before=scheduled_for) + 1,
+        seq=seq,
         run_id=run_id,
     )
+
+
+def uses_seq(job: Job) -> bool:
+    """Whether any template of the job's action renders `{seq}`."""
+    action = job.action
+    if isinstance(action, CreateTask):
+        templates = [action.title, action.summary]
+    else:
+        templates = [action.name, action.summary]
+        templates += [v for v in action.prerun.values() if isinstance(v, Template)]
+    return any(t is not None and "seq" in t.names for t in templates)
 
 
 class Runner:

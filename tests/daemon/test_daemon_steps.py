@@ -852,3 +852,22 @@ def test_gaps_are_exactly_the_instants_no_row_accounts_for(
     gaps = _gaps(EVERY_MINUTE, minute(first), minute(last), touching)
     got = [m for lo, hi in gaps for m in range(index(lo), index(hi) + 1)]
     assert got == [m for m in range(first, last + 1) if m not in taken]
+
+
+def test_seq_counts_the_successful_fires_before_the_instant(world: World) -> None:
+    world.put("j", "* * * * * *", action_keys={"title": "{job} #{seq} {fire_utc:%H:%M:%S}"})
+    daemon = world.daemon()
+    world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=2))
+    fire_at(daemon, world, "j", at(1))  # 429: retried later, still #1
+    fire_at(daemon, world, "j", at(2))  # not yet: #1 has not succeeded
+    run_for(daemon, world, 3)
+    fire_at(daemon, world, "j", at(6))
+    # 10:00:02 went out while 10:00:01 waited: one success before neither of them.
+    assert world.titles() == [
+        "j #1 10:00:01",
+        "j #1 10:00:02",
+        "j #3 10:00:03",
+        "j #4 10:00:04",
+        "j #5 10:00:05",
+        "j #6 10:00:06",
+    ]

@@ -183,6 +183,8 @@ def small_disk_rig(
         check=False,
     )
     if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     rig = None
     try:
