@@ -23,6 +23,8 @@ executor.
 Each pass of the loop: detect a stall (wall clock moved more than the monotonic clock, or the
 loop itself was blocked) and plan catch-up; reload jobs when the store's jobs revision changed
 or on SIGHUP; resume due retries and reconcile uncertain fires; heartbeat; feed the watchdog.
+A failing store (locked, restarting, disk full) costs passes, never the daemon: the planning
+and the fires it interrupted are taken up again by the first pass that reaches it.
 
 Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
 `shutdown_grace`), record their outcomes, exit 0. Fires still waiting for a rate-limit slot are
@@ -603,10 +605,6 @@ class Daemon:
     ) -> None:
         """Record the plan's skips and claim its fires (caller holds `state.lock`)."""
         job = state.job
-        if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
-            # Done for good: nothing more is planned (no skip rows for a finished series).
-            self._complete(state)
-            return
         plan = plan_due(
             job.cron,
             cursor=state.cursor,
@@ -622,6 +620,11 @@ class Daemon:
         )
         if plan.empty:
             state.cursor = max(state.cursor, plan.cursor or state.cursor)
+            return
+        if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
+            # Done for good: nothing more is planned (no skip rows for a finished series).
+            # Asked only when there is something to plan: it costs a query.
+            self._complete(state)
             return
         for skip in plan.skips:
             self._record_skip(job, skip)
