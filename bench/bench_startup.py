@@ -34,7 +34,6 @@ from typing import Any
 
 from sqlalchemy import update
 
-from bench import whatif
 from bench.common import (
     DaemonProcess,
     InMemoryApi,
@@ -70,12 +69,8 @@ DOWNTIME = timedelta(minutes=1)
 
 
 # -- 1. in process ---------------------------------------------------------------------------------
-def measure_in_process(
-    url: str, engine_args: dict[str, Any], what_ifs: set[str] | None = None
-) -> dict[str, Any]:
-    """Build a daemon on `url` in this process, time `start()` step by step; the figures.
-
-    `what_ifs` applies prototypes of suggested daemon changes first (bench/whatif.py)."""
+def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """Build a daemon on `url` in this process, time `start()` step by step; the figures."""
     # Imported here so the baseline RSS below counts the modules the daemon needs.
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -110,7 +105,6 @@ def measure_in_process(
             return True
 
     daemon = Daemon(settings, store, runner, clock=clock, notifier=ReadyClock(environ={}))
-    undo_what_ifs = whatif.apply(daemon, what_ifs or set())
     timers = Timers()
     timers.wrap(store, "check_schema")
     timers.wrap(store, "jobs_revision")
@@ -144,12 +138,10 @@ def measure_in_process(
         daemon.stopping = True
         daemon.shutdown()
         timers.restore()
-        undo_what_ifs()
         store.close()
     gc.collect()
     return {
         "url": store.url,
-        "what_ifs": sorted(what_ifs or ()),
         "jobs": jobs,
         "ready_s": marks.get("ready", returned) - started,
         "start_returned_s": returned - started,
@@ -165,11 +157,9 @@ def measure_in_process(
     }
 
 
-def in_child(
-    url: str, engine_args: dict[str, Any], what_ifs: set[str] | None = None
-) -> dict[str, Any]:
+def in_child(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     """`measure_in_process` in a fresh interpreter, so its peak RSS is the daemon's alone."""
-    spec = json.dumps([url, engine_args, sorted(what_ifs or ())])
+    spec = json.dumps([url, engine_args])
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_startup", "--child", spec],
         capture_output=True,
@@ -235,7 +225,7 @@ def fresh_copy(template: Path, name: str, downtime: timedelta) -> str:
     return url
 
 
-def run(jobs: int, *, process: bool, postgres: bool, what_ifs: bool) -> dict[str, Any]:
+def run(jobs: int, *, process: bool, postgres: bool) -> dict[str, Any]:
     """Every measurement of figure 1; returns the figures (also printed)."""
     results: dict[str, Any] = {"jobs": jobs, "downtime_s": DOWNTIME.total_seconds()}
     with workdir("startup") as folder:
@@ -251,14 +241,6 @@ def run(jobs: int, *, process: bool, postgres: bool, what_ifs: bool) -> dict[str
         )
         results["sqlite"] = in_child(fresh_copy(template, "shipped", DOWNTIME), {})
         _print_in_process("SQLite, as shipped", results["sqlite"])
-        if what_ifs:
-            chosen = set(whatif.WHAT_IFS)
-            url = fresh_copy(template, "what-if", DOWNTIME)
-            results["sqlite_what_if"] = in_child(url, {}, chosen)
-            _print_in_process(
-                f"SQLite, with the suggested daemon changes ({', '.join(sorted(chosen))})",
-                results["sqlite_what_if"],
-            )
         if process:
             url = fresh_copy(template, "process", DOWNTIME)
             results["process"] = measure_process(url, folder)
@@ -292,20 +274,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     parser.add_argument("--no-process", action="store_true", help="skip the `run` process")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
-    parser.add_argument(
-        "--no-what-if", action="store_true", help="skip the run with the suggested daemon changes"
-    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        url, engine_args, what_ifs = json.loads(args.child)
-        print(json.dumps(measure_in_process(url, engine_args, set(what_ifs))))
+        url, engine_args = json.loads(args.child)
+        print(json.dumps(measure_in_process(url, engine_args)))
         return None
     return run(
         max(1, min(args.jobs, 200_000)),
         process=not args.no_process,
         postgres=not args.no_postgres,
-        what_ifs=not args.no_what_if,
     )
 
 

@@ -32,8 +32,6 @@ def _startup(quick: bool) -> tuple[dict[str, Any], list[Summary]]:
         f"{best['ready_s']:.1f} s to READY, peak {best['peak_rss_mb']:.0f} MB"
         f" (in process {r['sqlite']['ready_s']:.1f} s"
     )
-    if "sqlite_what_if" in r:
-        measured += f"; with the suggested daemon changes {r['sqlite_what_if']['ready_s']:.1f} s"
     if "postgres" in r:
         measured += f"; PostgreSQL {r['postgres']['ready_s']:.1f} s"
     measured += ")"
