@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from scheduler.sandbox import SandboxServer
 from scheduler.store import Store, make_engine
 
 PG_URL_VARIABLE = "TALLYFY_SCHEDULER_TEST_PG_URL"
@@ -107,3 +108,27 @@ def sqlite_store(sqlite_url: str) -> Iterator[Store]:
     store.init_schema()
     yield store
     store.close()
+
+
+# -- the sandbox ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def _sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(_sandbox_server: SandboxServer) -> SandboxServer:
+    """A sandbox API on 127.0.0.1, shared by a module's tests, reset for each test."""
+    _sandbox_server.reset()
+    return _sandbox_server
+
+
+@pytest.fixture
+def sandbox_env(sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory is `tmp_path` and the environment points the CLI at the sandbox."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", sandbox.token)
+    monkeypatch.setenv("TALLYFY_ORGANIZATION_ID", sandbox.organization_id)
+    monkeypatch.setenv("TALLYFY_BASE_URL", sandbox.url)
+    return tmp_path

@@ -7,7 +7,6 @@ SQLite store holding the example jobs) and breaks one piece of it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,25 +48,9 @@ class Outcome:
         return next(line for line in self.stdout.splitlines() if line.split()[1:2] == [f"{name}:"])
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
 @pytest.fixture
-def sandbox(_server: SandboxServer) -> SandboxServer:
-    _server.reset()
-    return _server
-
-
-@pytest.fixture
-def setup(sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def setup(sandbox_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A good setup in the working directory: env vars, an initialized store, the examples."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", sandbox.token)
-    monkeypatch.setenv("TALLYFY_ORGANIZATION_ID", sandbox.organization_id)
-    monkeypatch.setenv("TALLYFY_BASE_URL", sandbox.url)
     monkeypatch.setenv("TALLYFY_SCHEDULER_DB", f"sqlite:///{tmp_path / 'state.db'}")
     invoke("init")
     invoke("jobs", "apply", str(EXAMPLES))

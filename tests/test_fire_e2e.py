@@ -8,7 +8,6 @@ a free port, so every request crosses a socket. What the sandbox created is read
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,25 +62,11 @@ class Outcome:
     stderr: str
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
 @pytest.fixture
-def sandbox(_server: SandboxServer) -> SandboxServer:
-    _server.reset()
-    return _server
-
-
-@pytest.fixture
-def applied(sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def applied(
+    sandbox: SandboxServer, sandbox_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """A fresh store, initialized, holding the example jobs; the sandbox as the API."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", sandbox.token)
-    monkeypatch.setenv("TALLYFY_ORGANIZATION_ID", sandbox.organization_id)
-    monkeypatch.setenv("TALLYFY_BASE_URL", sandbox.url)
     monkeypatch.setenv("TALLYFY_SCHEDULER_DB", f"sqlite:///{tmp_path / 'state' / 'x.db'}")
     Path("config.toml").write_text("[tallyfy]\nmax_requests_per_minute = 60000\n")
     assert invoke("init").code == 0

@@ -81,18 +81,6 @@ def task_job(extra: str) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[SandboxServer]:
-    with SandboxServer() as server:
-        yield server
-
-
-@pytest.fixture
-def sandbox(_server: SandboxServer) -> SandboxServer:
-    _server.reset()
-    return _server
-
-
 @pytest.fixture
 def client(sandbox: SandboxServer) -> Iterator[TallyfyClient]:
     with TallyfyClient(
