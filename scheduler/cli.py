@@ -31,6 +31,7 @@ from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now, quiet_engine_logs
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
 from scheduler.demo import run_demo
+from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
     InvalidInput,
@@ -46,7 +47,7 @@ from scheduler.runner import Observer, Runner, request_for_instant
 from scheduler.sandbox.server import serve as serve_sandbox
 from scheduler.status import build_status, job_row, job_rows
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
-from scheduler.templatecheck import CheckStatus, check_job_files, diagnose
+from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
 
 PROG_NAME = "tallyfy-scheduler"

@@ -1,4 +1,4 @@
-"""Checking jobs against Tallyfy itself: their templates, the organization, the whole setup.
+"""Checking jobs against Tallyfy itself: their templates and the organization's ids.
 
 The offline validator (`definitions.py`) knows the shape of a job; only Tallyfy knows whether
 its ids mean anything. The API drops unknown kick-off keys silently (tallyfy-api.md, section
@@ -7,7 +7,7 @@ launches a process with that field empty. This module reads the organization onc
 before anything fires, which key, id or value Tallyfy would ignore or refuse, and what to write
 instead.
 
-Three entry points:
+Two entry points (`doctor.py` uses them to check a whole setup):
 
 - `check_templates(targets, client, now=...)`: each job (its action table, as written in a
   file or stored) against its template (`GET /checklists/{id}?with=steps`, once per template)
@@ -17,8 +17,6 @@ Three entry points:
 - `check_job_files(paths, settings, now, client)`: `jobs validate --online`, the offline
   checks and the online ones together, in one `DefinitionError`. A file that fails offline is
   still checked online as far as its TOML goes, so an alias key learns the id it should be.
-- `diagnose(config_path, db_url, now)`: `doctor`, one `Check` per part of the setup
-  (config, token, organization, store, jobs, API, templates); each problem says how to fix it.
 
 What is checked against a template: every `prerun` key is a kick-off field id (an alias,
 label or step id is named as such, with the id to use); required kick-off fields have a value;
@@ -37,38 +35,28 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import requests
-
 from scheduler.client import TallyfyClient, parse_request_date
-from scheduler.clock import Clock
-from scheduler.config import Settings, is_valid_zone, load_settings
+from scheduler.config import Settings
 from scheduler.definitions import (
     HEX_ID,
     dotted_key,
     job_files,
-    job_from_document,
     key_lines,
     load_job_files,
 )
 from scheduler.errors import (
     ApiError,
     AuthenticationFailed,
-    ConfigError,
     DefinitionError,
     InvalidInput,
-    NotSent,
     PermanentApiError,
     Problem,
-    SchemaError,
-    StoreError,
     problem,
 )
 from scheduler.job import Job, LaunchProcess
-from scheduler.store import Store
 from scheduler.templates import Template, fire_values
 
 Path_ = tuple[str, ...]
@@ -478,7 +466,7 @@ class _JobCheck:
         self.bad(
             where,
             f"radio field {label!r} takes one option's exact text "
-            f"({_listed(repr(t) for t in texts)}){hint}",
+            f"({listed_names(repr(t) for t in texts)}){hint}",
             raw,
         )
 
@@ -489,7 +477,7 @@ class _JobCheck:
                 where,
                 f"multiselect field {label!r} takes a list of options "
                 f'[{{ id = 1, text = "...", selected = true }}, ...] '
-                f"({_listed(_pair(o) for o in _options(spec))})",
+                f"({listed_names(_pair(o) for o in _options(spec))})",
                 raw,
             )
             return
@@ -673,7 +661,7 @@ class _Template:
         if close:
             spec = names[close[0]]
             hint = f"; did you mean {_label(spec)!r}? its id is {spec['id']}"
-        fields = _listed(f"{fid} {_label(s)!r}" for fid, s in self.fields.items())
+        fields = listed_names(f"{fid} {_label(s)!r}" for fid, s in self.fields.items())
         return (
             f"{head} is not a kick-off field of template {self.name}: the API would drop it "
             f"silently{hint} (kick-off fields: {fields or 'none'})",
@@ -689,7 +677,7 @@ class _Template:
                 f"{head} is the id of kick-off field {_label(self.fields[key])!r}, not of a "
                 "step: kick-off values go under [action.prerun]"
             )
-        steps = _listed(f"{s['id']} {_title(s)!r}" for s in self.steps or [])
+        steps = listed_names(f"{s['id']} {_title(s)!r}" for s in self.steps or [])
         return (
             f"{head} is not a step of template {self.name}: the API would ignore this "
             f"override (steps: {steps or 'none'})"
@@ -763,7 +751,7 @@ def _choice_problem(spec: Mapping[str, Any], raw: Any, kind: str) -> str | None:
     label = _label(spec)
     options = _options(spec)
     head = f"{kind} field {label!r}"
-    listed = _listed(_pair(o) for o in options)
+    listed = listed_names(_pair(o) for o in options)
     if not isinstance(raw, Mapping):
         for option in options:
             if raw == option.get("id") or (
@@ -804,284 +792,8 @@ def _choice_problem(spec: Mapping[str, Any], raw: Any, kind: str) -> str | None:
     return f"{head}: no option has id {vid!r} or text {vtext!r} ({listed})"
 
 
-def _listed(items: Iterable[str]) -> str:
+def listed_names(items: Iterable[str]) -> str:
     items = list(items)
     if len(items) > MAX_LISTED:
         return ", ".join(items[:MAX_LISTED]) + f", ... ({len(items) - MAX_LISTED} more)"
     return ", ".join(items)
-
-
-# -- doctor -------------------------------------------------------------------------------------
-
-
-class CheckStatus(StrEnum):
-    """The outcome of one `doctor` check."""
-
-    OK = "ok"  # the check passed
-    FAILED = "FAIL"  # at least one problem; each says how to fix it
-    SKIPPED = "skip"  # not run, because a check it needs failed
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of `doctor`: what was checked, the outcome, and each problem with its fix."""
-
-    name: str
-    status: CheckStatus
-    summary: str
-    problems: tuple[str, ...] = ()
-
-
-def diagnose(
-    config_path: Path | None,
-    db_url: str | None,
-    now: datetime,
-    *,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    session: requests.Session | None = None,
-    clock: Clock | None = None,
-) -> list[Check]:
-    """`doctor`: config, token, organization, store, stored jobs, API, templates, in order.
-
-    Never raises for a problem of the setup; a check that needs a failed one is skipped.
-    `session` and `clock` go to the API client (tests); the token is never in any output.
-    """
-    try:
-        settings = load_settings(config_path, environ=environ, cwd=cwd, db_url=db_url)
-    except ConfigError as exc:
-        failed = Check(
-            "config",
-            CheckStatus.FAILED,
-            "cannot be used",
-            tuple(f"{p} (fix the config file or the environment)" for p in exc.problems),
-        )
-        rest = ("token", "organization", "store", "jobs", "api", "templates")
-        return [failed, *(Check(n, CheckStatus.SKIPPED, "needs a valid config") for n in rest)]
-    return _Doctor(settings, now, session, clock).run()
-
-
-class _Doctor:
-    """The checks of `diagnose` after the config loaded; each method returns one Check."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        now: datetime,
-        session: requests.Session | None,
-        clock: Clock | None,
-    ) -> None:
-        self.settings = settings
-        self.now = now
-        self.session = session
-        self.clock = clock
-        self.store: Store | None = None
-        self.client: TallyfyClient | None = None
-        self.stored: list[tuple[str, Mapping[str, Any], Job | None, int]] = []
-
-    def run(self) -> list[Check]:
-        try:
-            config = self.config()
-            token, org = self.token(), self.organization()
-            store = self.open_store()
-            jobs = self.jobs() if store.status is CheckStatus.OK else _skip("jobs", "the store")
-            api = self.api(token, org)
-            templates = self.templates(store, api, org)
-            return [config, token, org, store, jobs, api, templates]
-        finally:
-            if self.client is not None:
-                self.client.close()
-            if self.store is not None:
-                self.store.close()
-
-    def config(self) -> Check:
-        path = self.settings.config_file
-        if path is None:
-            summary = (
-                "no config file ($TALLYFY_SCHEDULER_CONFIG, ./config.toml, "
-                "/etc/tallyfy-scheduler/config.toml): built-in defaults and the environment"
-            )
-        else:
-            summary = f"{path} (valid)"
-        return Check("config", CheckStatus.OK, summary)
-
-    def token(self) -> Check:
-        token = self.settings.tallyfy.access_token
-        if token is None or not token.reveal():
-            return Check(
-                "token", CheckStatus.FAILED, "not set", (f"no access token: {TOKEN_HELP}",)
-            )
-        source = self.settings.tallyfy.access_token_source or "set"
-        return Check("token", CheckStatus.OK, f"set ({source})")
-
-    def organization(self) -> Check:
-        org = self.settings.tallyfy.organization_id
-        if not org:
-            return Check("organization", CheckStatus.FAILED, "not set", (f"not set: {ORG_HELP}",))
-        return Check("organization", CheckStatus.OK, org)
-
-    def open_store(self) -> Check:
-        url = self.settings.store.url
-        try:
-            self.store = Store.open(url)
-            self.store.check_schema()
-            version = self.store.schema_version()
-        except SchemaError as exc:
-            return Check("store", CheckStatus.FAILED, "not ready", (str(exc),))
-        except ConfigError as exc:
-            fix = "fix [store] url or TALLYFY_SCHEDULER_DB"
-            return Check(
-                "store", CheckStatus.FAILED, "bad URL", tuple(f"{p}: {fix}" for p in exc.problems)
-            )
-        except StoreError as exc:
-            return Check(
-                "store",
-                CheckStatus.FAILED,
-                "unreachable",
-                (f"{exc}: check [store] url / TALLYFY_SCHEDULER_DB and that the database runs",),
-            )
-        return Check("store", CheckStatus.OK, f"{self.store.url} (schema version {version})")
-
-    def jobs(self) -> Check:
-        assert self.store is not None
-        problems: list[str] = []
-        bad = 0
-        try:
-            stored = self.store.list_jobs()
-            counts = self.store.success_counts()
-        except StoreError as exc:
-            return Check("jobs", CheckStatus.FAILED, "cannot be read", (str(exc),))
-        for entry in stored:
-            zone = entry.definition.get("timezone")
-            job: Job | None = None
-            try:
-                job = job_from_document(entry.definition, self.settings)
-            except InvalidInput as exc:
-                bad += 1
-                for p in exc.problems:
-                    if p.key == "timezone" and isinstance(zone, str):
-                        continue  # said below, with the fix that applies on this machine
-                    problems.append(str(p))
-            if isinstance(zone, str) and not is_valid_zone(zone):
-                problems.append(
-                    f"<stored job {entry.id}>: timezone = {zone!r}: this machine does not know "
-                    "the zone: install or update tzdata (`pip install -U tzdata`) or change the "
-                    "job's timezone"
-                )
-            action = entry.definition.get("action")
-            if isinstance(action, Mapping):
-                self.stored.append((entry.id, action, job, counts.get(entry.id, 0) + 1))
-        if bad:
-            summary = (
-                f"{bad} of {len(stored)} stored job(s) cannot be loaded and never fire: fix "
-                "their files, then `tallyfy-scheduler jobs apply PATH`"
-            )
-            return Check("jobs", CheckStatus.FAILED, summary, tuple(problems))
-        if not stored:
-            return Check("jobs", CheckStatus.OK, "none stored yet (`tallyfy-scheduler jobs apply`)")
-        return Check("jobs", CheckStatus.OK, f"{len(stored)} stored, all valid")
-
-    def api(self, token_check: Check, org_check: Check) -> Check:
-        if token_check.status is not CheckStatus.OK:
-            return _skip("api", "a token")
-        tallyfy = self.settings.tallyfy
-        assert tallyfy.access_token is not None
-        base_url = tallyfy.base_url
-        try:
-            self.client = TallyfyClient(
-                base_url,
-                tallyfy.organization_id or "-",
-                tallyfy.access_token,
-                session=self.session,
-                timeout=tallyfy.timeout.total_seconds(),
-                connect_timeout=tallyfy.connect_timeout.total_seconds(),
-                clock=self.clock,
-            )
-        except ValueError as exc:
-            return Check("api", CheckStatus.FAILED, base_url, (f"{exc}: fix [tallyfy] base_url",))
-        try:
-            me = self.client.me()
-        except AuthenticationFailed as exc:
-            return Check(
-                "api",
-                CheckStatus.FAILED,
-                f"{base_url} refused the token",
-                (
-                    f"the API refused the token ({exc}): it is expired, revoked or wrong: "
-                    f"{NEW_TOKEN_HELP}",
-                ),
-            )
-        except NotSent as exc:
-            return Check(
-                "api",
-                CheckStatus.FAILED,
-                f"{base_url} unreachable",
-                (
-                    f"cannot connect ({exc}): check [tallyfy] base_url or TALLYFY_BASE_URL, and "
-                    "that this machine can reach it",
-                ),
-            )
-        except ApiError as exc:
-            return Check(
-                "api",
-                CheckStatus.FAILED,
-                f"{base_url} did not answer as Tallyfy does",
-                (
-                    f"GET /me failed ({exc}): check [tallyfy] base_url (it ends in /api, e.g. "
-                    "https://go.tallyfy.com/api); if it is right, try again later",
-                ),
-            )
-        who = _who(me)
-        if org_check.status is CheckStatus.OK:
-            problem_text = self.organization_problem(tallyfy.organization_id or "")
-            if problem_text:
-                return Check(
-                    "api", CheckStatus.FAILED, f"{base_url}; token of {who}", (problem_text,)
-                )
-        return Check("api", CheckStatus.OK, f"{base_url} answers; token of {who}")
-
-    def organization_problem(self, org: str) -> str | None:
-        """Whether the token's user belongs to `org` (when the API can list their orgs)."""
-        assert self.client is not None
-        try:
-            orgs = self.client.my_organizations()
-        except ApiError:
-            return None  # not every deployment lists them; the template check finds a bad org
-        ids = {str(o.get("id")): o for o in orgs}
-        if org in ids:
-            return None
-        theirs = _listed(f"{i} ({o.get('name')!r})" for i, o in ids.items())
-        return (
-            f"organization {org!r} is not one of the token's organizations "
-            f"({theirs or 'none'}): {ORG_HELP}"
-        )
-
-    def templates(self, store: Check, api: Check, org: Check) -> Check:
-        for needed, name in ((store, "the store"), (org, "an organization"), (api, "the API")):
-            if needed.status is not CheckStatus.OK:
-                return _skip("templates", name)
-        assert self.client is not None
-        if not self.stored:
-            return Check("templates", CheckStatus.OK, "no stored jobs to check")
-        targets = [
-            Target(job_id, action, file=f"<stored job {job_id}>", job=job, seq=seq)
-            for job_id, action, job, seq in self.stored
-        ]
-        known = {t.job_id: t.kind or "" for t in targets}
-        problems = check_templates(targets, self.client, now=self.now, known_jobs=known)
-        template_ids = {t.action.get("checklist_id") for t in targets if t.kind == LAUNCH}
-        summary = f"{len(targets)} job(s) checked against {len(template_ids)} template(s)"
-        if problems:
-            return Check("templates", CheckStatus.FAILED, summary, tuple(map(str, problems)))
-        return Check("templates", CheckStatus.OK, summary + ": all match")
-
-
-def _skip(name: str, needs: str) -> Check:
-    return Check(name, CheckStatus.SKIPPED, f"needs {needs}")
-
-
-def _who(me: Mapping[str, Any]) -> str:
-    name = " ".join(str(me.get(k) or "") for k in ("first_name", "last_name")).strip()
-    email = me.get("email")
-    parts = [name or None, f"<{email}>" if email else None, f"(user {me.get('id')})"]
-    return " ".join(p for p in parts if p)
