@@ -65,7 +65,13 @@ OPEN_STATUSES = (
     FireStatus.RETRYING,
     FireStatus.UNCERTAIN,
 )
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+def _find_libfaketime() -> Path:
+    """Debian's libfaketime, wherever the machine's multiarch triplet puts it."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    return found[0] if found else Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+LIBFAKETIME = _find_libfaketime()
 READY_LINE = "daemon started"
 SETTLE_RECHECK = 1.0  # seconds between the two checks that the history has settled
 # Log events counted into the figures: evidence of which recovery paths a test exercised.
