@@ -65,6 +65,8 @@ OPEN_STATUSES = (
     FireStatus.RETRYING,
     FireStatus.UNCERTAIN,
 )
+
+
 def _find_libfaketime() -> Path:
     """Debian's libfaketime, wherever the machine's multiarch triplet puts it."""
     found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
