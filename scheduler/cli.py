@@ -45,7 +45,7 @@ from scheduler.logs import configure_logging
 from scheduler.models import FireStatus, Trigger
 from scheduler.runner import Observer, Runner, request_for_instant
 from scheduler.sandbox.server import serve as serve_sandbox
-from scheduler.status import build_status, job_row, job_rows
+from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
@@ -192,15 +192,6 @@ INSTANT = _Instant()
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
-
-
-def _iso_in(instant: datetime | None, zone: ZoneInfo) -> str | None:
-    return None if instant is None else instant.astimezone(zone).isoformat()
-
-
-def _zone_of(definition: dict[str, Any]) -> ZoneInfo:
-    name = definition.get("timezone")
-    return ZoneInfo(name) if isinstance(name, str) and is_valid_zone(name) else ZoneInfo("UTC")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["--help", "-h"]})
@@ -353,16 +344,16 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
     now = app.now()
     store = app.open_store()
     stored = store.get_job(job_id)
-    zone = _zone_of(stored.definition)
+    zone = zone_of(stored.definition)
     summary = job_row(stored, app.settings, now, store.success_count(job_id))
     fires = [fire.to_json(zone) for fire in store.history(job_id, limit=SHOW_HISTORY_LIMIT)]
     data: dict[str, Any] = {
         "job": {
             **summary,
             "source": stored.source,
-            "active_since": _iso_in(stored.active_since, zone),
-            "created_at": _iso_in(stored.created_at, zone),
-            "updated_at": _iso_in(stored.updated_at, zone),
+            "active_since": iso_in(stored.active_since, zone),
+            "created_at": iso_in(stored.created_at, zone),
+            "updated_at": iso_in(stored.updated_at, zone),
             "definition": stored.definition,
         },
         "history": fires,
@@ -455,12 +446,12 @@ def next_(
             {
                 "schedule": expression,
                 "timezone": zone_name,
-                "instants": [_iso_in(i, zone) for i in instants],
+                "instants": [iso_in(i, zone) for i in instants],
             }
         )
         return
     for instant in instants:
-        click.echo(f"{_iso_in(instant, zone)}  ({utc_iso(instant)})")
+        click.echo(f"{iso_in(instant, zone)}  ({utc_iso(instant)})")
     if len(instants) < count:
         click.echo(f"(no more instants: {len(instants)} of {count})", err=True)
 
@@ -484,7 +475,7 @@ def preview(app: App, job_id: str, at: datetime | None, as_json: bool) -> None:
     )
     data = {
         "job_id": job.id,
-        "scheduled_for": _iso_in(at, job.zone),
+        "scheduled_for": iso_in(at, job.zone),
         "method": request.method,
         "url": request.url(app.settings.tallyfy.base_url),
         "body": request.body,
@@ -508,11 +499,9 @@ def _stored_or_none(store: Store, job_id: str) -> list[StoredJob]:
 def _fire_line(fire: Fire, zone: ZoneInfo) -> str:
     detail = fire.remote_id or fire.error or ""
     if fire.skipped_count and fire.skipped_count > 1:
-        detail = (
-            f"{fire.skipped_count} instants until {_iso_in(fire.skipped_until, zone)}: {detail}"
-        )
+        detail = f"{fire.skipped_count} instants until {iso_in(fire.skipped_until, zone)}: {detail}"
     return (
-        f"{_iso_in(fire.scheduled_for, zone)}  {fire.job_id}  {fire.trigger}  {fire.status}"
+        f"{iso_in(fire.scheduled_for, zone)}  {fire.job_id}  {fire.trigger}  {fire.status}"
         f"  attempts={fire.attempts}  {detail}"
     ).rstrip()
 
@@ -538,7 +527,7 @@ def history(
     store = app.open_store()
     fires = store.history(job_id, status=status, since=since, limit=limit)
     stored_jobs = store.list_jobs() if job_id is None else _stored_or_none(store, job_id)
-    zones = {stored.id: _zone_of(stored.definition) for stored in stored_jobs}
+    zones = {stored.id: zone_of(stored.definition) for stored in stored_jobs}
     utc = ZoneInfo("UTC")
     if as_json:
         _echo_json({"fires": [fire.to_json(zones.get(fire.job_id, utc)) for fire in fires]})
@@ -553,7 +542,7 @@ def history(
 
 
 def _outcome_line(fire: Fire, zone: ZoneInfo) -> str:
-    line = f"{fire.job_id} {_iso_in(fire.scheduled_for, zone)}: {fire.status}"
+    line = f"{fire.job_id} {iso_in(fire.scheduled_for, zone)}: {fire.status}"
     if fire.remote_id:
         line += f", remote id {fire.remote_id}"
     if fire.error:
@@ -639,7 +628,7 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
         verdict = "to fire" if step.to_fire else "held"
         if step.existing is not None:
             verdict += f" ({step.existing.status})"
-        click.echo(f"{_iso_in(step.instant, job.zone)}  {verdict}")
+        click.echo(f"{iso_in(step.instant, job.zone)}  {verdict}")
     todo = [step for step in plan if step.to_fire]
     click.echo(f"{len(todo)} of {len(plan)} instants {'would be' if dry_run else 'are'} fired")
     if dry_run or not todo:
