@@ -56,7 +56,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import datetime_to_utc_timestamp
 
-from scheduler.catchup import SkipRange, plan_due
+from scheduler.catchup import Plan, SkipRange, plan_due
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
 from scheduler.cron import CronSchedule
@@ -83,6 +83,11 @@ MAX_TICK = 1.0
 OWN_ORPHAN_AFTER = timedelta(minutes=2)
 # How often open fires of dead daemons (and uncertain fires) are looked for, at most.
 ORPHAN_SCAN_EVERY = 5.0
+# Jobs planned (and their instants claimed in one transaction) per pass of the dispatch planner:
+# a burst of 10,000 jobs due at once is claimed in batches, and sending starts after the first.
+PLAN_BATCH = 500
+# Fires handed to one worker at a time, at most (`Runner.send_claimed` sends them in groups).
+SEND_CHUNK = 128
 # APScheduler logs every add/remove/start at INFO: noise in the journal (`run` sets WARNING).
 ENGINE_LOGGER = "apscheduler"
 
@@ -255,6 +260,10 @@ class Daemon:
         # again by the first pass that reaches the store.
         self._stranded: set[int] = set()
         self._replan: set[str] = set()
+        # Jobs APScheduler found due, waiting for the dispatch planner: id -> (up to, when).
+        self._due: dict[str, tuple[datetime, datetime]] = {}
+        self._due_lock = threading.Lock()
+        self._planner_queued = False  # a `_plan_dispatched` task is queued or running
         self._executor = executor
         self._pool: concurrent.futures.Executor | None = None
         self._futures: set[concurrent.futures.Future[None]] = set()
@@ -510,8 +519,7 @@ class Daemon:
                     self._schedule(planned)
             # Sending starts once everything is planned: senders and the planner would
             # otherwise fight over the GIL and SQLite's write lock, delaying READY.
-            for job, fires in sends:
-                self._submit(self._send_all, job, fires)
+            self._submit_claimed([(job, fire) for job, fires in sends for fire in fires])
         else:
             log.info("jobs reloaded revision=%d jobs=%d", revision, len(self._jobs))
 
@@ -549,13 +557,95 @@ class Daemon:
 
     # -- firing ---------------------------------------------------------------------------------
     def _dispatch(self, job_id: str, run_times: list[datetime]) -> None:
-        """Called on APScheduler's thread when a job is due: hand it to a worker."""
+        """Called on APScheduler's thread when a job is due: queue it for the planner.
+
+        One planner task drains the queue in batches (`_plan_dispatched`), so a burst of
+        thousands of jobs due in the same second is claimed in a few transactions, not one each.
+        """
         submitted_at = self.clock.now()
         state = self._jobs.get(job_id)
         if state is None or self.stopping:
             return
         up_to = state.trigger.scheduled_of(max(run_times))
-        self._submit(self._advance, job_id, up_to, submitted_at)
+        with self._due_lock:
+            queued = self._due.get(job_id)
+            if queued is not None:
+                up_to, submitted_at = max(up_to, queued[0]), queued[1]
+            self._due[job_id] = (up_to, submitted_at)
+            if self._planner_queued:
+                return
+            self._planner_queued = True
+        if not self._submit(self._plan_dispatched):
+            with self._due_lock:
+                self._planner_queued = False
+
+    def _plan_dispatched(self) -> None:
+        """Plan and claim what APScheduler dispatched, a batch at a time, until none is left."""
+        while True:
+            with self._due_lock:
+                if self.stopping:
+                    self._due.clear()  # claim nothing new
+                if not self._due:
+                    self._planner_queued = False
+                    return
+                batch = {}
+                for job_id in list(self._due)[:PLAN_BATCH]:
+                    batch[job_id] = self._due.pop(job_id)
+            self._advance_many(batch)
+
+    def _advance_many(self, batch: dict[str, tuple[datetime, datetime]]) -> None:
+        """`_advance` for many jobs, with every plain fire claimed in one transaction.
+
+        A job whose plan skips instants or counts toward `max_fires` goes through `_advance`
+        alone (both need queries per instant). The cursors move only once the claims are
+        committed; if the store fails, the jobs are planned again when it answers.
+        """
+        wanted: list[tuple[str, datetime, Trigger]] = []
+        cursors: dict[str, tuple[_JobState, datetime]] = {}
+        alone: list[tuple[str, datetime, datetime]] = []
+        for job_id, (up_to, now) in batch.items():
+            state = self._jobs.get(job_id)
+            if state is None:
+                continue
+            with state.lock:
+                if state.removed or state.complete:
+                    continue
+                plan = self._plan(state, up_to, now)
+                if plan.empty:
+                    state.cursor = max(state.cursor, plan.cursor or state.cursor)
+                    continue
+                if plan.skips or state.job.max_fires is not None:
+                    alone.append((job_id, up_to, now))
+                    continue
+                wanted += [(job_id, instant, trigger) for instant, trigger in plan.fire]
+                last = max([plan.cursor or state.cursor] + [i for i, _t in plan.fire])
+                cursors[job_id] = (state, last)
+        if self.stopping:
+            return  # claim nothing new; not accounted, so the next start plans it
+        claimed: list[Fire] = []
+        if wanted:
+            try:
+                claimed = self.store.claim_many(
+                    wanted, now=self.clock.now(), daemon_id=self.daemon_id
+                )
+            except StoreError as exc:
+                with self._inflight_lock:
+                    self._replan.update(cursors.keys())
+                first, *others = cursors
+                log.error(
+                    "store unavailable while planning job=%s%s: %s; planned again when the "
+                    "store answers",
+                    first,
+                    f" and {len(others)} other jobs" if others else "",
+                    exc,
+                )
+                cursors = {}
+            for state, last in cursors.values():
+                with state.lock:
+                    state.cursor = max(state.cursor, last)
+        self._submit_claimed([(cursors[fire.job_id][0].job, fire) for fire in claimed])
+        for job_id, up_to, now in alone:
+            self._advance(job_id, up_to, now)
 
     def _advance(
         self,
@@ -605,19 +695,7 @@ class Daemon:
     ) -> None:
         """Record the plan's skips and claim its fires (caller holds `state.lock`)."""
         job = state.job
-        plan = plan_due(
-            job.cron,
-            cursor=state.cursor,
-            up_to=up_to,
-            now=now,
-            live_since=self.live_since,
-            policy=job.catch_up,
-            window=job.catch_up_window,
-            stall_threshold=self.stall_threshold,
-            jitter_of=state.trigger.jitter_of if job.jitter else None,
-            max_jitter=job.jitter,
-            until=job.end_at,
-        )
+        plan = self._plan(state, up_to, now)
         if plan.empty:
             state.cursor = max(state.cursor, plan.cursor or state.cursor)
             return
@@ -642,6 +720,23 @@ class Daemon:
             state.cursor = max(state.cursor, instant)
         if plan.cursor is not None:
             state.cursor = max(state.cursor, plan.cursor)
+
+    def _plan(self, state: _JobState, up_to: datetime, now: datetime) -> Plan:
+        """The catch-up planner's answer for this job (caller holds `state.lock`)."""
+        job = state.job
+        return plan_due(
+            job.cron,
+            cursor=state.cursor,
+            up_to=up_to,
+            now=now,
+            live_since=self.live_since,
+            policy=job.catch_up,
+            window=job.catch_up_window,
+            stall_threshold=self.stall_threshold,
+            jitter_of=state.trigger.jitter_of if job.jitter else None,
+            max_jitter=job.jitter,
+            until=job.end_at,
+        )
 
     def _complete(self, state: _JobState) -> None:
         state.complete = True
@@ -688,10 +783,39 @@ class Daemon:
             first = refused
 
     def _send_all(self, job: Job, fires: list[Fire]) -> None:
-        for fire in fires:
-            if self.stopping:
-                break  # stays `pending`: never sent, so the next start sends it
-            self._carry(job, fire)
+        """Send fires this worker has just claimed for one job, oldest first."""
+        self._send_claimed([(job, fire) for fire in fires])
+
+    def _submit_claimed(self, fires: list[tuple[Job, Fire]]) -> None:
+        """Hand freshly claimed fires to the workers, a chunk each."""
+        if not fires:
+            return
+        workers = self.settings.scheduler.max_concurrent_fires
+        size = max(1, min(SEND_CHUNK, -(-len(fires) // workers)))
+        for first in range(0, len(fires), size):
+            self._submit(self._send_claimed, fires[first : first + size])
+
+    def _send_claimed(self, fires: list[tuple[Job, Fire]]) -> None:
+        """Send fires just claimed (`pending`), in groups; unless stopping (they stay pending:
+        never sent, so the next start sends them)."""
+        with self._inflight_lock:
+            fires = [(job, fire) for job, fire in fires if fire.id not in self._inflight]
+            self._inflight.update(fire.id for _job, fire in fires)
+        try:
+            if not self.stopping:
+                self.runner.send_claimed(fires)
+        except StoreError as exc:
+            # Resumed by the first pass that reaches the store again (`resume_open_fires`).
+            with self._inflight_lock:
+                self._stranded.update(fire.id for _job, fire in fires)
+            log.error(
+                "store failed while sending %d fires: %s; they stay open and are resumed",
+                len(fires),
+                exc,
+            )
+        finally:
+            with self._inflight_lock:
+                self._inflight.difference_update(fire.id for _job, fire in fires)
 
     def _fires_used(self, job_id: str) -> int:
         """Successful fires plus those still open (max_fires counts successes)."""
@@ -705,14 +829,6 @@ class Daemon:
                 FireStatus.UNCERTAIN,
             ),
         )
-
-    def _carry(self, job: Job, fire: Fire) -> None:
-        """Carry one fire forward in this thread, unless a worker already holds it."""
-        with self._inflight_lock:
-            if fire.id in self._inflight:
-                return
-            self._inflight.add(fire.id)
-        self._carry_held(job, fire)
 
     def _submit_carry(self, job: Job | None, fire: Fire) -> None:
         """Queue one fire for a worker, unless one already holds or has queued it."""

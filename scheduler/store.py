@@ -122,6 +122,9 @@ JOBS_REVISION_KEY: Final = "jobs_revision"
 _PG_SCHEMA_LOCK = 7_324_811_950_113
 _WRITE_OPTION = "tallyfy_write"  # connection execution option: SQLite BEGIN IMMEDIATE
 
+# Ids in one `IN (...)`: well under SQLite's 32,766 bound variables and PostgreSQL's 65,535.
+_IDS_PER_STATEMENT = 500
+
 _OPEN_FOR_START = (FireStatus.PENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN)
 _OPEN_FOR_FINISH = (FireStatus.PENDING, FireStatus.SENDING, FireStatus.UNCERTAIN)
 _OPEN_FOR_ADOPT = (
@@ -252,6 +255,19 @@ class Fire:
             "created_at": _iso(self.created_at, zone),
             "updated_at": _iso(self.updated_at, zone),
         }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `finish` records for one fire (see `Store.finish` for the rules)."""
+
+    fire_id: int
+    status: FireStatus
+    remote_id: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+    field_errors: Mapping[str, Sequence[str]] | None = None
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -722,6 +738,50 @@ class Store:
                 return None
             return self._fire_at(conn, job_id, instant)
 
+    def claim_many(
+        self,
+        instants: Sequence[tuple[str, datetime, Trigger]],
+        *,
+        now: datetime,
+        daemon_id: str | None = None,
+    ) -> list[Fire]:
+        """`claim` for many (job, instant, trigger) at once, in one committed transaction.
+
+        Returns the rows claimed, in the order given; an instant already claimed is left out.
+        All or nothing: when the store fails, nothing is claimed.
+        """
+        if not instants:
+            return []
+        now = to_utc(now)
+        rows = [
+            {
+                "job_id": job_id,
+                "scheduled_for": to_utc(scheduled_for),
+                "trigger": str(Trigger(trigger)),
+                "status": str(FireStatus.PENDING),
+                "attempts": 0,
+                "claimed_by": daemon_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for job_id, scheduled_for, trigger in instants
+        ]
+        with self._tx(write=True) as conn:
+            if conn.dialect.insert_returning:
+                # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLAlchemy's
+                # "insertmanyvalues"): ~25 us a row instead of ~200 us a claim.
+                claimed = [_fire(row) for row in conn.execute(self._sql.claim, rows).mappings()]
+            else:
+                claimed = []
+                for (job_id, _at, _trigger), values in zip(instants, rows, strict=True):
+                    if self._insert_fire(conn, values):
+                        fire = self._fire_at(conn, job_id, to_utc(_at))
+                        assert fire is not None
+                        claimed.append(fire)
+        order = {(job_id, to_utc(at)): index for index, (job_id, at, _t) in enumerate(instants)}
+        claimed.sort(key=lambda fire: order[(fire.job_id, fire.scheduled_for)])
+        return claimed
+
     def start_attempt(
         self, fire_id: int, *, now: datetime, daemon_id: str | None = None
     ) -> Fire | None:
@@ -731,14 +791,44 @@ class Store:
         when the fire is unowned or owned by `daemon_id`; the caller then owns it.
         """
         now = to_utc(now)
-        stmt = self._sql.start_attempt[daemon_id is not None]
+        owned = daemon_id is not None
         params = {"b_id": fire_id, "b_now": now, "b_owner": daemon_id}
         with self._tx(write=True) as conn:
             if conn.dialect.update_returning:
-                row = conn.execute(stmt.returning(*FIRES.c), params).mappings().first()
+                stmt = self._sql.start_attempt_returning[owned]
+                row = conn.execute(stmt, params).mappings().first()
                 return None if row is None else _fire(row)
-            changed = conn.execute(stmt, params).rowcount
+            changed = conn.execute(self._sql.start_attempt[owned], params).rowcount
             return self._fire_by_id(conn, fire_id) if changed else None
+
+    def start_attempts(
+        self, fire_ids: Sequence[int], *, now: datetime, daemon_id: str | None = None
+    ) -> list[Fire]:
+        """`start_attempt` for many fires in one committed transaction; returns those started
+        (the others were moved on by someone else), in no particular order."""
+        if not fire_ids:
+            return []
+        now = to_utc(now)
+        owned = daemon_id is not None
+        started: list[Fire] = []
+        with self._tx(write=True) as conn:
+            if conn.dialect.update_returning:
+                stmt = self._sql.start_attempts_returning[owned]
+                for first in range(0, len(fire_ids), _IDS_PER_STATEMENT):
+                    params = {
+                        "b_ids": list(fire_ids[first : first + _IDS_PER_STATEMENT]),
+                        "b_now": now,
+                        "b_owner": daemon_id,
+                    }
+                    started += [_fire(row) for row in conn.execute(stmt, params).mappings()]
+                return started
+            for fire_id in fire_ids:
+                params = {"b_id": fire_id, "b_now": now, "b_owner": daemon_id}
+                if conn.execute(self._sql.start_attempt[owned], params).rowcount:
+                    fire = self._fire_by_id(conn, fire_id)
+                    assert fire is not None
+                    started.append(fire)
+        return started
 
     def finish(
         self,
@@ -759,24 +849,33 @@ class Store:
         outcome clears it. FireConflict if the fire is in another state (someone else moved it
         on), FireNotFound if there is no such fire.
         """
-        status = FireStatus(status)
-        if status not in _FINISH_TARGETS:
-            raise ValueError(f"cannot finish a fire as {status}")
-        if status is FireStatus.RETRYING and next_attempt_at is None:
-            raise ValueError("a retrying fire needs next_attempt_at")
-        keep_next = status in (FireStatus.RETRYING, FireStatus.UNCERTAIN)
-        values: dict[str, Any] = {
-            "status": str(status),
-            "remote_id": remote_id,
-            "http_status": http_status,
-            "error": error,
-            "field_errors": _field_errors_json(field_errors),
-            "next_attempt_at": to_utc(next_attempt_at) if keep_next and next_attempt_at else None,
-            "updated_at": to_utc(now),
-        }
-        if status is FireStatus.RETRYING:
-            values["claimed_by"] = None
-        return self._transition(fire_id, _OPEN_FOR_FINISH, values, f"finish as {status}")
+        outcome = Outcome(
+            fire_id,
+            FireStatus(status),
+            remote_id=remote_id,
+            http_status=http_status,
+            error=error,
+            field_errors=field_errors,
+            next_attempt_at=next_attempt_at,
+        )
+        values = _outcome_values(outcome, now)
+        return self._transition(fire_id, _OPEN_FOR_FINISH, values, f"finish as {outcome.status}")
+
+    def finish_many(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[Fire | None]:
+        """`finish` for many fires in one committed transaction.
+
+        Returns, for each outcome in order, the updated fire, or None when the fire was no
+        longer open for it (someone else moved it on). All or nothing on a store failure.
+        """
+        if not outcomes:
+            return []
+        allowed = _OPEN_FOR_FINISH
+        done: list[Fire | None] = []
+        with self._tx(write=True) as conn:
+            for outcome in outcomes:
+                values = _outcome_values(outcome, now)
+                done.append(self._transition_on(conn, outcome.fire_id, allowed, values))
+        return done
 
     def mark_uncertain(
         self,
@@ -1195,23 +1294,34 @@ class Store:
         values: Mapping[str, Any],
         change: str,
     ) -> Fire:
-        stmt = self._sql.transition(tuple(allowed), tuple(sorted(values)))
-        params = {f"v_{name}": value for name, value in values.items()}
-        params["b_id"] = fire_id
         with self._tx(write=True) as conn:
-            if conn.dialect.update_returning:
-                row = conn.execute(stmt.returning(*FIRES.c), params).mappings().first()
-                if row is not None:
-                    return _fire(row)
-                changed = 0
-            else:
-                changed = conn.execute(stmt, params).rowcount
-            fire = self._fire_by_id(conn, fire_id)
+            changed = self._transition_on(conn, fire_id, allowed, values)
+            fire = changed or self._fire_by_id(conn, fire_id)
         if fire is None:
             raise FireNotFound(fire_id)
-        if not changed:
+        if changed is None:
             raise FireConflict(fire_id, str(fire.status), change)
         return fire
+
+    def _transition_on(
+        self,
+        conn: Connection,
+        fire_id: int,
+        allowed: Sequence[FireStatus],
+        values: Mapping[str, Any],
+    ) -> Fire | None:
+        """The conditional UPDATE of one fire on `conn`; the changed fire, None if unchanged."""
+        allowed, names = tuple(allowed), tuple(sorted(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        params["b_id"] = fire_id
+        if conn.dialect.update_returning:
+            stmt = self._sql.transition(allowed, names, returning=True)
+            row = conn.execute(stmt, params).mappings().first()
+            return None if row is None else _fire(row)
+        stmt = self._sql.transition(allowed, names, returning=False)
+        if not conn.execute(stmt, params).rowcount:
+            return None
+        return self._fire_by_id(conn, fire_id)
 
 
 class _Statements:
@@ -1236,22 +1346,32 @@ class _Statements:
         )
         now = bindparam("b_now", type_=UTCDateTime())
         unowned = FIRES.c.claimed_by.is_(None)
+
         # [False]: no daemon id (only unowned fires); [True]: unowned or owned by b_owner.
-        self.start_attempt = tuple(
-            update(FIRES)
-            .where(
-                FIRES.c.id == bindparam("b_id"),
-                _status_in(_OPEN_FOR_START),
-                or_(unowned, FIRES.c.claimed_by == bindparam("b_owner")) if owned else unowned,
+        def start(which: Any) -> Any:
+            return tuple(
+                update(FIRES)
+                .where(
+                    which,
+                    _status_in(_OPEN_FOR_START),
+                    or_(unowned, FIRES.c.claimed_by == bindparam("b_owner")) if owned else unowned,
+                )
+                .values(
+                    status=str(FireStatus.SENDING),
+                    attempts=FIRES.c.attempts + 1,
+                    first_attempt_at=func.coalesce(FIRES.c.first_attempt_at, now),
+                    claimed_by=bindparam("b_owner"),
+                    updated_at=now,
+                )
+                for owned in (False, True)
             )
-            .values(
-                status=str(FireStatus.SENDING),
-                attempts=FIRES.c.attempts + 1,
-                first_attempt_at=func.coalesce(FIRES.c.first_attempt_at, now),
-                claimed_by=bindparam("b_owner"),
-                updated_at=now,
-            )
-            for owned in (False, True)
+
+        self.start_attempt = start(FIRES.c.id == bindparam("b_id"))
+        # With the changed rows back, built once: `.returning()` per call regenerates the
+        # statement's cache key (~0.1 ms a call). The list form expands `b_ids` into IN (...).
+        self.start_attempt_returning = tuple(s.returning(*FIRES.c) for s in self.start_attempt)
+        self.start_attempts_returning = tuple(
+            s.returning(*FIRES.c) for s in start(FIRES.c.id.in_(bindparam("b_ids", expanding=True)))
         )
         succeeded = select(func.count()).where(
             FIRES.c.job_id == bindparam("b_job"), FIRES.c.status == str(FireStatus.SUCCEEDED)
@@ -1269,11 +1389,14 @@ class _Statements:
             .limit(bindparam("b_limit"))
         )
         self.next_retry_at = select(func.min(FIRES.c.next_attempt_at)).where(retrying)
-        self._transitions: dict[tuple[tuple[FireStatus, ...], tuple[str, ...]], Any] = {}
+        self._transitions: dict[tuple[tuple[FireStatus, ...], tuple[str, ...], bool], Any] = {}
 
-    def transition(self, allowed: tuple[FireStatus, ...], names: tuple[str, ...]) -> Any:
-        """`UPDATE fires SET <names> WHERE id = :b_id AND status IN (<allowed>)`, cached."""
-        key = (allowed, names)
+    def transition(
+        self, allowed: tuple[FireStatus, ...], names: tuple[str, ...], *, returning: bool
+    ) -> Any:
+        """`UPDATE fires SET <names> WHERE id = :b_id AND status IN (<allowed>)`, cached, with
+        `RETURNING` every column when `returning`."""
+        key = (allowed, names, returning)
         stmt = self._transitions.get(key)
         if stmt is None:
             stmt = (
@@ -1281,6 +1404,8 @@ class _Statements:
                 .where(FIRES.c.id == bindparam("b_id"), _status_in(allowed))
                 .values({name: bindparam(f"v_{name}") for name in names})
             )
+            if returning:
+                stmt = stmt.returning(*FIRES.c)
             self._transitions[key] = stmt  # a handful of shapes: finish, retry, uncertain
         return stmt
 
@@ -1349,6 +1474,29 @@ def _status_in(statuses: Sequence[FireStatus]) -> ColumnElement[bool]:
 def _last_instant() -> ColumnElement[datetime]:
     """The last instant a row accounts for: `skipped_until` for a skip range, else its own."""
     return func.coalesce(FIRES.c.skipped_until, FIRES.c.scheduled_for)
+
+
+def _outcome_values(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The columns `finish` sets for `outcome`; ValueError for an outcome it cannot record."""
+    status = outcome.status
+    if status not in _FINISH_TARGETS:
+        raise ValueError(f"cannot finish a fire as {status}")
+    next_attempt_at = outcome.next_attempt_at
+    if status is FireStatus.RETRYING and next_attempt_at is None:
+        raise ValueError("a retrying fire needs next_attempt_at")
+    keep_next = status in (FireStatus.RETRYING, FireStatus.UNCERTAIN)
+    values: dict[str, Any] = {
+        "status": str(status),
+        "remote_id": outcome.remote_id,
+        "http_status": outcome.http_status,
+        "error": outcome.error,
+        "field_errors": _field_errors_json(outcome.field_errors),
+        "next_attempt_at": to_utc(next_attempt_at) if keep_next and next_attempt_at else None,
+        "updated_at": to_utc(now),
+    }
+    if status is FireStatus.RETRYING:
+        values["claimed_by"] = None  # any daemon may take the retry
+    return values
 
 
 def _field_errors_json(field_errors: Mapping[str, Sequence[str]] | None) -> str | None:

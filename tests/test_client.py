@@ -886,6 +886,28 @@ def test_e2e_a_429_is_rate_limited_and_not_applied(
     assert sb.runs() == []
 
 
+@pytest.mark.parametrize("bypass", [False, True])
+def test_e2e_the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(
+    sb: SandboxServer, monkeypatch: pytest.MonkeyPatch, bypass: bool
+) -> None:
+    """Proxy settings are read once, when the client is made, as `requests` would read them."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{closed}")  # a proxy that is down
+    if bypass:
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with TallyfyClient(sb.url, sb.organization_id, Secret(sb.token), connect_timeout=2) as api:
+        if bypass:
+            assert api.send(launch(sb)).remote_id
+        else:
+            with pytest.raises(NotSent):
+                api.send(launch(sb))
+    assert sb.request_count("POST") == (1 if bypass else 0)
+
+
 def test_e2e_a_closed_port_is_not_sent(sb: SandboxServer) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ from daemon_helpers import audit, write_job
 from hypothesis import given
 from hypothesis import strategies as st
 
+import scheduler.daemon as daemon_module
 from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
 from scheduler.config import (
@@ -124,13 +125,13 @@ class World:
 
     def daemon(self, *, prepare: bool = True, base_url: str | None = None, **kw: Any) -> Daemon:
         kw.setdefault("notifier", Notifier({}))
+        kw.setdefault("executor", InlineExecutor())
         daemon = Daemon(
             self.settings,
             self.store,
             self.runner(base_url),
             clock=self.clock,
             daemon_id=f"d{next(self._ids)}",
-            executor=InlineExecutor(),
             **kw,
         )
         self.daemons.append(daemon)
@@ -208,6 +209,83 @@ def test_a_late_dispatch_accounts_for_every_instant_up_to_it(world: World) -> No
     fire_at(daemon, world, "j", at(3))
     assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
     assert len(world.tasks()) == 3
+
+
+class QueueingExecutor(concurrent.futures.Executor):
+    """Holds tasks until `drain()` runs them (and whatever they queue), in order: lets
+    dispatches pile up the way they do when APScheduler finds thousands of jobs due at once."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        self.queue.append((fn, args))
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(None)
+        return future
+
+    def drain(self) -> int:
+        ran = 0
+        while self.queue:
+            fn, args = self.queue.pop(0)
+            fn(*args)
+            ran += 1
+        return ran
+
+
+def test_a_burst_of_jobs_due_at_once_is_planned_in_batches_and_each_fire_sent_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_module, "PLAN_BATCH", 10)
+    monkeypatch.setattr(daemon_module, "SEND_CHUNK", 4)
+    burst = [f"b{i:02d}" for i in range(25)]
+    for job_id in burst:
+        world.put(job_id, "* * * * * *")
+    world.put("capped", "* * * * * *", max_fires=1)  # counted per instant: planned on its own
+    pool = QueueingExecutor()
+    daemon = world.daemon(executor=pool)
+    pool.drain()
+    world.clock.set(at(1) + timedelta(milliseconds=5))
+    for job_id in [*burst, "capped"]:
+        daemon._dispatch(job_id, [at(1)])
+    world.clock.set(at(2) + timedelta(milliseconds=5))
+    daemon._dispatch("b00", [at(2)])  # due again before the planner ran: one entry, up to 2
+    daemon._dispatch("capped", [at(2)])
+    assert len(pool.queue) == 1  # one planner for all of them
+    pool.drain()
+    for job_id in burst:
+        expected = [at(1), at(2)] if job_id == "b00" else [at(1)]
+        fires = world.fires(job_id)
+        assert [f.scheduled_for for f in fires] == expected, job_id
+        assert {(f.status, f.trigger, f.attempts) for f in fires} == {
+            (FireStatus.SUCCEEDED, Trigger.SCHEDULE, 1)
+        }
+    assert [(f.scheduled_for, f.status) for f in world.fires("capped")] == [
+        (at(1), FireStatus.SUCCEEDED)
+    ]
+    expected_titles = [title(j, at(1)) for j in [*burst, "capped"]] + [title("b00", at(2))]
+    assert world.titles() == sorted(expected_titles)
+    assert {f.remote_id for j in burst for f in world.fires(j)} == {
+        t["id"] for t in world.tasks() if not t["title"].startswith("capped")
+    }
+
+
+def test_a_burst_dispatched_while_stopping_claims_nothing(world: World) -> None:
+    for job_id in ("a", "b"):
+        world.put(job_id, "* * * * * *")
+    pool = QueueingExecutor()
+    daemon = world.daemon(executor=pool)
+    pool.drain()
+    world.clock.set(at(1) + timedelta(milliseconds=5))
+    daemon._dispatch("a", [at(1)])
+    daemon._dispatch("b", [at(1)])
+    daemon.stopping = True  # SIGTERM before the planner ran
+    pool.drain()
+    assert world.fires("a") == world.fires("b") == []
+    daemon.stopping = False
+    daemon.shutdown()
+    world.daemon().tick()  # the next start plans them (catch_up = "all")
+    assert [f.trigger for f in world.fires("a") + world.fires("b")] == [Trigger.CATCH_UP] * 2
 
 
 # -- catch-up at startup ------------------------------------------------------------------------
@@ -700,9 +778,17 @@ class FailingStore(Store):
         self._maybe_fail("claim")
         return super().claim(*args, **kwargs)
 
+    def claim_many(self, *args: Any, **kwargs: Any) -> list[Fire]:
+        self._maybe_fail("claim")
+        return super().claim_many(*args, **kwargs)
+
     def finish(self, *args: Any, **kwargs: Any) -> Fire:
         self._maybe_fail("finish")
         return super().finish(*args, **kwargs)
+
+    def finish_many(self, *args: Any, **kwargs: Any) -> list[Fire | None]:
+        self._maybe_fail("finish")
+        return super().finish_many(*args, **kwargs)
 
 
 def failing_daemon(world: World) -> tuple[Daemon, FailingStore]:

@@ -17,7 +17,7 @@ import pytest
 
 from scheduler.errors import FireConflict, FireNotFound
 from scheduler.models import FireStatus, Trigger
-from scheduler.store import Fire, Store
+from scheduler.store import Fire, Outcome, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -280,6 +280,108 @@ def test_finishing_a_fire_someone_else_moved_on_raises_fire_conflict(
     with pytest.raises(FireConflict):
         store.mark_uncertain(fire.id, now=T0 + MINUTE, error="late")
     assert store.get_fire(fire.id).status is final
+
+
+# -- the same in batches (a burst: one transaction for many fires) ----------------------------
+def test_claim_many_claims_every_free_instant_in_the_order_given(store: Store) -> None:
+    taken = claimed(store, "b", T0)
+    wanted = [
+        ("c", T0 + MINUTE, Trigger.SCHEDULE),
+        ("b", T0, Trigger.SCHEDULE),  # already claimed: left out
+        ("a", T0, Trigger.CATCH_UP),
+        ("c", T0, Trigger.SCHEDULE),
+    ]
+    fires = store.claim_many(wanted, now=T0, daemon_id="d1")
+    assert [(f.job_id, f.scheduled_for, f.trigger) for f in fires] == [
+        ("c", T0 + MINUTE, Trigger.SCHEDULE),
+        ("a", T0, Trigger.CATCH_UP),
+        ("c", T0, Trigger.SCHEDULE),
+    ]
+    assert {(f.status, f.attempts, f.claimed_by) for f in fires} == {(FireStatus.PENDING, 0, "d1")}
+    assert store.get_fire(taken.id) == taken
+    for fire in fires:
+        assert store.find_fire(fire.job_id, fire.scheduled_for) == fire
+    assert store.claim_many([], now=T0) == []
+
+
+def test_of_two_threads_claiming_the_same_batch_each_instant_goes_to_exactly_one(
+    store: Store,
+) -> None:
+    wanted = [(f"job-{i}", T0, Trigger.SCHEDULE) for i in range(40)]
+    won = race(2, lambda i: store.claim_many(wanted, now=T0, daemon_id=f"d{i}"))
+    assert sorted(f.job_id for fires in won for f in fires) == sorted(j for j, _a, _t in wanted)
+
+
+def test_start_attempts_starts_the_open_fires_this_daemon_may_take_and_no_other(
+    store: Store,
+) -> None:
+    mine = claimed(store, "a", daemon_id="d1")
+    unowned = claimed(store, "b")
+    theirs = claimed(store, "c", daemon_id="d2")
+    done = sending(store, "d")
+    store.finish(done.id, FireStatus.SUCCEEDED, now=T0, remote_id="r")
+    ids = [mine.id, unowned.id, theirs.id, done.id, 999_999]
+    started = store.start_attempts(ids, now=T0 + MINUTE, daemon_id="d1")
+    assert sorted(f.id for f in started) == [mine.id, unowned.id]
+    for fire in started:
+        assert (fire.status, fire.attempts, fire.claimed_by) == (FireStatus.SENDING, 1, "d1")
+        assert fire.first_attempt_at == T0 + MINUTE
+        assert store.get_fire(fire.id) == fire
+    assert store.get_fire(theirs.id).status is FireStatus.PENDING
+    assert store.start_attempts([mine.id], now=T0, daemon_id="d1") == []  # sending already
+    assert store.start_attempts([], now=T0) == []
+
+
+def test_start_attempts_takes_more_ids_than_one_statement_holds(store: Store) -> None:
+    fires = store.claim_many([(f"j{i}", T0, Trigger.SCHEDULE) for i in range(1203)], now=T0)
+    started = store.start_attempts([f.id for f in fires], now=T0)
+    assert len(started) == 1203 and {f.status for f in started} == {FireStatus.SENDING}
+
+
+def test_finish_many_records_each_outcome_and_says_which_fires_had_moved_on(
+    store: Store,
+) -> None:
+    ok, retry, uncertain, failed, moved = (sending(store, f"j{i}") for i in range(5))
+    store.finish(moved.id, FireStatus.SUCCEEDED, now=T0, remote_id="theirs")
+    later = T0 + MINUTE
+    done = store.finish_many(
+        [
+            Outcome(ok.id, FireStatus.SUCCEEDED, remote_id="r1", http_status=201),
+            Outcome(retry.id, FireStatus.RETRYING, error="429", next_attempt_at=later),
+            Outcome(uncertain.id, FireStatus.UNCERTAIN, error="502", next_attempt_at=later),
+            Outcome(failed.id, FireStatus.FAILED, error="bad", field_errors={"f": ["no"]}),
+            Outcome(moved.id, FireStatus.SUCCEEDED, remote_id="mine"),
+        ],
+        now=later,
+    )
+    assert done[4] is None
+    assert store.get_fire(moved.id).remote_id == "theirs"
+    assert [store.get_fire(f.id) for f in (ok, retry, uncertain, failed)] == done[:4]
+    first, second, third, fourth = done[:4]
+    assert first is not None and (first.status, first.remote_id, first.http_status) == (
+        FireStatus.SUCCEEDED,
+        "r1",
+        201,
+    )
+    assert second is not None and (second.status, second.claimed_by) == (FireStatus.RETRYING, None)
+    assert second.next_attempt_at == later
+    assert third is not None and (third.status, third.next_attempt_at) == (
+        FireStatus.UNCERTAIN,
+        later,
+    )
+    assert fourth is not None and fourth.field_errors == {"f": ["no"]}
+    assert {f.updated_at for f in done[:4] if f is not None} == {later}
+    assert store.finish_many([], now=later) == []
+
+
+def test_finish_many_refuses_a_retry_without_a_time_and_records_nothing(store: Store) -> None:
+    ok, retry = sending(store, "a"), sending(store, "b")
+    with pytest.raises(ValueError, match="needs next_attempt_at"):
+        store.finish_many(
+            [Outcome(ok.id, FireStatus.SUCCEEDED), Outcome(retry.id, FireStatus.RETRYING)],
+            now=T0,
+        )
+    assert store.get_fire(ok.id).status is FireStatus.SENDING
 
 
 def test_an_unknown_fire_raises_fire_not_found(store: Store) -> None:
