@@ -130,9 +130,13 @@ def plan_due(
     fire: list[tuple[datetime, Trigger]] = []
     missed_count = len(recent_missed)
 
+    # Steps 1 and 2 look at (cursor, bulk_end): nothing there when the first instant after the
+    # cursor is already past it (every live fire), and searching backwards from `bulk_end` for
+    # a yearly schedule would walk a year of days to find that out.
+    bulk_missed = first < bulk_end
     # 1. Missed and older than the window: one range.
     old_end = min(window_start, bulk_end)
-    if old_end > cursor:
+    if bulk_missed and old_end > cursor:
         old = _range(schedule, cursor, old_end, REASON_OUTSIDE_WINDOW)
         if old:
             skips.append(old)
@@ -142,7 +146,7 @@ def plan_due(
     recent_inside = [s for s in recent_missed if s >= window_start]
     recent_outside = [s for s in recent_missed if s < window_start]
     skips.extend(SkipRange(s, s, 1, REASON_OUTSIDE_WINDOW) for s in recent_outside)
-    if bulk_end > inside_after:
+    if bulk_missed and bulk_end > inside_after:
         if policy is CatchUpPolicy.ALL:
             for s in schedule.iter_after(inside_after):
                 if s >= bulk_end:

@@ -624,6 +624,9 @@ class Daemon:
             return  # claim nothing new; not accounted, so the next start plans it
         claimed: list[Fire] = []
         if wanted:
+            # In key order: daemons claiming overlapping batches on PostgreSQL then wait for
+            # each other's unique-index entries in the same order, never in a deadlock.
+            wanted.sort(key=lambda item: (item[0], item[1]))
             try:
                 claimed = self.store.claim_many(
                     wanted, now=self.clock.now(), daemon_id=self.daemon_id

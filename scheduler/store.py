@@ -870,12 +870,13 @@ class Store:
         if not outcomes:
             return []
         allowed = _OPEN_FOR_FINISH
-        done: list[Fire | None] = []
+        changes = [(outcome.fire_id, _outcome_values(outcome, now)) for outcome in outcomes]
         with self._tx(write=True) as conn:
-            for outcome in outcomes:
-                values = _outcome_values(outcome, now)
-                done.append(self._transition_on(conn, outcome.fire_id, allowed, values))
-        return done
+            if len(changes) > 1 and conn.dialect.supports_sane_multi_rowcount:
+                done = self._transition_all(conn, allowed, changes)
+                if done is not None:
+                    return list(done)
+            return [self._transition_on(conn, fire_id, allowed, v) for fire_id, v in changes]
 
     def mark_uncertain(
         self,
@@ -1303,6 +1304,36 @@ class Store:
             raise FireConflict(fire_id, str(fire.status), change)
         return fire
 
+    def _transition_all(
+        self,
+        conn: Connection,
+        allowed: Sequence[FireStatus],
+        changes: Sequence[tuple[int, Mapping[str, Any]]],
+    ) -> list[Fire] | None:
+        """Every change as one executemany UPDATE per shape of values (~25 us a fire instead
+        of ~80 us with RETURNING per fire), then one SELECT of the results. None, with nothing
+        changed, when some fire was no longer open (the caller then goes fire by fire)."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for fire_id, values in changes:
+            params = {f"v_{name}": value for name, value in values.items()}
+            params["b_id"] = fire_id
+            shapes.setdefault(tuple(sorted(values)), []).append(params)
+        with conn.begin_nested() as savepoint:
+            changed = 0
+            for names, params_list in shapes.items():
+                stmt = self._sql.transition_many(tuple(allowed), names)
+                changed += conn.execute(stmt, params_list).rowcount
+            if changed != len(changes):
+                savepoint.rollback()
+                return None
+        ids = [fire_id for fire_id, _values in changes]
+        fires: dict[int, Fire] = {}
+        for first in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[first : first + _IDS_PER_STATEMENT]
+            for row in conn.execute(self._sql.fires_by_ids, {"b_ids": chunk}).mappings():
+                fires[row["id"]] = _fire(row)
+        return [fires[fire_id] for fire_id in ids]
+
     def _transition_on(
         self,
         conn: Connection,
@@ -1389,7 +1420,24 @@ class _Statements:
             .limit(bindparam("b_limit"))
         )
         self.next_retry_at = select(func.min(FIRES.c.next_attempt_at)).where(retrying)
-        self._transitions: dict[tuple[tuple[FireStatus, ...], tuple[str, ...], bool], Any] = {}
+        self._transitions: dict[tuple[tuple[FireStatus, ...], tuple[str, ...], object], Any] = {}
+        self.fires_by_ids = select(FIRES).where(FIRES.c.id.in_(bindparam("b_ids", expanding=True)))
+
+    def transition_many(self, allowed: tuple[FireStatus, ...], names: tuple[str, ...]) -> Any:
+        """`transition` for executemany: the status test without an expanding IN, no RETURNING."""
+        key = (allowed, names, "many")
+        stmt = self._transitions.get(key)
+        if stmt is None:
+            stmt = (
+                update(FIRES)
+                .where(
+                    FIRES.c.id == bindparam("b_id"),
+                    or_(*(FIRES.c.status == str(status) for status in allowed)),
+                )
+                .values({name: bindparam(f"v_{name}") for name in names})
+            )
+            self._transitions[key] = stmt
+        return stmt
 
     def transition(
         self, allowed: tuple[FireStatus, ...], names: tuple[str, ...], *, returning: bool

@@ -374,6 +374,24 @@ def test_finish_many_records_each_outcome_and_says_which_fires_had_moved_on(
     assert store.finish_many([], now=later) == []
 
 
+def test_finish_many_records_a_whole_group_of_open_fires_at_once(store: Store) -> None:
+    group = [sending(store, f"j{i}") for i in range(7)]
+    later = T0 + MINUTE
+    outcomes = [
+        Outcome(f.id, FireStatus.SUCCEEDED, remote_id=f"r{i}", http_status=201)
+        for i, f in enumerate(group[:5])
+    ]
+    outcomes.append(Outcome(group[5].id, FireStatus.RETRYING, error="429", next_attempt_at=later))
+    outcomes.append(Outcome(group[6].id, FireStatus.FAILED, error="bad"))
+    done = store.finish_many(outcomes, now=later)
+    assert done == [store.get_fire(f.id) for f in group]
+    assert [(f.status, f.remote_id) for f in done if f is not None] == [
+        *((FireStatus.SUCCEEDED, f"r{i}") for i in range(5)),
+        (FireStatus.RETRYING, None),
+        (FireStatus.FAILED, None),
+    ]
+
+
 def test_finish_many_refuses_a_retry_without_a_time_and_records_nothing(store: Store) -> None:
     ok, retry = sending(store, "a"), sending(store, "b")
     with pytest.raises(ValueError, match="needs next_attempt_at"):
