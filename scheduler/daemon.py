@@ -591,7 +591,16 @@ class Daemon:
                 batch = {}
                 for job_id in list(self._due)[:PLAN_BATCH]:
                     batch[job_id] = self._due.pop(job_id)
-            self._advance_many(batch)
+            try:
+                self._advance_many(batch)
+            except BaseException:
+                # Never leave the queue without a planner: the next dispatch queues a new one,
+                # and the next pass of the loop plans this batch again.
+                with self._due_lock:
+                    self._planner_queued = False
+                with self._inflight_lock:
+                    self._replan.update(batch)
+                raise
 
     def _advance_many(self, batch: dict[str, tuple[datetime, datetime]]) -> None:
         """`_advance` for many jobs, with every plain fire claimed in one transaction.

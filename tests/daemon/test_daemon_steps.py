@@ -270,6 +270,32 @@ def test_a_burst_of_jobs_due_at_once_is_planned_in_batches_and_each_fire_sent_on
     }
 
 
+def test_a_bug_in_the_planner_does_not_stop_later_dispatches_and_its_batch_is_replanned(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.put("j", "* * * * * *")
+    daemon = world.daemon()
+    real_claim_many = daemon.store.claim_many
+    calls = []
+
+    def broken_once(*args: Any, **kwargs: Any) -> list[Fire]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_claim_many(*args, **kwargs)
+
+    monkeypatch.setattr(daemon.store, "claim_many", broken_once)
+    fire_at(daemon, world, "j", at(1))
+    assert world.fires("j") == []
+    assert any(r.exc_info for r in caplog.records)  # logged with its traceback
+    daemon.tick()  # the batch is planned again
+    fire_at(daemon, world, "j", at(2))  # and the planner still runs for later dispatches
+    assert [(f.scheduled_for, f.status) for f in world.fires("j")] == [
+        (at(1), FireStatus.SUCCEEDED),
+        (at(2), FireStatus.SUCCEEDED),
+    ]
+
+
 def test_a_burst_dispatched_while_stopping_claims_nothing(world: World) -> None:
     for job_id in ("a", "b"):
         world.put(job_id, "* * * * * *")
