@@ -307,19 +307,21 @@ class Daemon:
         )
         # Paused: jobs get their next run times, but nothing is dispatched before `start`.
         self._aps.start(paused=True)
-        # Loading makes ~15 long-lived objects per job; full collections walking them again and
-        # again cost seconds at 100,000 jobs. Collect once afterwards, and freeze what is left
-        # (the jobs) so later collections skip it.
+        # Loading makes ~12 long-lived objects per job; full collections walking them again and
+        # again cost seconds at 100,000 jobs. So no collection runs while loading, and what
+        # loading made (the jobs) is frozen before collections resume: later ones skip it. No
+        # collection first: loading leaves almost no cyclic garbage (35 objects for 100,000
+        # jobs) and one would walk every object once more (0.9 s). Sorting the job store
+        # before collections resume spares it a walk too (1.9 s -> 0.14 s).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
             self.sync_jobs(now, catch_up=True)
+            self._aps_store.finish_loading()
+            gc.freeze()
         finally:
             if gc_was_enabled:
                 gc.enable()
-        self._aps_store.finish_loading()
-        gc.collect()
-        gc.freeze()
         self.resume_open_fires(now, startup=True)
         # Planning may have taken a while; that is not a stall.
         self._last_wall, self._last_mono = self.clock.now(), self.clock.monotonic()
