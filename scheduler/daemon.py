@@ -108,11 +108,11 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-@dataclass
+@dataclass(slots=True)
 class _JobState:
     """One loaded job. A job keeps its state object for as long as it is loaded: a reload
     changes the fields under `lock`, so a planner holding the object never works from a
-    cursor that a reload has already replaced."""
+    cursor that a reload has already replaced. Slotted: one per stored job."""
 
     job: Job
     updated_at: datetime
@@ -207,9 +207,9 @@ class _BulkLoadingJobStore(MemoryJobStore):  # type: ignore[misc]
             return
         if job.id in self._jobs_index:
             raise ConflictingIdError(job.id)
-        timestamp = datetime_to_utc_timestamp(job.next_run_time)
-        self._jobs.append((job, timestamp))
-        self._jobs_index[job.id] = (job, timestamp)
+        entry = (job, datetime_to_utc_timestamp(job.next_run_time))
+        self._jobs.append(entry)
+        self._jobs_index[job.id] = entry  # one tuple for both (MemoryJobStore makes two)
         self._unsorted = True
 
     def first_job(self) -> Any:
@@ -493,6 +493,8 @@ class Daemon:
                     if current is not None:
                         self._unload(job_id)
                     continue
+                if job.id == job_id:
+                    job_id = job.id  # one string for the key and the job (the row's is dropped)
                 floor = row.active_since
                 if job.start_at is not None:
                     floor = max(floor, job.start_at - ONE_MICROSECOND)
