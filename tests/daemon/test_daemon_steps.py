@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.job import Job as ApsJob
+from apscheduler.util import datetime_to_utc_timestamp
 from daemon_helpers import audit, write_job
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +36,7 @@ from scheduler.config import (
     TallyfySettings,
 )
 from scheduler.cron import jitter_delay, parse_schedule
-from scheduler.daemon import Daemon, _gaps, _noop
+from scheduler.daemon import Daemon, _gaps, _noop, _utc_timestamp
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.errors import StoreUnavailable
 from scheduler.models import FireStatus, Trigger
@@ -337,6 +339,18 @@ def test_jobs_loaded_in_bulk_are_the_jobs_apscheduler_add_job_makes(world: World
         assert job.next_run_time == expected and expected is not None
     jobs = aps.get_jobs()
     assert jobs == sorted(jobs, key=lambda job: (job.next_run_time, job.id))  # the store's order
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"])
+def test_the_bulk_store_orders_jobs_by_apschedulers_own_timestamps(zone: str) -> None:
+    # _utc_timestamp skips the time tuple for whole seconds: the float must be APScheduler's.
+    tz = ZoneInfo(zone)
+    instants = [datetime(1901, 12, 14, tzinfo=UTC), datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC)]
+    instants += [START + timedelta(days=37 * k, seconds=k * 4099) for k in range(-400, 400)]
+    for instant in instants:
+        for when in (instant.astimezone(tz), instant.replace(microsecond=123457).astimezone(tz)):
+            assert _utc_timestamp(when) == datetime_to_utc_timestamp(when)
+    assert _utc_timestamp(None) is None
 
 
 # -- live changes -------------------------------------------------------------------------------
