@@ -301,6 +301,37 @@ class Timers:
         else:
             self._undo.append(lambda: delattr(owner, attribute))
 
+    def wrap_iter(self, owner: Any, attribute: str, name: str | None = None) -> None:
+        """Like `wrap`, for a function that returns an iterator (a generator): the time spent
+        producing its items counts, not the caller's time between them."""
+        original = getattr(owner, attribute, None)
+        if original is None:
+            return
+        label = name or attribute
+
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            spent = 0.0
+            iterator = iter(original(*args, **kwargs))
+            try:
+                while True:
+                    started = self.clock()
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        spent += self.clock() - started
+                        return
+                    spent += self.clock() - started
+                    yield item
+            finally:
+                self.add(label, spent)
+
+        had = attribute in vars(owner) if hasattr(owner, "__dict__") else True
+        setattr(owner, attribute, timed)
+        if had:
+            self._undo.append(lambda: setattr(owner, attribute, original))
+        else:
+            self._undo.append(lambda: delattr(owner, attribute))
+
     def restore(self) -> None:
         while self._undo:
             self._undo.pop()()

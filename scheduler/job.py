@@ -45,7 +45,7 @@ class TaskType(StrEnum):
     EXPIRING_EMAIL = "expiring_email"  # an email that is sent at the deadline
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Passthrough:
     """A JSON value sent as written (dropdown `{id, text}`, table rows, form fields, ...).
 
@@ -63,7 +63,7 @@ class Passthrough:
         return json.loads(self.json)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class At:
     """A kick-off value `{ at = "+2bd@17:00" }`: an instant computed for each fire."""
 
@@ -73,7 +73,7 @@ class At:
 PrerunValue = Template | At | Passthrough
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Owners:
     """Assignees: member ids (ints), group ids (32 hex), guests (emails)."""
 
@@ -89,7 +89,7 @@ class Owners:
         return {"users": list(self.users), "guests": list(self.guests), "groups": list(self.groups)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepOverride:
     """Per-step overrides at launch: a deadline and/or assignees for one template step."""
 
@@ -108,7 +108,7 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LaunchProcess:
     """Launch a process from a template: POST /organizations/{org}/runs."""
 
@@ -160,7 +160,7 @@ class LaunchProcess:
         return doc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CreateTask:
     """Create a one-off task: POST /organizations/{org}/tasks.
 

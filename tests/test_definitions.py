@@ -6,9 +6,14 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
+from scheduler import definitions
 from scheduler.config import CatchUpPolicy, SchedulerSettings, Settings, StoreSettings
 from scheduler.definitions import (
     check_run_from_job,
@@ -604,6 +609,158 @@ def test_a_stored_document_is_checked_again(settings: Settings) -> None:
     del doc["id"]
     with pytest.raises(DefinitionError, match="id: required"):
         job_from_document(doc, settings)
+
+
+# The common stored documents are checked in one pass (`_common_stored_job`), the others by the
+# full reader: the one-pass check must accept nothing the full reader refuses, and build the
+# same Job. Documents of every common shape, then mutated: values of every type put at every
+# key (new keys too), keys removed.
+COMMON_DOCUMENTS: list[dict[str, Any]] = [
+    {
+        "id": "launch",
+        "description": "weekly",
+        "schedule": "30 9 * * MON-FRI",
+        "timezone": "America/New_York",
+        "enabled": True,
+        "catch_up": "all",
+        "catch_up_window": "2h",
+        "jitter": "30s",
+        "action": {
+            "type": "launch_process",
+            "checklist_id": CHECKLIST,
+            "name": "Review {fire:%d %b %Y}",
+            "summary": "For {job}",
+            "tags": [TAG],
+            "users": [1001, 1002],
+            "groups": [GROUP],
+            "prerun": {
+                FIELD: "Acme",
+                STEP: {"at": "+2bd@17:00"},
+                RUN: {"id": 7, "text": "x"},
+                TAG: [1, 2.5, True, "x"],
+            },
+            "tasks": {},
+        },
+    },
+    {
+        "id": "task",
+        "schedule": "H H * * *",
+        "action": {
+            "type": "create_task",
+            "title": "Follow up ({fire:%a %d %b})",
+            "task_type": "approval",
+            "summary": "Due {deadline:%H:%M}",
+            "owners": {"users": [1001], "groups": [GROUP], "guests": ["a@example.com"]},
+            "started_at": "+1h",
+            "deadline": "+1d@17:00",
+        },
+    },
+    {
+        "id": "bare-task",
+        "schedule": "0 0 * * *",
+        "action": {
+            "type": "create_task",
+            "title": "t",
+            "owners": {"guests": ["a@example.com"]},
+            "deadline": "+0@17:00",
+        },
+    },
+]
+ODD_VALUES: list[Any] = [
+    *(None, True, False, 0, 1, -1, 2.5, float("inf"), "", "x", " UTC"),
+    *("latest", "LATEST", "none", "approval", "bogus", "0s", "1h", "1d", "3661d", "25h"),
+    *("Europe/London", "Mars/Base", "0 9 * * MON", "61 * * * *", "@daily", "0 0 30 2 *"),
+    *("{job}", "{nope}", "{fire:%Q}", "+0", "+1d@17:00", "+1x", CHECKLIST, CHECKLIST.upper()),
+    *("a@example.com", "2026-01-01T00:00:00Z", "https://example.com/hook"),
+    *([], [1], [0], [True], [1.5], ["a@example.com"], ["nope"], [CHECKLIST], [None]),
+    *({}, {"at": "+1d"}, {"at": 5}, {"at": "+1d", "x": 1}, {"x": 1}, {"users": [1]}),
+]
+DELETE = object()
+KEYS = sorted(
+    {"bogus", "start_at", "end_at", "max_fires", "enabled", "id", "description"}
+    | {"schedule", "timezone", "catch_up", "catch_up_window", "jitter", "action"}
+)
+ACTION_KEYS = sorted(
+    {"type", "checklist_id", "name", "summary", "tags", "users", "groups", "prerun", "tasks"}
+    | {"title", "task_type", "owners", "started_at", "deadline", "run_from_job", "run_id"}
+    | {"webhook", "form_fields", "max_assignable", "top_secret", "bogus"}
+)
+PLACES: list[tuple[str, ...]] = [
+    *((key,) for key in KEYS),
+    *(("action", key) for key in ACTION_KEYS),
+    *(("action", "owners", key) for key in ("users", "groups", "guests", "bogus")),
+    *(("action", "prerun", key) for key in (FIELD, STEP, RUN, "not-hex")),
+    ("action", "prerun", STEP, "at"),
+    ("action", "tasks", STEP),
+]
+
+
+def mutated(doc: dict[str, Any], changes: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(doc))
+    for path, value in changes:
+        table = out
+        for key in path[:-1]:
+            table = table.get(key)
+            if not isinstance(table, dict):
+                break
+        else:
+            if value is DELETE:
+                table.pop(path[-1], None)
+            else:
+                table[path[-1]] = value
+    return out
+
+
+def full_reader(doc: Any, settings: Settings) -> Job | None:
+    reader = definitions._Reader(settings, file="<stored>", lines=None)
+    job = reader.job(doc, default_id=None, source=None)
+    return None if reader.problems else job
+
+
+def test_the_common_documents_are_checked_in_one_pass(settings: Settings) -> None:
+    for doc in COMMON_DOCUMENTS:
+        job = definitions._common_stored_job(doc, settings)
+        assert job is not None and job == full_reader(doc, settings)
+        assert job_from_document(job.to_document(), settings) == job
+
+
+def test_one_change_anywhere_is_judged_as_the_full_reader_judges_it(settings: Settings) -> None:
+    accepted = 0
+    for doc in COMMON_DOCUMENTS:
+        for place in PLACES:
+            for value in [DELETE, *ODD_VALUES]:
+                changed = mutated(doc, [(place, value)])
+                fast = definitions._common_stored_job(changed, settings)
+                if fast is not None:
+                    accepted += 1
+                    assert fast == full_reader(changed, settings), (place, value)
+    assert accepted > 100  # the one-pass check does take the common documents
+
+
+@hyp_settings(max_examples=600, deadline=None)
+@given(
+    doc=st.sampled_from(COMMON_DOCUMENTS),
+    changes=st.lists(
+        st.tuples(st.sampled_from(PLACES), st.sampled_from([DELETE, *ODD_VALUES])),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_the_one_pass_check_accepts_only_what_the_full_reader_accepts(
+    doc: dict[str, Any], changes: list[tuple[tuple[str, ...], Any]]
+) -> None:
+    settings = Settings(store=StoreSettings(url="sqlite://"))
+    changed = mutated(doc, changes)
+    fast = definitions._common_stored_job(changed, settings)
+    if fast is not None:
+        assert fast == full_reader(changed, settings)
+    # Either way, job_from_document answers as the full reader does.
+    full = full_reader(changed, settings)
+    if full is None:
+        with pytest.raises(DefinitionError):
+            job_from_document(changed, settings)
+    else:
+        assert job_from_document(changed, settings) == full
 
 
 def test_validate_documents_renders_like_the_files(settings: Settings) -> None:

@@ -57,27 +57,61 @@ def parse_schedule(expression: str, zone: ZoneInfo | str, *, job_id: str = "") -
 @lru_cache(maxsize=_SCHEDULE_CACHE_SIZE)
 def _compile_cached(expression: str, zone: ZoneInfo | str, seed: str) -> CronSchedule:
     # An error is raised, not cached: a bad expression is parsed again each time (rare).
+    if isinstance(zone, ZoneInfo):
+        fields = _fields_cached(expression, seed)
+        if fields is not None:
+            return CronSchedule(expression, zone, *fields)
     return _compile(expression, zone, seed)
+
+
+@lru_cache(maxsize=_SCHEDULE_CACHE_SIZE)
+def _fields_cached(expression: str, seed: str) -> tuple[bool, WallMatcher] | None:
+    """What an expression compiles to whatever the zone (one per expression used in several
+    zones), or None when it is bad (`_compile` then says why, with the zone's problems)."""
+    problems: list[Problem] = []
+    parsed = _parse(expression, seed, problems)
+    if problems or parsed is None:
+        return None
+    try:
+        return _build(expression, *parsed)
+    except ScheduleError:
+        return None
 
 
 def _compile(expression: str, zone: ZoneInfo | str, job_id: str) -> CronSchedule:
     problems: list[Problem] = []
     schedule_zone = _zone(zone, problems)
-    texts = _split(expression, problems)
-    parsed: list[ParsedField] = []
-    if texts is not None:
-        kinds = _FIELDS_6 if len(texts) == 6 else _FIELDS_5
-        for kind, text in zip(kinds, texts, strict=True):
-            try:
-                parsed.append(parse_field(kind, text, job_id))
-            except FieldError as exc:
-                problems.append(problem(str(exc), value=expression))
-    if problems or texts is None or schedule_zone is None:
+    parsed = _parse(expression, job_id, problems)
+    if problems or parsed is None or schedule_zone is None:
         raise ScheduleError(problems)
+    return CronSchedule(expression, schedule_zone, *_build(expression, *parsed))
 
+
+def _parse(
+    expression: str, job_id: str, problems: list[Problem]
+) -> tuple[list[str], list[ParsedField]] | None:
+    """The six field texts (five get a "0" second) and what they allow; None, or problems
+    recorded, when a field is bad."""
+    texts = _split(expression, problems)
+    if texts is None:
+        return None
+    parsed: list[ParsedField] = []
+    kinds = _FIELDS_6 if len(texts) == 6 else _FIELDS_5
+    for kind, text in zip(kinds, texts, strict=True):
+        try:
+            parsed.append(parse_field(kind, text, job_id))
+        except FieldError as exc:
+            problems.append(problem(str(exc), value=expression))
     if len(texts) == 5:
         texts = ["0", *texts]
-        parsed.insert(0, ParsedField(1))
+        parsed.insert(0, _ZERO_SECOND)
+    return texts, parsed
+
+
+def _build(
+    expression: str, texts: list[str], parsed: list[ParsedField]
+) -> tuple[bool, WallMatcher]:
+    """(is_interval, matcher) of valid fields; ScheduleError if they never fire."""
     second, minute, hour, dom, month, dow = parsed
     dom_text, month_text, dow_text = texts[3], texts[4], texts[5]
     # Vixie/cronie: a day must match both day fields when either starts with `*`.
@@ -85,8 +119,7 @@ def _compile(expression: str, zone: ZoneInfo | str, job_id: str) -> CronSchedule
     if day_and and not dom_text.startswith("*") and not dom.last:
         # Only this combination can be empty: a plain weekday, nL and n#k (k <= 5) each occur
         # in every month in some year, so any other day-of-week side fires eventually.
-        longest = max(_MAX_DAYS[m] for m in range(1, 13) if month.mask >> m & 1)
-        if not dom.mask & ((2 << longest) - 1):
+        if not dom.mask & ((2 << _longest_month(month.mask)) - 1):
             message = (
                 f"never fires: day-of-month {dom_text!r} does not occur in month {month_text!r}"
             )
@@ -94,7 +127,7 @@ def _compile(expression: str, zone: ZoneInfo | str, job_id: str) -> CronSchedule
 
     # cronie's syntactic split between interval and fixed-time jobs (schedules.md): the
     # second (six fields only; five get "0"), minute or hour field starts with `*`.
-    is_interval = any(t.startswith("*") for t in texts[:3])
+    is_interval = texts[0].startswith("*") or texts[1].startswith("*") or texts[2].startswith("*")
     wall = _matcher(
         second.mask,
         minute.mask,
@@ -107,7 +140,16 @@ def _compile(expression: str, zone: ZoneInfo | str, job_id: str) -> CronSchedule
         dow.nth,
         day_and,
     )
-    return CronSchedule(expression, schedule_zone, is_interval, wall)
+    return is_interval, wall
+
+
+_ZERO_SECOND = ParsedField(1)  # five fields: second 0
+
+
+@lru_cache(maxsize=64)
+def _longest_month(months: int) -> int:
+    """The most days any month of the mask can have (February in leap years)."""
+    return max(_MAX_DAYS[m] for m in range(1, 13) if months >> m & 1)
 
 
 @lru_cache(maxsize=_MATCHER_CACHE_SIZE)

@@ -45,6 +45,15 @@ _LOOK_BACK = 2 * PROBE
 _STREAM = PROBE
 
 
+# The last answer of `next_after`, as (schedule, start, first instant >= start): no instant
+# lies in [start, found), so any later question starting in [start, found] has the same answer.
+# The daemon asks twice in a row per job while loading (the catch-up plan from the cursor, then
+# APScheduler's first run time from now): the second answer is free. One entry for all
+# schedules (a per-schedule one would cost ~100 bytes per job), replaced by one assignment, so
+# threads sharing it only lose hits, never get a wrong answer.
+_last_first: tuple[CronSchedule, int, int] | None = None
+
+
 def _seconds(instant: datetime) -> int:
     """Whole seconds since the epoch, rounded down; ValueError on a naive datetime."""
     return (to_utc(instant) - _EPOCH) // _SECOND
@@ -86,8 +95,16 @@ class CronSchedule:
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first instant strictly after `after` (aware), as aware UTC; None if none remains."""
-        found = self._first_from(_seconds(after) + 1)
-        return None if found is None else _instant(found)
+        global _last_first
+        start = _seconds(after) + 1
+        last = _last_first
+        if last is not None and last[0] is self and last[1] <= start <= last[2]:
+            return _instant(last[2])
+        found = self._first_from(start)
+        if found is None:
+            return None
+        _last_first = (self, start, found)
+        return _instant(found)
 
     def iter_after(self, after: datetime) -> Iterator[datetime]:
         """Strictly increasing aware UTC instants strictly after `after`, computed lazily."""

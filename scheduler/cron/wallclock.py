@@ -30,7 +30,23 @@ def _lowest(x: int) -> int:
 
 
 def _bits(mask: int) -> tuple[int, ...]:
-    return tuple(v for v in range(mask.bit_length()) if mask >> v & 1)
+    """The set bits of mask, lowest first (one step per set bit, not per bit)."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return tuple(out)
+
+
+# Which days of a month match depends only on the day fields, the month's length and its first
+# weekday. Matchers with the same day fields (every day, MON-FRI, the 1st, ...: far fewer than
+# distinct schedules) share one table of those masks, filled as needed: loading 100,000 jobs
+# computes each mask a few times instead of a few times per schedule (bench/README.md, figure
+# 1). Bounded like the other schedule caches; a matcher keeps the table it was given.
+_DayFields = tuple[int, bool, int, int, int, bool]
+_DAY_TABLES: dict[_DayFields, dict[int, int]] = {}
+_DAY_TABLES_MAX = 4096
 
 
 class WallMatcher:
@@ -100,8 +116,14 @@ class WallMatcher:
         self._minutes = _bits(minutes)
         self._hours = _bits(hours)
         # Which days of a month match depends only on its length and its first weekday:
-        # at most 4 x 7 masks per schedule, computed when first needed.
-        self._month_masks: dict[int, int] = {}
+        # at most 4 x 7 masks per set of day fields, computed when first needed, shared.
+        day_fields = (days, last_day, weekdays, last_weekdays, nth_weekdays, day_and)
+        table = _DAY_TABLES.get(day_fields)
+        if table is None:
+            if len(_DAY_TABLES) >= _DAY_TABLES_MAX:
+                _DAY_TABLES.clear()
+            table = _DAY_TABLES.setdefault(day_fields, {})
+        self._month_masks = table
 
     # -- days -------------------------------------------------------------------------------
 

@@ -179,3 +179,22 @@ def test_count_between_agrees_with_iter_after(
     assert schedule.count_between(after, until) == len(listed)
     if listed:
         assert schedule.previous_at_or_before(until) == listed[-1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    expression=st.sampled_from(EXPRESSIONS),
+    zone=st.sampled_from(ZONES),
+    at=instants,
+    offsets=st.lists(st.integers(-3 * 86400, 3 * 86400), min_size=1, max_size=6),
+)
+def test_next_after_asked_again_answers_as_asked_afresh(
+    expression: str, zone: str, at: datetime, offsets: list[int]
+) -> None:
+    # `next_after` remembers its last answer (a later question inside the gap it spans gets
+    # it for free): a run of questions on one schedule, near each other, must still get the
+    # answers of a schedule asked once (`iter_after` does not use that memory).
+    schedule = parse_schedule(expression, zone)
+    for offset in offsets:
+        after = at + timedelta(seconds=offset)
+        assert schedule.next_after(after) == next(schedule.iter_after(after), None)

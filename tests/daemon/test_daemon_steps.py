@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.job import Job as ApsJob
+from apscheduler.util import datetime_to_utc_timestamp
 from daemon_helpers import audit, write_job
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +37,7 @@ from scheduler.config import (
     TallyfySettings,
 )
 from scheduler.cron import jitter_delay, parse_schedule
-from scheduler.daemon import Daemon, _gaps
+from scheduler.daemon import Daemon, _gaps, _noop, _utc_timestamp
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.errors import StoreUnavailable
 from scheduler.models import FireStatus, Trigger
@@ -418,6 +421,40 @@ def test_a_clock_step_either_way_wakes_the_engine_to_look_at_the_clock_again(
     world.clock.step(timedelta(minutes=1))
     daemon.tick()
     assert len(wakeups) == 2
+
+
+def test_jobs_loaded_in_bulk_are_the_jobs_apscheduler_add_job_makes(world: World) -> None:
+    # While loading, APScheduler jobs after the first are copied from it (`add_like`) rather
+    # than built by `add_job`: they must not differ from what `add_job` makes.
+    for job_id, schedule in (("a", "0 9 * * *"), ("b", "30 9 * * MON"), ("c", "0 0 1 1 *")):
+        world.put(job_id, schedule)
+    daemon = world.daemon()
+    aps = daemon._aps
+    assert aps is not None
+    reference = aps.add_job(_noop, trigger=daemon._jobs["c"].trigger, id="ref", name="ref")
+    own = {"id", "name", "trigger", "next_run_time", "__weakref__"}
+    for job_id in "abc":
+        job = aps.get_job(job_id)
+        assert (job.id, job.name, job.trigger) == (job_id, job_id, daemon._jobs[job_id].trigger)
+        for slot in set(ApsJob.__slots__) - own:
+            assert getattr(job, slot) == getattr(reference, slot), slot
+        # As add_job computes it: from APScheduler's own clock, the wall clock.
+        expected = job.trigger.get_next_fire_time(None, datetime.now(UTC))
+        assert job.next_run_time == expected and expected is not None
+    jobs = aps.get_jobs()
+    assert jobs == sorted(jobs, key=lambda job: (job.next_run_time, job.id))  # the store's order
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"])
+def test_the_bulk_store_orders_jobs_by_apschedulers_own_timestamps(zone: str) -> None:
+    # _utc_timestamp skips the time tuple for whole seconds: the float must be APScheduler's.
+    tz = ZoneInfo(zone)
+    instants = [datetime(1901, 12, 14, tzinfo=UTC), datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC)]
+    instants += [START + timedelta(days=37 * k, seconds=k * 4099) for k in range(-400, 400)]
+    for instant in instants:
+        for when in (instant.astimezone(tz), instant.replace(microsecond=123457).astimezone(tz)):
+            assert _utc_timestamp(when) == datetime_to_utc_timestamp(when)
+    assert _utc_timestamp(None) is None
 
 
 # -- live changes -------------------------------------------------------------------------------
