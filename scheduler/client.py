@@ -93,6 +93,7 @@ MAX_SHARED_PAUSE = 60.0
 # since the server's clock and ours can disagree. The name match is exact, so a wide margin
 # costs nothing.
 CLOCK_SKEW_MARGIN = timedelta(minutes=5)
+MAX_PREPARED_URLS = 64  # URLs whose prepared form a client keeps (writes go to two)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class TallyfyClient:
         self.session = session
         # What `Session.request` would work out from the environment on every call (proxies,
         # CA bundle), worked out once: every request goes to `base_url` (see `_exchange`).
+        self._prepared_urls: dict[str, str] = {}
         self._transport_settings = session.merge_environment_settings(
             self.base_url, {}, None, None, None
         )
@@ -425,7 +427,10 @@ class TallyfyClient:
         environment settings were resolved once, in `__init__`.
         """
         prepared = requests.PreparedRequest()
-        prepared.prepare(method=method, url=url, headers=headers, data=data)
+        prepared.prepare_method(method)
+        prepared.url = self._prepared_url(url)
+        prepared.prepare_headers(headers)
+        prepared.prepare_body(data, None)
         settings = self._transport_settings
         adapter = self.session.get_adapter(url)
         response = adapter.send(
@@ -438,6 +443,19 @@ class TallyfyClient:
         )
         response.content  # noqa: B018 - read the body now: the connection goes back to the pool
         return response
+
+    def _prepared_url(self, url: str) -> str:
+        """`url` as `requests` sends it (IDNA host, quoted path), worked out once per URL: a
+        client talks to a handful (runs, tasks, reads). No cookies, no URL credentials: the
+        token goes in the Authorization header."""
+        prepared = self._prepared_urls.get(url)
+        if prepared is None:
+            request = requests.PreparedRequest()
+            request.prepare_url(url, None)
+            prepared = request.url or url
+            if len(self._prepared_urls) < MAX_PREPARED_URLS:  # reads carry their query
+                self._prepared_urls[url] = prepared
+        return prepared
 
 
 # -- classification (pure functions, tested one by one) ---------------------------------------
