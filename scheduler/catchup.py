@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 
 from scheduler.config import CatchUpPolicy
 from scheduler.cron import CronSchedule
@@ -115,7 +116,14 @@ def plan_due(
     live: list[datetime] = []
     recent_missed: list[datetime] = []
     if bulk_end <= hi:
-        for s in schedule.iter_after(max(cursor, bulk_end - ONE_MICROSECOND)):
+        start = max(cursor, bulk_end - ONE_MICROSECOND)
+        # `first` is the first instant after `start` too when it lies beyond it (a live fire):
+        # no need to compute it again.
+        if first > start:
+            instants: Iterable[datetime] = chain((first,), schedule.iter_after(first))
+        else:
+            instants = schedule.iter_after(start)
+        for s in instants:
             if s > hi:
                 break
             due = s + jitter(s)
@@ -125,6 +133,8 @@ def plan_due(
                 live.append(s)
             else:
                 recent_missed.append(s)
+            if s == hi:
+                break  # the next instant is later still: not worth computing (a year, yearly)
 
     skips: list[SkipRange] = []
     fire: list[tuple[datetime, Trigger]] = []
