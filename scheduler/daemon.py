@@ -754,7 +754,7 @@ class Daemon:
         if not claimed:
             return
         if sends is None:
-            self._send_all(job, claimed)
+            self._send_claimed([(job, fire) for fire in claimed])
         else:
             sends.append((job, claimed))
 
@@ -849,10 +849,6 @@ class Daemon:
             if refused is None:
                 return
             first = refused
-
-    def _send_all(self, job: Job, fires: list[Fire]) -> None:
-        """Send fires this worker has just claimed for one job, oldest first."""
-        self._send_claimed([(job, fire) for fire in fires])
 
     def _submit_claimed(self, fires: list[tuple[Job, Fire]]) -> None:
         """Hand freshly claimed fires to the workers, a chunk each."""

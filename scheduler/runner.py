@@ -248,15 +248,17 @@ class Runner:
             if first and self.stop is not None and self.stop.is_set():
                 break
             group = fires[first : first + size]
-            jobs = {fire.id: job for job, fire in group}
             started = self.store.start_attempts(
                 [fire.id for _job, fire in group], now=self.clock.now(), daemon_id=self.daemon_id
             )
-            started.sort(key=lambda fire: fire.scheduled_for)
+            by_id = {fire.id: fire for fire in started}
             pending: list[_Attempt] = []
             since = self.clock.monotonic()
-            for fire in started:
-                pending.append(self._send(jobs[fire.id], fire))
+            # In the order given (a job's fires oldest first); those not started were moved on.
+            for job, fire in group:
+                if fire.id not in by_id:
+                    continue
+                pending.append(self._send(job, by_id[fire.id]))
                 if self.clock.monotonic() - since >= FLUSH_AFTER:
                     done += [f for f in self._record(pending) if f is not None]
                     pending, since = [], self.clock.monotonic()
