@@ -47,13 +47,11 @@ from bench.common import (
     workdir,
 )
 from scheduler.catchup import plan_due
-from scheduler.clock import SystemClock
-from scheduler.config import CalendarSettings, CatchUpPolicy
+from scheduler.config import CatchUpPolicy
 from scheduler.definitions import job_from_document
 from scheduler.job import Job
 from scheduler.models import FIRES, FireStatus, Trigger
 from scheduler.store import JobDocument, Store
-from scheduler.timeexpr import BusinessCalendar
 
 DEFAULT_JOBS = 10_000
 DOWN_FOR = timedelta(days=7)
@@ -177,33 +175,25 @@ def plan_everything(
 
 def whole_catch_up(url: str) -> dict[str, Any]:
     """Measurement 2: a daemon's startup catch-up, then every claimed fire sent."""
+    import scheduler.daemon.loader as loader_module
+    import scheduler.daemon.planner as planner_module
     from scheduler.daemon import Daemon
     from scheduler.notify import Notifier
-    from scheduler.runner import Runner
 
     quiet_logs()
     settings = bench_settings(url)
     store = Store.open(url)
     api = InMemoryApi()
-    runner = Runner(
-        store,
-        api,  # type: ignore[arg-type]
-        organization_id="demo-org",
-        calendar=BusinessCalendar.from_settings(CalendarSettings()),
-        retry=settings.retry,
-        clock=SystemClock(),
-    )
-    daemon = Daemon(settings, store, runner, notifier=Notifier(environ={}))
+    daemon = Daemon(settings, store, api, notifier=Notifier(environ={}))  # type: ignore[arg-type]
     timers = Timers()
-    timers.wrap(store, "list_jobs", "Store.list_jobs")
+    timers.wrap_iter(store, "iter_jobs", "Store.iter_jobs")
     timers.wrap(store, "accounted_until")
-    import scheduler.daemon as daemon_module
-
-    timers.wrap(daemon_module, "job_from_document", "job_from_document")
-    timers.wrap(daemon_module, "plan_due", "plan_due")
+    timers.wrap(loader_module, "job_from_document", "job_from_document")
+    timers.wrap(planner_module, "plan_due", "plan_due")
     timers.wrap(store, "record_skip", "Store.record_skip (writes)")
     timers.wrap(store, "claim", "Store.claim (writes)")
-    timers.wrap(runner, "attempt", "Runner.attempt (send + 2 writes)")
+    timers.wrap(store, "claim_many", "Store.claim_many (writes)")
+    timers.wrap(daemon.runner, "attempt", "Runner.attempt (send + 2 writes)")
     open_statuses = [str(s) for s in (FireStatus.PENDING, FireStatus.SENDING)]
 
     def open_fires() -> int:
@@ -215,18 +205,13 @@ def whole_catch_up(url: str) -> dict[str, Any]:
                 or 0
             )
 
-    prepare = getattr(daemon, "prepare", None)
     try:
         started = time.perf_counter()
-        if prepare is not None:
-            prepare()  # APScheduler paused: only the catch-up, no live fires
-        else:  # an older daemon: start() plans in its workers
-            daemon.start()
+        daemon.prepare()  # no timer: only the catch-up, no live fires
         planned = time.perf_counter()
         wait_until(lambda: open_fires() == 0, SEND_TIMEOUT, interval=0.2)
         sent = time.perf_counter()
     finally:
-        daemon.stopping = True
         daemon.shutdown()
         timers.restore()
     with store.engine.connect() as conn:

@@ -108,25 +108,18 @@ def measure_process(folder: Path, db_url: str, seconds: float) -> dict[str, Any]
 
 def measure_ticks(db_url: str, passes: int) -> dict[str, Any]:
     """The loop step of an in-process daemon on the same store, timed `passes` times."""
-    from scheduler.clock import SystemClock
-    from scheduler.config import CalendarSettings
     from scheduler.daemon import MAX_TICK, Daemon
     from scheduler.notify import Notifier
-    from scheduler.runner import Runner
-    from scheduler.timeexpr import BusinessCalendar
 
     quiet_logs()
     settings = bench_settings(db_url)
     store = Store.open(db_url)
-    runner = Runner(
+    daemon = Daemon(
+        settings,
         store,
         InMemoryApi(),  # type: ignore[arg-type]
-        organization_id="demo-org",
-        calendar=BusinessCalendar.from_settings(CalendarSettings()),
-        retry=settings.retry,
-        clock=SystemClock(),
+        notifier=Notifier(environ={}),
     )
-    daemon = Daemon(settings, store, runner, notifier=Notifier(environ={}))
     timers = Timers()
     daemon.start()
     try:
@@ -137,11 +130,9 @@ def measure_ticks(db_url: str, passes: int) -> dict[str, Any]:
             "unsettled",
             "daemons",
             "heartbeat",
-            "list_jobs",
         ):
             timers.wrap(store, name, f"Store.{name}")
-        timers.wrap(daemon, "next_fire_at", "Daemon.next_fire_at (APScheduler get_jobs)")
-        timers.wrap(daemon, "status_line", "Daemon.status_line (APScheduler get_jobs)")
+        timers.wrap(daemon, "status_line", "Daemon.status_line")
         cpu = 0.0
         for _ in range(passes):
             started = time.thread_time()
@@ -151,7 +142,6 @@ def measure_ticks(db_url: str, passes: int) -> dict[str, Any]:
             time.sleep(min(wait, MAX_TICK))
     finally:
         timers.restore()
-        daemon.stopping = True
         daemon.shutdown()
         store.close()
     return {

@@ -4,12 +4,11 @@ Design target (issue 4): 100,000 stored jobs are scheduled (READY) within a few 
 well under 300 MB. Three measurements on the same store:
 
 1. **in process, broken down**: a fresh Python process builds a `Daemon` on the store (the
-   API is an in-memory double) and times `Daemon.start()` up to READY, with every step it
-   takes wrapped in a timer: `Store.list_jobs`, `job_from_document` (and, inside it, the cron
-   compile), `EngineTrigger` + APScheduler `add_job`, APScheduler `start` (which computes every
-   job's first fire time and sorts them into its job store), and the catch-up planning that
-   `start` queues for the workers (`plan_due`, and `_advance` around it), which runs on after
-   READY: "catch-up drained" is when the last of it finished. Peak RSS is the process's.
+   API is an in-memory double) and times `Daemon.start()` up to READY, with the steps it
+   takes wrapped in timers: reading the rows (`Store.iter_jobs`), `job_from_document` (and,
+   inside it, the cron compile), the catch-up planning (`plan_due`) and its claims, and the
+   sends the catch-up queued, which run on after READY: "queued work done" is when the last
+   of them finished. Peak RSS is the process's.
 2. **the `run` process**: `tallyfy-scheduler run` with a `$NOTIFY_SOCKET` we listen on: the
    seconds from spawning the process to its READY=1, and its peak RSS (VmHWM) then and once
    the catch-up queue has drained (STATUS settles). The API is a sandbox process.
@@ -42,6 +41,7 @@ from bench.common import (
     Timers,
     bench_settings,
     child_env,
+    cpu_seconds,
     fill_store,
     fmt_seconds,
     peak_rss_mb,
@@ -72,31 +72,20 @@ DOWNTIME = timedelta(minutes=1)
 def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     """Build a daemon on `url` in this process, time `start()` step by step; the figures."""
     # Imported here so the baseline RSS below counts the modules the daemon needs.
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    import scheduler.daemon as daemon_module
+    import scheduler.daemon.core as core_module
+    import scheduler.daemon.loader as loader_module
+    import scheduler.daemon.planner as planner_module
     import scheduler.job as job_module
     from scheduler.clock import SystemClock
-    from scheduler.config import CalendarSettings
     from scheduler.daemon import Daemon
     from scheduler.notify import Notifier
-    from scheduler.runner import Runner
     from scheduler.store import Store, make_engine
-    from scheduler.timeexpr import BusinessCalendar
 
     quiet_logs()
     baseline_mb = self_peak_rss_mb()
     settings = bench_settings(url)
     store = Store(make_engine(url, **engine_args))
     clock = SystemClock()
-    runner = Runner(
-        store,
-        InMemoryApi(),  # type: ignore[arg-type]
-        organization_id="demo-org",
-        calendar=BusinessCalendar.from_settings(CalendarSettings()),
-        retry=settings.retry,
-        clock=clock,
-    )
     marks: dict[str, float] = {}
 
     class ReadyClock(Notifier):
@@ -104,28 +93,26 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
             marks.setdefault("ready", time.perf_counter())
             return True
 
-    daemon = Daemon(settings, store, runner, clock=clock, notifier=ReadyClock(environ={}))
+    daemon = Daemon(
+        settings,
+        store,
+        InMemoryApi(),  # type: ignore[arg-type]
+        clock=clock,
+        notifier=ReadyClock(environ={}),
+    )
     timers = Timers()
     timers.wrap(store, "check_schema")
     timers.wrap(store, "jobs_revision")
-    timers.wrap(store, "list_jobs", "Store.list_jobs")
     timers.wrap_iter(store, "iter_jobs", "Store.iter_jobs (reading the rows)")
     timers.wrap(store, "accounted_until")
-    timers.wrap(daemon_module, "job_from_document", "job_from_document (all)")
+    timers.wrap(loader_module, "job_from_document", "job_from_document (all)")
     timers.wrap(job_module, "parse_schedule", "  of which cron compile")
-    timers.wrap(daemon_module, "EngineTrigger", "EngineTrigger()")
-    timers.wrap(BackgroundScheduler, "add_job", "APScheduler add_job")
-    store_class = getattr(daemon_module, "_BulkLoadingJobStore", None)
-    if store_class is not None:
-        timers.wrap(store_class, "add_like", "APScheduler jobs copied while loading")
-        timers.wrap(store_class, "finish_loading", "APScheduler job store sorted")
-    timers.wrap(daemon_module.gc, "freeze", "gc.freeze")
-    timers.wrap(BackgroundScheduler, "start", "APScheduler start")
-    timers.wrap(daemon, "resume_open_fires")
+    timers.wrap(planner_module, "plan_due", "catch-up plan_due")
+    timers.wrap(store, "claim_many", "Store.claim_many (claims)")
+    timers.wrap(core_module.gc, "freeze", "gc.freeze")
+    timers.wrap(daemon.recovery, "open_fires", "open fires (retries, orphans)")
     timers.wrap(daemon, "_heartbeat", "heartbeat")
-    timers.wrap(daemon_module, "plan_due", "catch-up plan_due")
-    timers.wrap(daemon, "_advance", "catch-up _advance (plan + writes)")
-    timers.wrap(daemon, "sync_jobs", "sync_jobs (all)")
+    timers.wrap(daemon, "prepare", "prepare (load + plan, all)")
     try:
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -133,15 +120,11 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
         returned = time.perf_counter()
         cpu_ready = time.process_time() - cpu_started
         ready_mb = self_peak_rss_mb()
-        # Work `start` queued for the workers (sends, or planning in older versions) runs on
-        # after READY: wait until the pool is idle.
-        futures = getattr(daemon, "_futures", None)
-        if futures is not None:
-            wait_until(lambda: not futures, CHILD_TIMEOUT, interval=0.01)
+        # Fires the startup catch-up claimed are sent after READY: wait until none is left.
+        wait_until(lambda: not daemon.pool.pending(), CHILD_TIMEOUT, interval=0.01)
         drained = time.perf_counter()
-        jobs = len(daemon._jobs)
+        jobs = daemon.planner.job_count
     finally:
-        daemon.stopping = True
         daemon.shutdown()
         timers.restore()
         store.close()
@@ -189,17 +172,84 @@ def measure_process(db_url: str, folder: Path) -> dict[str, Any]:
     try:
         daemon = process = DaemonProcess(folder, db_url, sandbox.url, notify=notify)
         ready_at = notify.wait_for("READY=1", READY_TIMEOUT, lambda: process.running)
+        ready_cpu = cpu_seconds(daemon.pid)
         ready_s = ready_at - daemon.started
         ready_mb = peak_rss_mb(daemon.pid)
-        # Let the queued catch-up planning finish, then read the peak again.
+        # Let the queued catch-up work finish, then read the peak again.
         time.sleep(3.0)
         settled_mb = peak_rss_mb(daemon.pid)
-        return {"ready_s": ready_s, "peak_rss_at_ready_mb": ready_mb, "peak_rss_mb": settled_mb}
+        return {
+            "ready_s": ready_s,
+            "cpu_at_ready_s": ready_cpu,
+            "peak_rss_at_ready_mb": ready_mb,
+            "peak_rss_mb": settled_mb,
+        }
     finally:
         if daemon is not None:
             daemon.stop()
         notify.close()
         sandbox.stop()
+
+
+# -- the naive loader -------------------------------------------------------------------------
+NAIVE_CHILD = """
+import resource, sys, time, tomllib
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+from croniter import croniter
+started, cpu = time.perf_counter(), time.process_time()
+failed = 0
+for path in sorted(Path(sys.argv[1]).glob("*.toml")):
+    doc = tomllib.loads(path.read_text())
+    try:
+        now = datetime.now(ZoneInfo(doc.get("timezone", "UTC")))
+        croniter(doc["schedule"], now, hash_id=doc["id"]).get_next(datetime)
+    except Exception:
+        failed += 1
+print(time.perf_counter() - started, time.process_time() - cpu,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, failed)
+"""
+
+
+def _toml(value: Any) -> str:
+    """A TOML value for the bench's job documents (strings, numbers, lists, tables inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+def measure_naive(folder: Path, jobs: int) -> dict[str, Any]:
+    """What the simplest loader costs: one job file per job, read with `tomllib`, and one
+    croniter next fire time each (the yardstick of issue 9: READY in a quarter of it)."""
+    files = folder / "naive-jobs"
+    files.mkdir(exist_ok=True)
+    for doc in varied_documents(jobs):
+        definition = doc.definition
+        top = [f"{k} = {_toml(v)}" for k, v in definition.items() if k != "action"]
+        action = [f"{k} = {_toml(v)}" for k, v in definition["action"].items()]
+        (files / f"{doc.id}.toml").write_text("\n".join([*top, "[action]", *action]) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", NAIVE_CHILD, str(files)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=True,
+    )
+    seconds, cpu, rss, failed = done.stdout.split()
+    shutil.rmtree(files)
+    return {
+        "seconds": float(seconds),
+        "cpu_s": float(cpu),
+        "peak_rss_mb": float(rss),
+        "croniter_refused": int(failed),
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -255,6 +305,7 @@ def run(jobs: int, *, process: bool, postgres: bool) -> dict[str, Any]:
             print_table(
                 [
                     ("spawn -> READY=1", fmt_seconds(p["ready_s"])),
+                    ("CPU at READY=1 (utime + stime)", fmt_seconds(p["cpu_at_ready_s"])),
                     ("peak RSS at READY", f"{p['peak_rss_at_ready_mb']:.0f} MB"),
                     ("peak RSS 3 s later", f"{p['peak_rss_mb']:.0f} MB"),
                 ]

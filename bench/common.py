@@ -13,7 +13,8 @@ and talks to 127.0.0.1 only. The pieces:
 - `cpu_seconds(pid)`, `rss_mb(pid)`, `peak_rss_mb(pid)`: /proc readings of another process;
 - `NotifySocket`: a `$NOTIFY_SOCKET` that records sd_notify datagrams with their arrival time;
 - `SandboxProcess`: `tallyfy-scheduler sandbox` in its own process on a free port;
-- `DaemonProcess`: `tallyfy-scheduler run` in its own process, always killed by `stop()`.
+- `DaemonProcess`: `tallyfy-scheduler run` in its own process, always killed by `stop()`;
+  run by `$BENCH_DAEMON_PYTHON` when set (another checkout's venv: see `bench/compare.py`).
 """
 
 from __future__ import annotations
@@ -220,12 +221,23 @@ class InMemoryApi:
     round trip would only add noise.
     """
 
+    organization_id = ORG
+
     def __init__(self) -> None:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.sent: list[ApiRequest] = []
 
-    def send(self, request: ApiRequest, *, stop: threading.Event | None = None) -> Created:
+    def take_slot(self, stop: threading.Event | None = None) -> bool:
+        return True
+
+    def send(
+        self,
+        request: ApiRequest,
+        *,
+        stop: threading.Event | None = None,
+        slot_taken: bool = False,
+    ) -> Created:
         with self._lock:
             self.sent.append(request)
             remote_id = f"{next(self._ids):032x}"
@@ -247,11 +259,6 @@ def quiet_logs() -> None:
     from scheduler.logs import configure_logging
 
     configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
-    import scheduler.daemon as daemon_module
-
-    quiet_engine = getattr(daemon_module, "quiet_engine_logs", None)
-    if quiet_engine is not None:  # as `run` does
-        quiet_engine()
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -473,6 +480,12 @@ class SandboxProcess:
         self.out.close()
 
 
+def daemon_python() -> str:
+    """The interpreter that runs measured daemons: ours, or another checkout's venv
+    (`$BENCH_DAEMON_PYTHON`), so two commits are measured by the same script, back to back."""
+    return os.environ.get("BENCH_DAEMON_PYTHON") or sys.executable
+
+
 class DaemonProcess:
     """`tallyfy-scheduler run` against `db_url` and `api_url`; `stop()` always ends it."""
 
@@ -501,7 +514,7 @@ class DaemonProcess:
         self.started = time.monotonic()
         self.popen = subprocess.Popen(
             [
-                sys.executable,
+                daemon_python(),
                 "-m",
                 "scheduler",
                 "--db",

@@ -28,7 +28,7 @@ from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
 from scheduler.config import Settings, is_valid_zone, load_settings
 from scheduler.cron import parse_schedule
-from scheduler.daemon import Daemon, exit_now, quiet_engine_logs
+from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
 from scheduler.demo import run_demo
 from scheduler.doctor import CheckStatus, diagnose
@@ -723,10 +723,10 @@ def run(app: App, log_level: str) -> None:
     settings = app.settings
     token = settings.tallyfy.access_token
     configure_logging(log_level, secrets=[token.reveal()] if token else [])
-    quiet_engine_logs()
     store = app.open_store()
-    runner = app.runner(store)
-    daemon = Daemon(settings, store, runner, clock=app.clock, reload_settings=app.reload_token)
+    daemon = Daemon(
+        settings, store, app.client(), clock=app.clock, reload_settings=app.reload_token
+    )
     code = daemon.run()
     if daemon.unfinished:
         # Workers still blocked after the shutdown grace (a hung request): do not wait for

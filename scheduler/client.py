@@ -42,7 +42,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -57,7 +57,12 @@ from urllib3.util.retry import Retry
 
 from scheduler import __version__
 from scheduler.clock import Clock, SystemClock, to_utc
-from scheduler.config import Secret, TallyfySettings
+from scheduler.config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Secret,
+    TallyfySettings,
+)
 from scheduler.errors import (
     ApiError,
     AuthenticationFailed,
@@ -74,8 +79,6 @@ from scheduler.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 30.0  # seconds to wait for a response once the request is sent
-DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a connection; failing here means "not sent"
 DEFAULT_POOL_SIZE = 16  # connections kept open; at least the number of concurrent fires
 CLIENT_HEADER = "APIClient"  # X-Tallyfy-Client; requests without it fail (tallyfy-api.md 4)
 USER_AGENT = f"tallyfy-scheduler/{__version__}"
@@ -89,10 +92,6 @@ MAX_READ_WAIT = 30.0  # longest pause between two tries of a GET (also caps Retr
 # (guest invites, comments) answer with Retry-After of up to an hour, and one such request
 # must not stall every other job. The failing request itself keeps the full Retry-After.
 MAX_SHARED_PAUSE = 60.0
-# Reconciliation looks for items created since the first attempt began, minus this margin,
-# since the server's clock and ours can disagree. The name match is exact, so a wide margin
-# costs nothing.
-CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 MAX_PREPARED_URLS = 64  # URLs whose prepared form a client keeps (writes go to two)
 
 
@@ -142,8 +141,8 @@ class TallyfyClient:
         token: Secret,
         *,
         session: requests.Session | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT.total_seconds(),
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT.total_seconds(),
         rate_limiter: RateLimiter | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         clock: Clock | None = None,
@@ -250,14 +249,29 @@ class TallyfyClient:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def send(self, request: ApiRequest, *, stop: threading.Event | None = None) -> Created:
+    def take_slot(self, stop: threading.Event | None = None) -> bool:
+        """Wait until the rate limit lets one more request through; False if `stop` was set
+        first (nothing may be sent then). The runner takes the slot before it marks a fire
+        `sending`, so no fire waits for the limiter in that state."""
+        return self.rate_limiter is None or self.rate_limiter.acquire(stop)
+
+    def send(
+        self,
+        request: ApiRequest,
+        *,
+        stop: threading.Event | None = None,
+        slot_taken: bool = False,
+    ) -> Created:
         """Send `request` once and return what was created, or raise one ApiError subclass.
 
         Never retries: after `Uncertain` the caller reads back (`find_runs`, `find_tasks`)
-        before sending again. If `stop` is set while waiting for the rate limiter, raises
-        NotSent without sending.
+        before sending again. Waits for the rate limiter first, unless the caller took the
+        slot already (`take_slot`); if `stop` is set while waiting, raises NotSent without
+        sending.
         """
-        response = self._request(request.method, request.path, body=request.body, stop=stop)
+        response = self._request(
+            request.method, request.path, body=request.body, stop=stop, paced=not slot_taken
+        )
         return created_from(response)
 
     # -- reads -------------------------------------------------------------------------------
@@ -267,9 +281,9 @@ class TallyfyClient:
     ) -> list[dict[str, Any]]:
         """Runs of template `checklist_id` named exactly `name`, newest first.
 
-        With `created_since`, only runs created at or after it (minus CLOCK_SKEW_MARGIN); runs
-        whose creation time cannot be read are kept, since missing a launch that exists would
-        cause a duplicate.
+        With `created_since`, only runs created at or after it, by the server's clock (the
+        caller allows for clock skew); runs whose creation time cannot be read are kept, since
+        missing a launch that exists would cause a duplicate.
         """
         items = self._get_all(
             self._org_path("runs"),
@@ -378,12 +392,15 @@ class TallyfyClient:
         *,
         body: Mapping[str, Any] | None = None,
         stop: threading.Event | None = None,
+        paced: bool = True,
     ) -> requests.Response:
-        """One HTTP exchange; returns a 2xx response or raises the classified ApiError."""
+        """One HTTP exchange; returns a 2xx response or raises the classified ApiError.
+
+        `paced`: wait for the rate limiter first (False: the caller took the slot)."""
         method = method.upper()
         url = self.base_url + "/" + target.lstrip("/")
         label = f"{method} {target.split('?', 1)[0]}"
-        if self.rate_limiter is not None and not self.rate_limiter.acquire(stop):
+        if paced and not self.take_slot(stop):
             raise NotSent(f"{label}: shutting down before sending")
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
@@ -726,7 +743,7 @@ def _created_since(item: Mapping[str, Any], since: datetime | None) -> bool:
     if not isinstance(created, str):
         return True
     try:
-        return parse_api_instant(created) >= to_utc(since) - CLOCK_SKEW_MARGIN
+        return parse_api_instant(created) >= to_utc(since)
     except ValueError:
         return True
 

@@ -111,6 +111,7 @@ def run_demo(
             now=now,
         )
         client = TallyfyClient.from_settings(settings.tallyfy)
+        printer = fire_printer(write)
         runner = Runner(
             store,
             client,
@@ -118,7 +119,7 @@ def run_demo(
             calendar=BusinessCalendar.from_settings(settings.calendar),
             retry=settings.retry,
             clock=clock,
-            observer=fire_printer(write),
+            observer=printer,
         )
         write(f"sandbox: {sandbox.url} (organization {sandbox.organization_id})")
         write(f"store:   {settings.store.url}")
@@ -126,7 +127,7 @@ def run_demo(
             write(f"job:     {job.id:<28} {job.schedule!r} in {job.timezone}")
         write("Ctrl-C stops the demo.\n")
         _launch_first(jobs, runner, now)
-        daemon = Daemon(settings, store, runner, clock=clock)
+        daemon = Daemon(settings, store, client, clock=clock, observer=printer)
         try:
             return daemon.run()
         finally:

@@ -143,6 +143,10 @@ class LineFormatter(logging.Formatter):
         return " ".join(p for p in parts if p)
 
 
+# The name of the handler `configure_logging` installs (so a second call replaces it).
+HANDLER_NAME = "tallyfy-scheduler"
+
+
 def parse_level(level: int | str) -> int:
     """`"debug"`, `"INFO"`, `20` -> a logging level; ValueError names the accepted names."""
     if isinstance(level, int):
@@ -165,11 +169,11 @@ def configure_logging(
     the handler (tests read what it wrote).
     """
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_tallyfy_scheduler", False)]:
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(old)
         old.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler._tallyfy_scheduler = True  # type: ignore[attr-defined]
+    handler.set_name(HANDLER_NAME)
     handler.addFilter(RedactingFilter(secrets))
     handler.setFormatter(LineFormatter())
     root.addHandler(handler)

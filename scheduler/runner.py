@@ -1,10 +1,11 @@
 """One fire's lifecycle: claim, send, record; and resuming or reconciling an open fire.
 
-The steps (shared/spec/guarantees.md, "Lifecycle of a fire"):
+The steps (docs/guarantees.md, "Lifecycle of a fire"):
 
 1. **Claim**: insert the history row (`pending`) in its own committed transaction. A unique-key
    conflict means another daemon (or an earlier run of this one) has the instant: do nothing.
-2. **Send**: mark `sending` (attempt count + 1, committed), then make the request.
+2. **Send**: wait for a rate-limit slot, mark `sending` (attempt count + 1, committed), then
+   make the request.
 3. **Outcome**, classified once in `client.py`:
    success -> `succeeded` with the remote id; 429 -> `retrying` after Retry-After; not sent
    (connect failure) -> `retrying` with exponential backoff; uncertain (5xx, read timeout,
@@ -24,12 +25,12 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from scheduler.actions import build_request, reconcile_key
 from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import Clock, utc_iso
+from scheduler.coalesce import Coalescer
 from scheduler.config import RetrySettings
 from scheduler.errors import (
     ApiError,
@@ -41,42 +42,21 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.job import CreateTask, Job
-from scheduler.models import FireStatus, Trigger
+from scheduler.models import OPEN_STATUSES, FireStatus, Trigger
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
 
 log = logging.getLogger(__name__)
 
-# Items created slightly before our first attempt still count as ours (clock skew with the API).
-RECONCILE_SKEW = timedelta(minutes=2)
+# Reconciliation looks for items created since the first attempt began, minus this margin,
+# since the API's clock and ours can disagree. The only skew margin: the client filters by the
+# cut-off it is given. The name match is exact, so a wide margin costs nothing.
+RECONCILE_SKEW = timedelta(minutes=5)
 # The first read-back after an uncertain outcome waits a moment: the API may be mid-outage.
 FIRST_RECONCILE_DELAY = timedelta(seconds=1)
 
 Observer = Callable[[Fire, ApiRequest | None], None]
-
-# `send_claimed` marks a group of fires `sending` in one transaction, then sends them one by one:
-# at most this many, and no more than the rate limiter lets through in GROUP_WINDOW, so a fire is
-# never marked `sending` long before its request leaves.
-SEND_GROUP = 32
-GROUP_WINDOW = 0.05
-# Outcomes of a group are recorded together, at the latest this long (seconds) after the first.
-FLUSH_AFTER = 0.25
-
-# A fire in one of these is not settled yet: someone has to carry it forward.
-OPEN_STATUSES = frozenset(
-    {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """A fire marked `sending`, the request made for it (None if none could be built) and
-    the outcome to record."""
-
-    fire: Fire
-    request: ApiRequest | None
-    outcome: Outcome
 
 
 class FireRejected(InvalidInput):
@@ -134,7 +114,15 @@ def uses_seq(job: Job) -> bool:
 
 
 class Runner:
-    """Sends fires and records their outcomes; shared by the daemon, `fire` and `backfill`."""
+    """Sends fires and records their outcomes; shared by the daemon, `fire` and `backfill`.
+
+    Safe to call from several threads at once (the daemon's send workers): the store writes
+    of concurrent attempts (`sending` before the request, the outcome after it) are coalesced
+    into shared transactions (`Coalescer`), each still committed before the step that needs it.
+
+    `daemon_id` owns the fires this runner claims (None: a CLI command); once `stop` is set
+    (the daemon stops), an attempt still waiting for a rate-limit slot gives up unsent.
+    """
 
     def __init__(
         self,
@@ -157,8 +145,9 @@ class Runner:
         self.clock = clock
         self.daemon_id = daemon_id
         self.observer = observer
-        # Set when the daemon stops: a fire still waiting for a rate-limit slot is not sent.
         self.stop = stop
+        self._starts: Coalescer[int, Fire | None] = Coalescer(self._start_batch)
+        self._outcomes: Coalescer[Outcome, Fire | None] = Coalescer(self._finish_batch)
 
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
@@ -212,9 +201,7 @@ class Runner:
             reason += "; it may have reached the API: look for it there"
         if fire.status is FireStatus.RETRYING:
             # `finish` applies to claimed fires; take the retry first (conditional, like all).
-            started = self.store.start_attempt(
-                fire.id, now=self.clock.now(), daemon_id=self.daemon_id
-            )
+            started = self._starts.call(fire.id)
             if started is None:
                 return self.store.get_fire(fire.id)
             fire = started
@@ -225,72 +212,63 @@ class Runner:
 
     # -- steps ----------------------------------------------------------------------------------
     def attempt(self, job: Job, fire: Fire) -> Fire:
-        """Step 2 and 3: mark sending, send, record the outcome."""
-        started = self.store.start_attempt(fire.id, now=self.clock.now(), daemon_id=self.daemon_id)
+        """Steps 2 and 3: wait for a rate-limit slot, mark `sending`, send, record the outcome.
+
+        The slot comes first, so a fire is never `sending` while it waits for the limiter. If
+        the daemon stops meanwhile, nothing is sent or written: the fire stays as it was
+        (`pending` or `retrying`), and the next start sends it.
+        """
+        if not self.client.take_slot(self.stop):
+            log.info(
+                "not sent: stopping job=%s scheduled_for=%s", job.id, utc_iso(fire.scheduled_for)
+            )
+            return fire
+        started = self._starts.call(fire.id)
         if started is None:  # another daemon moved it on meanwhile
             return self.store.get_fire(fire.id)
-        (done,) = self._record([self._send(job, started)])
-        return done if done is not None else self.store.get_fire(fire.id)
-
-    def send_claimed(self, fires: Sequence[tuple[Job, Fire]]) -> list[Fire]:
-        """Steps 2 and 3 for fires this process has just claimed (a burst), in groups.
-
-        Each group is marked `sending` in one transaction and its outcomes are recorded in
-        another: three transactions per group instead of two per fire, which is what lets a
-        burst drain at 1,000 fires/s. A crash in between leaves `sending` rows, read back
-        before any resend like any other. Once `stop` is set, the group under way ends (a fire still
-        waiting for a rate-limit slot is not sent: `retrying`, due at once) and later groups stay
-        `pending`: never sent, so the next start sends them. Returns the fires settled.
-        """
-        done: list[Fire] = []
-        size = self._group_size()
-        for first in range(0, len(fires), size):
-            if first and self.stop is not None and self.stop.is_set():
-                break
-            group = fires[first : first + size]
-            started = self.store.start_attempts(
-                [fire.id for _job, fire in group], now=self.clock.now(), daemon_id=self.daemon_id
+        request, outcome = self._send(job, started)
+        done = self._outcomes.call(outcome)
+        if done is None:
+            log.warning(
+                "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
+                started.job_id,
+                utc_iso(started.scheduled_for),
+                outcome.status.value,
             )
-            by_id = {fire.id: fire for fire in started}
-            pending: list[_Attempt] = []
-            since = self.clock.monotonic()
-            # In the order given (a job's fires oldest first); those not started were moved on.
-            for job, fire in group:
-                if fire.id not in by_id:
-                    continue
-                pending.append(self._send(job, by_id[fire.id]))
-                if self.clock.monotonic() - since >= FLUSH_AFTER:
-                    done += [f for f in self._record(pending) if f is not None]
-                    pending, since = [], self.clock.monotonic()
-            done += [f for f in self._record(pending) if f is not None]
+            return self.store.get_fire(fire.id)
+        if done.status is not FireStatus.UNCERTAIN:  # reported once read back
+            self._report(done, request, outcome.error)
         return done
 
-    def _group_size(self) -> int:
-        limiter = getattr(self.client, "rate_limiter", None)
-        if limiter is None:
-            return SEND_GROUP
-        return max(1, min(SEND_GROUP, int(GROUP_WINDOW / max(limiter.interval, 1e-9))))
-
-    def _send(self, job: Job, started: Fire) -> _Attempt:
-        """Build and send the request of a fire just marked `sending`; its outcome, unrecorded."""
+    def _send(self, job: Job, started: Fire) -> tuple[ApiRequest | None, Outcome]:
+        """Build and send the request of a fire just marked `sending` (its slot taken); the
+        request (None if none could be built) and the outcome, unrecorded."""
         try:
             request = self.request_for(job, started)
         except InvalidInput as exc:
-            return _Attempt(started, None, Outcome(started.id, FireStatus.FAILED, error=str(exc)))
+            return None, Outcome(started.id, FireStatus.FAILED, error=str(exc))
         try:
-            created = self.client.send(request, stop=self.stop)
+            created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
-            return _Attempt(started, request, self._failed_outcome(started, exc))
-        return _Attempt(
-            started,
-            request,
-            Outcome(
-                started.id,
-                FireStatus.SUCCEEDED,
-                remote_id=created.remote_id,
-                http_status=created.http_status,
-            ),
+            return request, self._failed_outcome(started, exc)
+        return request, Outcome(
+            started.id,
+            FireStatus.SUCCEEDED,
+            remote_id=created.remote_id,
+            http_status=created.http_status,
         )
+
+    def _start_batch(self, fire_ids: Sequence[int]) -> list[Fire | None]:
+        """Mark fires `sending` in one transaction; None for those someone else moved on."""
+        started = self.store.start_attempts(
+            list(dict.fromkeys(fire_ids)), now=self.clock.now(), daemon_id=self.daemon_id
+        )
+        by_id = {fire.id: fire for fire in started}
+        return [by_id.get(fire_id) for fire_id in fire_ids]
+
+    def _finish_batch(self, outcomes: Sequence[Outcome]) -> list[Fire | None]:
+        """Record outcomes in one transaction; None for fires someone else moved on."""
+        return self.store.finish_many(outcomes, now=self.clock.now())
 
     def reconcile(self, job: Job, fire: Fire) -> Fire:
         """Step 4: look the launch/task up by its rendered name/title before any resend."""
@@ -375,9 +353,6 @@ class Runner:
                 http_status=exc.status,
                 next_attempt_at=now + wait,
             )
-        if isinstance(exc, NotSent) and self.stop is not None and self.stop.is_set():
-            # Not sent because we are stopping: due again at once, at the next start.
-            return Outcome(fire.id, FireStatus.RETRYING, error=str(exc), next_attempt_at=now)
         if isinstance(exc, NotSent) and fire.attempts < self.retry.max_attempts:
             return Outcome(
                 fire.id,
@@ -394,21 +369,6 @@ class Runner:
             http_status=exc.status,
             field_errors=exc.field_errors or None,
         )
-
-    def _record(self, attempts: Sequence[_Attempt]) -> list[Fire | None]:
-        """Record outcomes in one transaction; log and report each (None: moved on meanwhile)."""
-        done = self.store.finish_many([a.outcome for a in attempts], now=self.clock.now())
-        for attempt, fire in zip(attempts, done, strict=True):
-            if fire is None:
-                log.warning(
-                    "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
-                    attempt.fire.job_id,
-                    utc_iso(attempt.fire.scheduled_for),
-                    attempt.outcome.status.value,
-                )
-            elif fire.status is not FireStatus.UNCERTAIN:  # reported once read back
-                self._report(fire, attempt.request, attempt.outcome.error)
-        return done
 
     def _finish(
         self,

@@ -57,6 +57,7 @@ from scheduler.errors import (
 )
 from scheduler.logs import configure_logging
 from scheduler.ratelimit import RateLimiter
+from scheduler.runner import RECONCILE_SKEW
 from scheduler.sandbox import FaultRule, SandboxServer
 
 BASE = "https://tallyfy.test/api"
@@ -714,18 +715,19 @@ def test_find_runs_searches_by_name_with_percent_20_and_keeps_exact_matches_only
     assert transport.sent[0].url.startswith(f"{BASE}/organizations/{ORG}/runs?")  # type: ignore[union-attr]
 
 
-def test_find_runs_keeps_runs_created_since_the_first_attempt_minus_a_clock_skew_margin() -> None:
+def test_find_runs_keeps_runs_created_at_or_after_the_cut_off_and_those_it_cannot_date() -> None:
+    # The margin for clock skew is the caller's (the runner's RECONCILE_SKEW): one margin only.
     name = "Daily standup"
     items = [
         run(name, "2026-03-08T07:10:00.000Z", "after"),
-        run(name, "2026-03-08T06:57:00.000Z", "within-skew"),
-        run(name, "2026-03-08T06:00:00.000Z", "long-before"),
+        run(name, NOW.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "at"),
+        run(name, "2026-03-08T06:57:00.000Z", "before"),
         run(name, "garbled", "unreadable"),
         {"id": "no-date", "name": name},
     ]
     client, _ = make_client([page(items, 1, 1)])
     found = client.find_runs(name, "c" * 32, created_since=NOW)
-    assert [r["id"] for r in found] == ["after", "within-skew", "unreadable", "no-date"]
+    assert [r["id"] for r in found] == ["after", "at", "unreadable", "no-date"]
 
 
 def test_find_tasks_searches_one_off_tasks_and_keeps_exact_titles() -> None:
@@ -960,7 +962,8 @@ def test_e2e_after_an_uncertain_launch_find_runs_finds_exactly_that_run(
         sb.add_fault(fault)
         with pytest.raises(Uncertain):
             api.send(launch(sb, name))
-        found = api.find_runs(name, TEMPLATE, created_since=first_attempt)
+        # The runner allows for clock skew (the sandbox stamps whole seconds, too).
+        found = api.find_runs(name, TEMPLATE, created_since=first_attempt - RECONCILE_SKEW)
     (uncertain_run,) = [r for r in sb.runs() if r["name"] == name]
     assert [r["id"] for r in found] == [uncertain_run["id"]]
 

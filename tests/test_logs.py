@@ -151,7 +151,7 @@ def test_configuring_twice_leaves_one_handler(output: io.StringIO) -> None:
     logging.getLogger("x").warning("once")
     assert output.getvalue() == ""
     assert second.getvalue().count("once") == 1
-    ours = [h for h in logging.getLogger().handlers if getattr(h, "_tallyfy_scheduler", False)]
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == logs.HANDLER_NAME]
     assert len(ours) == 1
 
 

@@ -73,10 +73,13 @@ def test_a_two_second_job_fires_each_instant_once_with_times_from_the_instant(
     assert row["next_fire"] is not None and row["last_outcome"]["status"] == "succeeded"
     assert daemon.term() == 0
     fires = json.loads(denv.cli("history", "every-two", "--json").stdout)["fires"]
-    assert len(fires) == len(sandbox.tasks())
-    assert {f["status"] for f in fires} == {"succeeded"}
+    # A fire claimed as SIGTERM came (the host may be slow) is left pending, never sent: the
+    # next start sends it (docs/guarantees.md). Every other one was sent, once.
+    left = [f for f in fires if f["status"] != "succeeded"]
+    assert all((f["status"], f["attempts"]) == ("pending", 0) for f in left), left
+    assert len(fires) - len(left) == len(sandbox.tasks())
     assert json.loads(denv.cli("status", "--json").stdout)["alive"] is False  # stopped
-    report = audit(dstore, sandbox, "every-two", since, until).assert_ok()
+    report = audit(dstore, sandbox, "every-two", since, until, allow_open=True).assert_ok()
     assert len(report.sent) >= 3
     for s in report.sent:
         (task,) = report.items[s]
@@ -163,6 +166,7 @@ def test_after_a_20_s_outage_everything_is_delivered_once(
     since = denv.apply(write_job(denv.workdir / "jobs", "outage", "*/2 * * * * *"))
     wait_until(lambda: sandbox.tasks(), 5, message="a first fire")
     # Every API request answers 503 (reads too), without applying anything, for 20 s.
+    began = utc_now()
     sandbox.add_fault(FaultRule("error_before", method=None, path_contains="/organizations/"))
     time.sleep(20)
     sandbox.clear_faults()
@@ -172,7 +176,17 @@ def test_after_a_20_s_outage_everything_is_delivered_once(
     )
     assert daemon.term() == 0
     assert report.sent == report.instants
-    assert sum(1 for f in report.rows.values() if f.attempts > 1) >= 8  # sent again after it
+    # Each fire first tried during the outage got a 503, was read back, and sent again after.
+    # (Later instants of the job may wait behind those read-backs and go out once, after it:
+    # one request per job at a time.)
+    margin = timedelta(seconds=0.5)
+    tried = [
+        f
+        for f in report.rows.values()
+        if f.first_attempt_at is not None and began + margin < f.first_attempt_at < over - margin
+    ]
+    assert len(tried) >= 3
+    assert all(f.attempts > 1 for f in tried), [(f.scheduled_for, f.attempts) for f in tried]
 
 
 @pytest.mark.slow

@@ -1,30 +1,27 @@
-"""The daemon's steps, one at a time, under a FakeClock (no real waiting, no APScheduler thread).
+"""The daemon's steps, one at a time, under a FakeClock (no real waiting, no threads).
 
-`Daemon.prepare()` plans catch-up and starts APScheduler *paused*, so its thread never
-dispatches; the tests then play APScheduler's part by calling `_dispatch(job_id, [fire time])`
-and the main loop's by calling `tick()`, `sync_jobs` and `detect_stall`. Work the daemon hands
-to its pool runs inline (`InlineExecutor`), so each call has finished when it returns. Fires go
-over real HTTP to an in-process sandbox that stamps `created_at` with the same FakeClock.
+The daemon is built with `threaded=False`: no APScheduler thread, no planner thread, no send
+workers. The tests play the timer's part by calling `wake()` (after moving the clock to the
+fire time) and the main loop's by calling `tick()` and `detect_stall`; every message the daemon
+posts is handled, and every fire sent, before the call returns. Fires go over real HTTP to an
+in-process sandbox that stamps `created_at` with the same FakeClock.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.job import Job as ApsJob
-from apscheduler.util import datetime_to_utc_timestamp
 from daemon_helpers import audit, write_job
 from hypothesis import given
 from hypothesis import strategies as st
 
-import scheduler.daemon as daemon_module
+import scheduler.daemon.planner as planner_module
 from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
 from scheduler.config import (
@@ -37,7 +34,8 @@ from scheduler.config import (
     TallyfySettings,
 )
 from scheduler.cron import jitter_delay, parse_schedule
-from scheduler.daemon import Daemon, _gaps, _noop, _utc_timestamp
+from scheduler.daemon import Daemon
+from scheduler.daemon.planner import CatchUp, gaps
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.errors import StoreUnavailable
 from scheduler.models import FireStatus, Trigger
@@ -63,18 +61,6 @@ class StepClock(FakeClock):
     def step(self, delta: timedelta) -> None:
         with self._lock:
             self._now += delta
-
-
-class InlineExecutor(concurrent.futures.Executor):
-    """Runs each task at once in the caller's thread (a fake of the daemon's pool)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # pragma: no cover - surfaced by the test's assertions
-            future.set_exception(exc)
-        return future
 
 
 class World:
@@ -107,7 +93,9 @@ class World:
         doc = JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
         self.store.apply([doc], prune=False, now=self.clock.now())
 
-    def runner(self, base_url: str | None = None) -> Runner:
+    def client(
+        self, base_url: str | None = None, rate_limiter: RateLimiter | None = None
+    ) -> TallyfyClient:
         client = TallyfyClient(
             base_url or self.sandbox.url,
             self.sandbox.organization_id,
@@ -115,26 +103,39 @@ class World:
             clock=self.clock,
             timeout=5,
             connect_timeout=2,
+            rate_limiter=rate_limiter,
         )
         self.clients.append(client)
+        return client
+
+    def runner(self) -> Runner:
+        """A runner of our own, as the `fire` command makes one (no daemon id)."""
         return Runner(
             self.store,
-            client,
+            self.client(),
             organization_id=self.sandbox.organization_id,
             calendar=BusinessCalendar.from_settings(self.settings.calendar),
             retry=self.settings.retry,
             clock=self.clock,
         )
 
-    def daemon(self, *, prepare: bool = True, base_url: str | None = None, **kw: Any) -> Daemon:
+    def daemon(
+        self,
+        *,
+        prepare: bool = True,
+        base_url: str | None = None,
+        store: Store | None = None,
+        rate_limiter: RateLimiter | None = None,
+        **kw: Any,
+    ) -> Daemon:
         kw.setdefault("notifier", Notifier({}))
-        kw.setdefault("executor", InlineExecutor())
         daemon = Daemon(
             self.settings,
-            self.store,
-            self.runner(base_url),
+            store or self.store,
+            self.client(base_url, rate_limiter),
             clock=self.clock,
             daemon_id=f"d{next(self._ids)}",
+            threaded=False,
             **kw,
         )
         self.daemons.append(daemon)
@@ -154,7 +155,7 @@ class World:
 
     def close(self) -> None:
         for daemon in self.daemons:
-            if not daemon.stopping:
+            if not daemon.stop_event.is_set():
                 daemon.shutdown()
         for client in self.clients:
             client.close()
@@ -177,24 +178,28 @@ def title(job_id: str, instant: datetime) -> str:
 def run_for(daemon: Daemon, world: World, seconds: float) -> None:
     """Play the main loop for `seconds` of fake time: tick, wait what it asks, repeat."""
     end = world.clock.monotonic() + seconds
-    while world.clock.monotonic() < end:
+    while world.clock.monotonic() < end - 1e-3:  # FakeClock moves in whole microseconds
         wait = daemon.tick()
         world.clock.advance(timedelta(seconds=min(max(wait, 0.01), end - world.clock.monotonic())))
     daemon.tick()
 
 
-def fire_at(daemon: Daemon, world: World, job_id: str, instant: datetime) -> None:
-    """Play APScheduler: the clock reaches the instant, and the job is dispatched."""
+def fire_at(daemon: Daemon, world: World, instant: datetime) -> None:
+    """Play the timer: the clock reaches the instant, and the daemon is woken."""
     world.clock.set(max(world.clock.now(), instant + timedelta(milliseconds=5)))
-    daemon._dispatch(job_id, [instant])
+    daemon.wake()
+
+
+def loaded(daemon: Daemon) -> set[str]:
+    return set(daemon.planner.job_ids())
 
 
 # -- live firing --------------------------------------------------------------------------------
 def test_it_fires_a_due_instant_once_as_a_scheduled_fire(world: World) -> None:
     world.put("j", "* * * * * *")
     daemon = world.daemon()
-    fire_at(daemon, world, "j", at(1))
-    fire_at(daemon, world, "j", at(1))  # APScheduler twice for one instant: still one fire
+    fire_at(daemon, world, at(1))
+    fire_at(daemon, world, at(1))  # APScheduler twice for one instant: still one fire
     (fire,) = world.fires("j")
     assert (fire.scheduled_for, fire.status, fire.trigger) == (
         at(1),
@@ -207,73 +212,54 @@ def test_it_fires_a_due_instant_once_as_a_scheduled_fire(world: World) -> None:
 def test_a_late_dispatch_accounts_for_every_instant_up_to_it(world: World) -> None:
     world.put("j", "* * * * * *")
     daemon = world.daemon()
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     # APScheduler coalesced 2..3 into one wake-up at 3: 2 is still fired, once.
-    fire_at(daemon, world, "j", at(3))
+    fire_at(daemon, world, at(3))
     assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
     assert len(world.tasks()) == 3
 
 
-class QueueingExecutor(concurrent.futures.Executor):
-    """Holds tasks until `drain()` runs them (and whatever they queue), in order: lets
-    dispatches pile up the way they do when APScheduler finds thousands of jobs due at once."""
+class CountingStore(Store):
+    """A store that counts its claim transactions."""
 
-    def __init__(self) -> None:
-        self.queue: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    claim_many_calls = 0
+    claim_calls = 0
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        self.queue.append((fn, args))
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        future.set_result(None)
-        return future
+    def claim_many(self, *args: Any, **kwargs: Any) -> list[Fire]:
+        self.claim_many_calls += 1
+        return super().claim_many(*args, **kwargs)
 
-    def drain(self) -> int:
-        ran = 0
-        while self.queue:
-            fn, args = self.queue.pop(0)
-            fn(*args)
-            ran += 1
-        return ran
+    def claim(self, *args: Any, **kwargs: Any) -> Fire | None:
+        self.claim_calls += 1
+        return super().claim(*args, **kwargs)
 
 
 def test_a_burst_of_jobs_due_at_once_is_planned_in_batches_and_each_fire_sent_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon_module, "PLAN_BATCH", 10)
-    monkeypatch.setattr(daemon_module, "SEND_CHUNK", 4)
+    monkeypatch.setattr(planner_module, "PLAN_BATCH", 10)
     burst = [f"b{i:02d}" for i in range(25)]
     for job_id in burst:
         world.put(job_id, "* * * * * *")
     world.put("capped", "* * * * * *", max_fires=1)  # counted per instant: planned on its own
-    pool = QueueingExecutor()
-    daemon = world.daemon(executor=pool)
-    pool.drain()
-    world.clock.set(at(1) + timedelta(milliseconds=5))
+    store = CountingStore(world.store.engine)
+    daemon = world.daemon(store=store)
+    fire_at(daemon, world, at(1))  # one wake-up for all 26 jobs
+    assert (store.claim_many_calls, store.claim_calls) == (3, 1)  # 25 plain jobs in batches of 10
+    fire_at(daemon, world, at(1))  # woken again for the same second: nothing more
     for job_id in [*burst, "capped"]:
-        daemon._dispatch(job_id, [at(1)])
-    world.clock.set(at(2) + timedelta(milliseconds=5))
-    daemon._dispatch("b00", [at(2)])  # due again before the planner ran: one entry, up to 2
-    daemon._dispatch("capped", [at(2)])
-    assert len(pool.queue) == 1  # one planner for all of them
-    pool.drain()
-    for job_id in burst:
-        expected = [at(1), at(2)] if job_id == "b00" else [at(1)]
         fires = world.fires(job_id)
-        assert [f.scheduled_for for f in fires] == expected, job_id
+        assert [f.scheduled_for for f in fires] == [at(1)], job_id
         assert {(f.status, f.trigger, f.attempts) for f in fires} == {
             (FireStatus.SUCCEEDED, Trigger.SCHEDULE, 1)
         }
-    assert [(f.scheduled_for, f.status) for f in world.fires("capped")] == [
-        (at(1), FireStatus.SUCCEEDED)
-    ]
-    expected_titles = [title(j, at(1)) for j in [*burst, "capped"]] + [title("b00", at(2))]
-    assert world.titles() == sorted(expected_titles)
+    assert world.titles() == sorted(title(j, at(1)) for j in [*burst, "capped"])
     assert {f.remote_id for j in burst for f in world.fires(j)} == {
         t["id"] for t in world.tasks() if not t["title"].startswith("capped")
     }
 
 
-def test_a_bug_in_the_planner_does_not_stop_later_dispatches_and_its_batch_is_replanned(
+def test_a_bug_in_the_planner_does_not_stop_later_wake_ups_and_its_batch_is_replanned(
     world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     world.put("j", "* * * * * *")
@@ -288,30 +274,24 @@ def test_a_bug_in_the_planner_does_not_stop_later_dispatches_and_its_batch_is_re
         return real_claim_many(*args, **kwargs)
 
     monkeypatch.setattr(daemon.store, "claim_many", broken_once)
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j") == []
     assert any(r.exc_info for r in caplog.records)  # logged with its traceback
     daemon.tick()  # the batch is planned again
-    fire_at(daemon, world, "j", at(2))  # and the planner still runs for later dispatches
+    fire_at(daemon, world, at(2))  # and the planner still runs for later wake-ups
     assert [(f.scheduled_for, f.status) for f in world.fires("j")] == [
         (at(1), FireStatus.SUCCEEDED),
         (at(2), FireStatus.SUCCEEDED),
     ]
 
 
-def test_a_burst_dispatched_while_stopping_claims_nothing(world: World) -> None:
+def test_a_wake_up_handled_after_the_stop_claims_nothing(world: World) -> None:
     for job_id in ("a", "b"):
         world.put(job_id, "* * * * * *")
-    pool = QueueingExecutor()
-    daemon = world.daemon(executor=pool)
-    pool.drain()
-    world.clock.set(at(1) + timedelta(milliseconds=5))
-    daemon._dispatch("a", [at(1)])
-    daemon._dispatch("b", [at(1)])
-    daemon.stopping = True  # SIGTERM before the planner ran
-    pool.drain()
+    daemon = world.daemon()
+    daemon.stop_event.set()  # SIGTERM before the planner handled the wake-up
+    fire_at(daemon, world, at(1))
     assert world.fires("a") == world.fires("b") == []
-    daemon.stopping = False
     daemon.shutdown()
     world.daemon().tick()  # the next start plans them (catch_up = "all")
     assert [f.trigger for f in world.fires("a") + world.fires("b")] == [Trigger.CATCH_UP] * 2
@@ -354,7 +334,7 @@ def test_a_restart_resumes_from_the_history_without_refiring(world: World) -> No
     world.put("j", "* * * * * *")
     first = world.daemon()
     for s in (1, 2, 3):
-        fire_at(first, world, "j", at(s))
+        fire_at(first, world, at(s))
     first.shutdown()
     world.clock.set(at(6.2))
     world.daemon()
@@ -391,10 +371,11 @@ def test_a_wall_clock_step_back_never_refires(world: World) -> None:
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     for s in (1, 2, 3):
-        fire_at(daemon, world, "j", at(s))
+        fire_at(daemon, world, at(s))
     world.clock.step(-timedelta(seconds=90))
     assert not daemon.detect_stall(world.clock.now(), world.clock.monotonic())
-    daemon._dispatch("j", [at(2)])  # APScheduler would not, but even so: nothing re-fired
+    daemon.wake()  # nothing is due in the past...
+    daemon.planner.post(CatchUp(world.clock.now()))  # ...and a catch-up plans nothing old
     daemon.tick()
     # A restart while the clock is behind does not re-fire either.
     daemon.shutdown()
@@ -403,15 +384,14 @@ def test_a_wall_clock_step_back_never_refires(world: World) -> None:
     assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(2), at(3)]
 
 
-def test_a_clock_step_either_way_wakes_the_engine_to_look_at_the_clock_again(
+def test_a_clock_step_either_way_makes_the_timer_look_at_the_clock_again(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # APScheduler sleeps for (next run - now) measured before the step; a step back and then
+    # The timer sleeps for (wake-up - now) measured before the step; a step back and then
     # forward again would leave it asleep for as long as the clock had gone back.
     daemon = world.daemon()
-    assert daemon._aps is not None
     wakeups: list[datetime] = []
-    monkeypatch.setattr(daemon._aps, "wakeup", lambda: wakeups.append(world.clock.now()))
+    monkeypatch.setattr(daemon.timer, "look_again", lambda: wakeups.append(world.clock.now()))
     daemon.tick()
     world.clock.advance(SECOND)
     daemon.tick()
@@ -423,56 +403,24 @@ def test_a_clock_step_either_way_wakes_the_engine_to_look_at_the_clock_again(
     assert len(wakeups) == 2
 
 
-def test_jobs_loaded_in_bulk_are_the_jobs_apscheduler_add_job_makes(world: World) -> None:
-    # While loading, APScheduler jobs after the first are copied from it (`add_like`) rather
-    # than built by `add_job`: they must not differ from what `add_job` makes.
-    for job_id, schedule in (("a", "0 9 * * *"), ("b", "30 9 * * MON"), ("c", "0 0 1 1 *")):
-        world.put(job_id, schedule)
-    daemon = world.daemon()
-    aps = daemon._aps
-    assert aps is not None
-    reference = aps.add_job(_noop, trigger=daemon._jobs["c"].trigger, id="ref", name="ref")
-    own = {"id", "name", "trigger", "next_run_time", "__weakref__"}
-    for job_id in "abc":
-        job = aps.get_job(job_id)
-        assert (job.id, job.name, job.trigger) == (job_id, job_id, daemon._jobs[job_id].trigger)
-        for slot in set(ApsJob.__slots__) - own:
-            assert getattr(job, slot) == getattr(reference, slot), slot
-        # As add_job computes it: from APScheduler's own clock, the wall clock.
-        expected = job.trigger.get_next_fire_time(None, datetime.now(UTC))
-        assert job.next_run_time == expected and expected is not None
-    jobs = aps.get_jobs()
-    assert jobs == sorted(jobs, key=lambda job: (job.next_run_time, job.id))  # the store's order
-
-
-@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Chatham"])
-def test_the_bulk_store_orders_jobs_by_apschedulers_own_timestamps(zone: str) -> None:
-    # _utc_timestamp skips the time tuple for whole seconds: the float must be APScheduler's.
-    tz = ZoneInfo(zone)
-    instants = [datetime(1901, 12, 14, tzinfo=UTC), datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC)]
-    instants += [START + timedelta(days=37 * k, seconds=k * 4099) for k in range(-400, 400)]
-    for instant in instants:
-        for when in (instant.astimezone(tz), instant.replace(microsecond=123457).astimezone(tz)):
-            assert _utc_timestamp(when) == datetime_to_utc_timestamp(when)
-    assert _utc_timestamp(None) is None
-
-
 # -- live changes -------------------------------------------------------------------------------
 def test_reload_picks_up_added_changed_and_removed_jobs(world: World) -> None:
     world.put("a", "* * * * * *")
     daemon = world.daemon()
     world.put("b", "*/2 * * * * *")
     daemon.tick()
-    assert set(daemon._jobs) == {"a", "b"}
-    fire_at(daemon, world, "b", at(2))
+    assert loaded(daemon) == {"a", "b"}
+    fire_at(daemon, world, at(2))
     assert [f.scheduled_for for f in world.fires("b")] == [at(2)]
     world.store.remove_job("a")
     world.clock.advance(world.settings.scheduler.reload_interval)
     daemon.tick()
-    assert set(daemon._jobs) == {"b"}
-    assert daemon._aps is not None and daemon._aps.get_job("a") is None
-    fire_at(daemon, world, "a", at(5))
-    assert world.fires("a") == []  # fired nothing after its removal (the B fires are its own)
+    assert loaded(daemon) == {"b"}
+    assert daemon.planner.next_fire_of("a") is None
+    fire_at(daemon, world, at(5))
+    # Fired at 1 and 2, while loaded; nothing after its removal (b fired on: its own).
+    assert [f.scheduled_for for f in world.fires("a")] == [at(1), at(2)]
+    assert [f.scheduled_for for f in world.fires("b")] == [at(2), at(4)]
 
 
 def test_sighup_reloads_at_once(world: World) -> None:
@@ -481,13 +429,13 @@ def test_sighup_reloads_at_once(world: World) -> None:
     world.put("late", "* * * * * *")
     daemon.request_reload()
     daemon.tick()  # no reload_interval has passed
-    assert "late" in daemon._jobs
+    assert "late" in loaded(daemon)
 
 
 def test_a_paused_stretch_is_not_replayed_on_resume(world: World) -> None:
     world.put("j", "* * * * * *", catch_up="all")
     daemon = world.daemon()
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     world.store.set_enabled("j", False, now=world.clock.now())
     world.clock.advance(world.settings.scheduler.reload_interval)
     daemon.tick()
@@ -495,7 +443,7 @@ def test_a_paused_stretch_is_not_replayed_on_resume(world: World) -> None:
     world.store.set_enabled("j", True, now=world.clock.now())
     world.clock.advance(world.settings.scheduler.reload_interval)
     daemon.tick()
-    fire_at(daemon, world, "j", at(23))
+    fire_at(daemon, world, at(23))
     assert [f.scheduled_for for f in world.fires("j")] == [at(1), at(21), at(22), at(23)]
 
 
@@ -503,7 +451,7 @@ def test_a_job_removed_while_its_fire_waits_for_a_retry_still_finishes_it(world:
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=5))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j")[0].status is FireStatus.RETRYING
     world.store.remove_job("j")
     run_for(daemon, world, 6)
@@ -518,7 +466,7 @@ def test_an_open_fire_of_a_job_removed_before_the_start_is_failed_with_a_reason(
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=5))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     daemon.shutdown()
     world.store.remove_job("j")
     world.clock.advance(timedelta(seconds=6))
@@ -534,16 +482,16 @@ def test_start_at_and_end_at_bound_the_fires(world: World) -> None:
     world.put("j", "* * * * * *", start_at=at(3), end_at=at(5))
     daemon = world.daemon()
     for s in range(1, 9):
-        fire_at(daemon, world, "j", at(s))
+        fire_at(daemon, world, at(s))
     assert [f.scheduled_for for f in world.fires("j")] == [at(3), at(4), at(5)]
-    assert daemon._jobs["j"].trigger.get_next_fire_time(at(5), at(5)) is None
+    assert daemon.planner.next_fire_of("j") is None  # past end_at: nothing more
 
 
 def test_max_fires_stops_the_series_and_plans_nothing_after_it(world: World) -> None:
     world.put("j", "* * * * * *", max_fires=2, catch_up="latest")
     daemon = world.daemon()
     for s in range(1, 6):
-        fire_at(daemon, world, "j", at(s))
+        fire_at(daemon, world, at(s))
     assert [(f.scheduled_for, f.status) for f in world.fires("j")] == [
         (at(1), FireStatus.SUCCEEDED),
         (at(2), FireStatus.SUCCEEDED),
@@ -557,12 +505,14 @@ def test_max_fires_stops_the_series_and_plans_nothing_after_it(world: World) -> 
 def test_jitter_delays_the_fire_but_the_scheduled_instant_stays_the_key(world: World) -> None:
     world.put("j", "*/10 * * * * *", jitter="8s")
     daemon = world.daemon()
-    trigger = daemon._jobs["j"].trigger
     delay = jitter_delay("j", at(10), timedelta(seconds=8))
     assert delay == jitter_delay("j", at(10), timedelta(seconds=8)) > timedelta(0)
-    assert trigger.get_next_fire_time(None, START) == at(10) + delay
+    assert daemon.planner.next_fire_of("j") == at(10) + delay
+    world.clock.set(at(10) + delay - timedelta(milliseconds=5))
+    daemon.wake()  # the instant has passed, its jittered time not yet
+    assert world.fires("j") == []
     world.clock.set(at(10) + delay + timedelta(milliseconds=5))
-    daemon._dispatch("j", [at(10) + delay])
+    daemon.wake()
     (fire,) = world.fires("j")
     assert (fire.scheduled_for, fire.trigger) == (at(10), Trigger.SCHEDULE)
     assert world.titles() == [title("j", at(10))]
@@ -579,12 +529,9 @@ def test_a_restart_between_an_instant_and_its_jittered_time_fires_it_on_time(
     world.clock.set(instant + timedelta(seconds=2))  # restarted after the instant, before its time
     daemon = world.daemon()
     assert [f for f in world.fires("j") if f.scheduled_for >= instant] == []  # not "missed"
-    assert daemon._aps is not None
-    assert daemon._aps.get_job("j").trigger.get_next_fire_time(None, world.clock.now()) == (
-        instant + delay
-    )
+    assert daemon.planner.next_fire_of("j") == instant + delay
     world.clock.set(instant + delay + timedelta(milliseconds=5))
-    daemon._dispatch("j", [instant + delay])
+    daemon.wake()
     fire = world.store.find_fire("j", instant)
     assert fire is not None and (fire.trigger, fire.status) == (
         Trigger.SCHEDULE,
@@ -600,11 +547,11 @@ def test_run_from_job_attaches_to_the_latest_successful_launch(world: World) -> 
         action_keys={"run_from_job": "launch"},
     )
     daemon = world.daemon()
-    fire_at(daemon, world, "follow", at(2))  # no launch yet: failed, with the reason
-    fire_at(daemon, world, "launch", at(5))
-    fire_at(daemon, world, "follow", at(7))
-    fire_at(daemon, world, "launch", at(10))
-    fire_at(daemon, world, "follow", at(12))
+    fire_at(daemon, world, at(2))  # no launch yet: failed, with the reason
+    fire_at(daemon, world, at(5))
+    fire_at(daemon, world, at(7))
+    fire_at(daemon, world, at(10))
+    fire_at(daemon, world, at(12))
     failed, first, second = world.fires("follow")
     assert failed.status is FireStatus.FAILED and "no successful launch" in (failed.error or "")
     launches = {f.scheduled_for: f.remote_id for f in world.fires("launch")}
@@ -619,7 +566,7 @@ def test_a_retry_is_persisted_and_resumed_by_the_next_daemon(world: World) -> No
     world.put("j", "* * * * * *")
     first = world.daemon()
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=30))
-    fire_at(first, world, "j", at(1))
+    fire_at(first, world, at(1))
     (fire,) = world.fires("j")
     assert fire.status is FireStatus.RETRYING
     assert fire.next_attempt_at == world.clock.now() + timedelta(seconds=30)  # Retry-After
@@ -640,7 +587,7 @@ def test_an_uncertain_fire_is_read_back_and_not_sent_twice(world: World, kind: s
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule(kind, count=1))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j")[0].status is FireStatus.UNCERTAIN
     run_for(daemon, world, 6)
     (fire,) = world.fires("j")
@@ -652,7 +599,7 @@ def test_an_uncertain_fire_that_did_not_arrive_is_sent_again(world: World) -> No
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("error_before", count=1, status=502))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j")[0].status is FireStatus.UNCERTAIN
     run_for(daemon, world, 6)
     (fire,) = world.fires("j")
@@ -666,15 +613,17 @@ def test_a_stale_retry_snapshot_that_became_uncertain_is_read_back_not_resent(
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=1))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     snapshot = world.fires("j")[0]
     assert snapshot.status is FireStatus.RETRYING
+    job = daemon.planner.job("j")
+    assert job is not None
     # A worker took the retry; the server applied it and answered 503.
     world.sandbox.add_fault(FaultRule("error_after", count=1))
-    daemon.runner.resume(daemon._jobs["j"].job, snapshot)
+    daemon.runner.resume(job, snapshot)
     assert world.fires("j")[0].status is FireStatus.UNCERTAIN
     # A second worker still holding the old `retrying` snapshot must read back, not resend.
-    daemon.runner.resume(daemon._jobs["j"].job, snapshot)
+    daemon.runner.resume(job, snapshot)
     assert world.fires("j")[0].status is FireStatus.SUCCEEDED
     assert len(world.tasks()) == 1
 
@@ -712,22 +661,37 @@ def test_open_fires_of_a_dead_daemon_are_adopted_and_settled_once(
 def test_a_fire_that_never_gets_through_fails_after_max_attempts(world: World) -> None:
     world.put("j", "* * * * * *")
     daemon = world.daemon(base_url="http://127.0.0.1:1/api")  # connection refused: not sent
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     run_for(daemon, world, 300)
     (fire,) = world.fires("j")
     assert (fire.status, fire.attempts) == (FireStatus.FAILED, 3)
 
 
-def test_a_fire_not_sent_because_of_shutdown_is_left_to_retry_at_once(world: World) -> None:
+def test_a_fire_not_sent_because_of_shutdown_stays_claimed_and_the_next_start_sends_it(
+    world: World,
+) -> None:
+    class SigtermWhileWaiting(FakeClock):
+        """The limiter's clock: SIGTERM arrives while a fire waits for its slot."""
+
+        def wait(self, event: threading.Event, timeout: float) -> bool:
+            event.set()  # the daemon's stop event, which the limiter waits on
+            return True
+
     world.put("j", "* * * * * *")
-    daemon = world.daemon()
-    daemon.stop_event.set()  # SIGTERM while the fire waited for a rate-limit slot
-    daemon.runner.client.rate_limiter = RateLimiter(60, clock=world.clock)
-    fire_at(daemon, world, "j", at(1))
+    limiter = RateLimiter(60, clock=SigtermWhileWaiting(START))
+    assert limiter.acquire()  # someone took the free slot: the next caller waits
+    daemon = world.daemon(rate_limiter=limiter)
+    fire_at(daemon, world, at(1))  # claimed, then it waits for a slot, and the stop comes
+    assert daemon.stop_event.is_set()
     (fire,) = world.fires("j")
-    assert fire.status is FireStatus.RETRYING
-    assert fire.next_attempt_at is not None and fire.next_attempt_at <= world.clock.now()
+    assert (fire.status, fire.attempts) == (FireStatus.PENDING, 0)  # never marked sending
     assert world.tasks() == []
+    daemon.shutdown()
+    world.clock.advance(SECOND)
+    world.daemon()  # the next start sends it at once (the stopped daemon's claim is adopted)
+    fire = world.store.find_fire("j", at(1))
+    assert fire is not None and (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 1)
+    assert world.titles().count(title("j", at(1))) == 1
 
 
 # -- the loop itself ----------------------------------------------------------------------------
@@ -751,26 +715,17 @@ class FlakyStore(Store):
 def test_a_store_outage_costs_a_pass_not_the_daemon(world: World) -> None:
     world.put("j", "* * * * * *")
     flaky = FlakyStore(world.store.engine)
-    daemon = Daemon(
-        world.settings,
-        flaky,
-        world.runner(),
-        clock=world.clock,
-        notifier=Notifier({}),
-        executor=InlineExecutor(),
-    )
-    world.daemons.append(daemon)
-    daemon.prepare()
+    daemon = world.daemon(store=flaky)
     flaky.failures = 2
     world.put("k", "* * * * * *")
     world.clock.advance(world.settings.scheduler.reload_interval)
     assert daemon.tick() >= 0  # no exception
-    assert "k" not in daemon._jobs
+    assert "k" not in loaded(daemon)
     world.clock.advance(world.settings.scheduler.reload_interval)
     daemon.tick()
     world.clock.advance(world.settings.scheduler.reload_interval)
     daemon.tick()
-    assert "k" in daemon._jobs
+    assert "k" in loaded(daemon)
 
 
 def test_the_heartbeat_records_the_next_fire_and_stop(world: World) -> None:
@@ -795,7 +750,7 @@ def test_tick_asks_to_be_woken_for_the_next_retry(world: World) -> None:
     daemon = world.daemon()
     assert daemon.tick() == pytest.approx(1.0)
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=1))
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     world.clock.advance(timedelta(milliseconds=600))
     assert 0 < daemon.tick() < 1.0
 
@@ -856,19 +811,7 @@ class FailingStore(Store):
 
 def failing_daemon(world: World) -> tuple[Daemon, FailingStore]:
     store = FailingStore(world.store.engine)
-    runner = world.runner()
-    runner.store = store
-    daemon = Daemon(
-        world.settings,
-        store,
-        runner,
-        clock=world.clock,
-        notifier=Notifier({}),
-        executor=InlineExecutor(),
-    )
-    world.daemons.append(daemon)
-    daemon.prepare()
-    return daemon, store
+    return world.daemon(store=store), store
 
 
 def test_a_store_failure_while_claiming_is_one_log_line_and_planned_again(
@@ -877,7 +820,7 @@ def test_a_store_failure_while_claiming_is_one_log_line_and_planned_again(
     world.put("j", "* * * * * *")
     daemon, store = failing_daemon(world)
     store.failures["claim"] = 1
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j") == []
     daemon.tick()  # the store answers again: the job is planned again at once
     (fire,) = world.fires("j")
@@ -890,7 +833,7 @@ def test_a_fire_stranded_by_a_store_failure_is_read_back_on_the_next_pass(world:
     world.put("j", "* * * * * *")
     daemon, store = failing_daemon(world)
     store.failures["finish"] = 1  # the API created the task; recording the outcome failed
-    fire_at(daemon, world, "j", at(1))
+    fire_at(daemon, world, at(1))
     assert world.fires("j")[0].status is FireStatus.SENDING
     daemon.tick()  # one second later, not OWN_ORPHAN_AFTER (2 min) later
     (fire,) = world.fires("j")
@@ -922,7 +865,7 @@ def test_read_backs_back_off_through_a_long_outage_then_settle_once(world: World
     world.put("j", "* * * * * *")
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("error_after", count=1, path_contains="/tasks"))
-    fire_at(daemon, world, "j", at(1))  # applied, answered 503: uncertain
+    fire_at(daemon, world, at(1))  # applied, answered 503: uncertain
     # Then every request fails for ten minutes, read-backs included.
     world.sandbox.add_fault(FaultRule("error_before", method=None, path_contains="/tasks"))
     waits = []
@@ -998,8 +941,8 @@ def test_gaps_are_exactly_the_instants_no_row_accounts_for(
     def index(instant: datetime) -> int:
         return int((instant - BASE).total_seconds() // 60)
 
-    gaps = _gaps(EVERY_MINUTE, minute(first), minute(last), touching)
-    got = [m for lo, hi in gaps for m in range(index(lo), index(hi) + 1)]
+    runs = gaps(EVERY_MINUTE, minute(first), minute(last), touching)
+    got = [m for lo, hi in runs for m in range(index(lo), index(hi) + 1)]
     assert got == [m for m in range(first, last + 1) if m not in taken]
 
 
@@ -1007,10 +950,10 @@ def test_seq_counts_the_successful_fires_before_the_instant(world: World) -> Non
     world.put("j", "* * * * * *", action_keys={"title": "{job} #{seq} {fire_utc:%H:%M:%S}"})
     daemon = world.daemon()
     world.sandbox.add_fault(FaultRule("rate_limit", count=1, retry_after=2))
-    fire_at(daemon, world, "j", at(1))  # 429: retried later, still #1
-    fire_at(daemon, world, "j", at(2))  # not yet: #1 has not succeeded
+    fire_at(daemon, world, at(1))  # 429: retried later, still #1
+    fire_at(daemon, world, at(2))  # not yet: #1 has not succeeded
     run_for(daemon, world, 3)
-    fire_at(daemon, world, "j", at(6))
+    fire_at(daemon, world, at(6))
     # 10:00:02 went out while 10:00:01 waited: one success before neither of them.
     assert world.titles() == [
         "j #1 10:00:01",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
-from scheduler.config import Settings, StoreSettings
+from scheduler.config import Secret, Settings, StoreSettings
 from scheduler.daemon import Daemon
 from scheduler.notify import Notifier
 from scheduler.store import Store
@@ -119,16 +120,15 @@ def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
     clock = FakeClock(datetime(2026, 5, 4, 10, tzinfo=UTC))
     notifier = Notifier({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "2000000"})
 
-    class NoRunner:  # the loop sends nothing here: no jobs
-        daemon_id = None
-        stop = None
-
+    # The loop sends nothing here (no jobs): the client's address is never used.
+    client = TallyfyClient("http://127.0.0.1:1/api", "org", Secret("token"))
     daemon = Daemon(
         Settings(store=StoreSettings(url=store.url)),
         store,
-        NoRunner(),  # type: ignore[arg-type]
+        client,
         clock=clock,
         notifier=notifier,
+        threaded=False,
     )
     try:
         daemon.prepare()
@@ -139,6 +139,7 @@ def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
         daemon.tick()  # watchdog again (every second); status only every heartbeat (5 s)
     finally:
         daemon.shutdown()
+        client.close()
         store.close()
     assert listener.messages() == [
         "STATUS=0 jobs; nothing scheduled",

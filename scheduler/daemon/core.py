@@ -1,0 +1,418 @@
+"""The daemon's lifecycle and main loop (`tallyfy-scheduler run`).
+
+Who owns what (docs/design.md, "The daemon" draws it):
+
+- the **main thread** runs `run`: `prepare` (load the jobs, plan the startup catch-up),
+  `start` (threads, READY=1), then the loop, one `tick` per pass: detect stalls, reload jobs,
+  find open fires to carry forward (`Recovery`), heartbeat, watchdog; it owns the loader's and
+  the loop's bookkeeping. Signal handlers only set events.
+- the **planner thread** owns every loaded job's state (`Planner`): it plans, records skips,
+  claims, and hands claimed fires to the send pool. Everyone else posts it messages.
+- **APScheduler's thread** (`Timer`) only wakes the planner when the next fire time comes.
+- the **send workers** (`SendPool`) send and read back fires through the `Runner`, one
+  request per job at a time.
+
+Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
+`shutdown_grace`), record their outcomes, exit 0. Queued fires are not sent (they stay
+`pending`, claimed: the next start sends them), nor is one still waiting for a rate-limit
+slot. Workers still busy after the grace are abandoned (`unfinished` > 0: the caller exits at
+once rather than wait for them); a second signal exits at once too. Every claim is committed
+already, so the next start settles whatever was interrupted.
+
+Tests build the daemon with `threaded=False`: no thread is started, every message is handled
+and every fire sent on the caller's thread before the call returns, and the tests play the
+timer's part with `wake()` and the loop's with `tick()`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import FrameType
+
+from scheduler.client import TallyfyClient
+from scheduler.clock import Clock, SystemClock, utc_iso
+from scheduler.config import Settings
+from scheduler.daemon.loader import JobLoader
+from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
+from scheduler.daemon.recovery import Recovery
+from scheduler.daemon.sendpool import SendPool
+from scheduler.daemon.timer import Timer
+from scheduler.errors import StoreError
+from scheduler.notify import Notifier
+from scheduler.runner import Observer, Runner
+from scheduler.store import Store
+from scheduler.timeexpr import BusinessCalendar
+
+log = logging.getLogger(__name__)
+
+# A pass of the loop that took this much longer than asked (or a wall-clock jump of this much)
+# means the process stalled (suspend, SIGSTOP, a clock step): plan catch-up. Also how late a
+# fire may come due and still count as live (docs/guarantees.md, "Catch-up").
+DEFAULT_STALL_THRESHOLD = timedelta(seconds=5)
+# The loop never sleeps longer than this, so stalls and reloads are noticed promptly.
+MAX_TICK = 1.0
+
+
+def new_daemon_id() -> str:
+    """host:pid:random, unique among the daemons sharing a store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once, logs flushed, without waiting for worker threads.
+
+    For after `Daemon.run` when `unfinished` > 0: the interpreter would otherwise join the
+    blocked workers at exit, past any stop timeout. Every claim is committed already.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+class Daemon:
+    """The long-running scheduler process: fires every instant of every enabled job once.
+
+    Given the settings, the store and an API client, it builds its own runner (owning the
+    fires it claims under `daemon_id`), planner, send pool and timer. `observer` is told of
+    each settled fire (the demo prints them). `reload_settings` is called on SIGHUP.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        client: TallyfyClient,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        daemon_id: str | None = None,
+        stall_threshold: timedelta = DEFAULT_STALL_THRESHOLD,
+        reload_settings: Callable[[], None] | None = None,
+        observer: Observer | None = None,
+        threaded: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.daemon_id = daemon_id or new_daemon_id()
+        self.reload_settings = reload_settings
+        self.stop_event = threading.Event()  # set by SIGTERM/SIGINT: claim and send nothing new
+        self.reload_event = threading.Event()  # set by SIGHUP
+        self.wake_event = threading.Event()  # wakes the main loop early
+        self.unfinished = 0  # workers still busy when shutdown gave up waiting
+        self.runner = Runner(
+            store,
+            client,
+            organization_id=client.organization_id,
+            calendar=BusinessCalendar.from_settings(settings.calendar),
+            retry=settings.retry,
+            clock=self.clock,
+            daemon_id=self.daemon_id,
+            observer=observer,
+            stop=self.stop_event,
+        )
+        self.timer = Timer(self.wake)
+        self.pool: SendPool[Carry] = SendPool(
+            self._carry, workers=settings.scheduler.max_concurrent_fires if threaded else 0
+        )
+        self.planner = Planner(
+            settings,
+            store,
+            clock=self.clock,
+            daemon_id=self.daemon_id,
+            stall_threshold=stall_threshold,
+            send=self._send,
+            wake_at=self.timer.wake_at,
+            stop=self.stop_event,
+        )
+        self.loader = JobLoader(store, settings)
+        self.recovery = Recovery(
+            store, daemon_id=self.daemon_id, dead_after=settings.scheduler.dead_after
+        )
+        self._threaded = threaded
+        self._planner_thread: threading.Thread | None = None
+        # The main loop's own bookkeeping (main thread only).
+        self.stall_threshold = stall_threshold
+        self._started_at = self.clock.now()
+        self._last_wall = self._started_at
+        self._last_mono = self.clock.monotonic()
+        self._last_heartbeat = -1e18
+        self._last_watchdog = -1e18
+        self._last_reload_poll = -1e18
+        self._signals_seen = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start, loop until asked to stop, shut down; the process exit code."""
+        self.install_signal_handlers()
+        try:
+            self.start()
+            while not self.stop_event.is_set():
+                timeout = self.tick()
+                self.wake_event.clear()
+                if self.stop_event.is_set():
+                    break
+                self.clock.wait(self.wake_event, timeout)
+        finally:
+            self.shutdown()
+        return 0
+
+    def prepare(self) -> None:
+        """Check the store, load every job and plan the startup catch-up, on this thread.
+
+        1. check the store's schema; register a heartbeat;
+        2. load the jobs (a stored job that no longer validates is quarantined: logged, never
+           deleted) and plan each from its cursor to now (policy, window, skip ranges): skips
+           recorded and missed instants claimed before this returns;
+        3. find open fires left by daemons that died (`pending` is sent, `sending`/`uncertain`
+           read back first) and retries due;
+        4. start the send workers: sending starts once everything is planned, since senders
+           and planning would otherwise fight over the GIL and SQLite's write lock.
+        """
+        self.store.check_schema()
+        now = self.clock.now()
+        self._started_at = now
+        self._heartbeat(now, state="starting")
+        self.planner.post(CatchUp(now))  # instants from now on are live
+        # Loading makes ~10 long-lived objects per job; full collections walking them again
+        # and again cost seconds at 100,000 jobs. So no collection runs while loading, and
+        # what loading made (the jobs) is frozen before collections resume: later ones skip
+        # it. Loading leaves almost no cyclic garbage, so no collection first either.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for load in self.loader.changes(plan=True):
+                if self.stop_event.is_set():
+                    break  # not planned: the next start plans it
+                self.planner.post(load)
+            gc.freeze()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._resume_open_fires(now, self.clock.monotonic(), startup=True)
+        # Planning may have taken a while; that is not a stall.
+        self._last_wall, self._last_mono = self.clock.now(), self.clock.monotonic()
+        self.pool.start()
+
+    def start(self) -> None:
+        """`prepare`, then the timer and the planner thread; tell systemd READY=1."""
+        self.prepare()
+        if self._threaded:  # without threads, the caller plays the timer (`wake`)
+            self.timer.start()
+            self._planner_thread = self.planner.start_thread()
+        self._heartbeat(self.clock.now(), state="running")
+        self.notifier.ready(self.status_line())
+        log.info("daemon started id=%s jobs=%d", self.daemon_id, self.planner.job_count)
+
+    def shutdown(self) -> None:
+        """Claim nothing new; let in-flight requests finish (bounded); record; stop."""
+        self.stop_event.set()  # wakes fires waiting for a rate-limit slot: they are not sent
+        self.notifier.stopping()
+        log.info("daemon stopping id=%s", self.daemon_id)
+        grace = self.settings.scheduler.shutdown_grace.total_seconds()
+        deadline = self.clock.monotonic() + grace
+        self.timer.shutdown()
+        self.planner.close()
+        if self._planner_thread is not None:
+            self._planner_thread.join(grace)
+        self.unfinished = self.pool.stop(max(0.0, deadline - self.clock.monotonic()))
+        if self._planner_thread is not None and self._planner_thread.is_alive():
+            self.unfinished += 1
+        if self.unfinished:
+            log.warning(
+                "%d fires still in flight after %s; their claims settle at the next start",
+                self.unfinished,
+                self.settings.scheduler.shutdown_grace,
+            )
+        try:
+            self._heartbeat(self.clock.now(), state="stopped")
+        except StoreError as exc:
+            log.warning("could not record the stop: %s", exc)
+        self.notifier.close()
+        log.info("daemon stopped id=%s", self.daemon_id)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def tick(self) -> float:
+        """One pass of the loop; returns the seconds until the next pass is needed.
+
+        A failing store (locked, restarting) costs this pass, never the daemon: each step
+        logs and the next pass tries again.
+        """
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        self.detect_stall(now, mono)
+        try:
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.notifier.reloading()
+                if self.reload_settings is not None:
+                    self.reload_settings()
+                self._reload(force=True)
+                self.notifier.ready(self.status_line())
+            elif (
+                mono - self._last_reload_poll
+                >= self.settings.scheduler.reload_interval.total_seconds()
+            ):
+                self._last_reload_poll = mono
+                self._reload()
+        except StoreError as exc:
+            log.error("store unavailable while reloading jobs: %s", exc)
+        wait = self._resume_open_fires(now, mono)
+        self.planner.post(Pulse())
+        if (
+            mono - self._last_heartbeat
+            >= self.settings.scheduler.heartbeat_interval.total_seconds()
+        ):
+            self._last_heartbeat = mono
+            try:
+                self._heartbeat(now, state="running")
+            except StoreError as exc:
+                log.error("store unavailable for the heartbeat: %s", exc)
+            self.notifier.status(self.status_line())
+        interval = self.notifier.watchdog_interval
+        if interval is not None and mono - self._last_watchdog >= interval and self.healthy():
+            self._last_watchdog = mono
+            self.notifier.watchdog()
+        return max(0.0, wait)
+
+    def wake(self) -> None:
+        """Plan and claim every fire whose time has come (what the timer calls; tests call
+        it to play the timer's part)."""
+        self.planner.post(Due())
+
+    def detect_stall(self, now: datetime, mono: float) -> bool:
+        """Plan catch-up when the wall clock jumped ahead or the process was frozen."""
+        wall_delta = (now - self._last_wall).total_seconds()
+        mono_delta = mono - self._last_mono
+        self._last_wall, self._last_mono = now, mono
+        threshold = self.stall_threshold.total_seconds()
+        if wall_delta < -threshold:
+            # Instants already in the history are never fired again (unique key + cursors).
+            log.warning("wall clock stepped back by %.0fs; nothing is re-fired", -wall_delta)
+            self.timer.look_again()
+            return False
+        if wall_delta - mono_delta > threshold or mono_delta > MAX_TICK + threshold:
+            log.warning(
+                "stall detected: wall clock moved %.1fs, monotonic %.1fs; planning catch-up",
+                wall_delta,
+                mono_delta,
+            )
+            self.planner.post(CatchUp(now))
+            self.timer.look_again()
+            return True
+        return False
+
+    def healthy(self) -> bool:
+        """The loop runs (we are in it), and so do the timer and the planner once started."""
+        if self._planner_thread is None:
+            return True  # not started: `prepare` only (tests), or threads not wanted
+        return self.timer.alive and self._planner_thread.is_alive()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def request_reload(self) -> None:
+        self.reload_event.set()
+        self.wake_event.set()
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda _s, _f: self.request_reload())
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            # Second signal: leave now. Every claim is committed; the next start settles them.
+            os._exit(1)
+        self.request_stop()
+
+    # -- status ---------------------------------------------------------------------------------
+    def next_fire_at(self) -> datetime | None:
+        """When the next fire is due (jitter included), as the planner last published it."""
+        upcoming = self.planner.next_fire
+        return None if upcoming is None else upcoming[0]
+
+    def status_line(self) -> str:
+        jobs = self.planner.job_count
+        upcoming = self.planner.next_fire
+        if upcoming is None:
+            return f"{jobs} jobs; nothing scheduled"
+        return f"{jobs} jobs; next fire {upcoming[1]} at {utc_iso(upcoming[0])}"
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _reload(self, *, force: bool = False) -> None:
+        for load in self.loader.changes(force=force):
+            self.planner.post(load)
+
+    def _resume_open_fires(self, now: datetime, mono: float, *, startup: bool = False) -> float:
+        """Hand the open fires to carry forward to the planner; the seconds until the next
+        retry is due (at most a tick)."""
+        try:
+            fires = self.recovery.open_fires(now, mono, startup=startup)
+            next_retry = self.store.next_retry_at()
+        except StoreError as exc:
+            log.error("store unavailable while looking for retries: %s", exc)
+            return MAX_TICK
+        if fires:
+            self.planner.post(Resume(fires))
+        if next_retry is None:
+            return MAX_TICK
+        return min(MAX_TICK, max(0.0, (next_retry - now).total_seconds()))
+
+    def _heartbeat(self, now: datetime, *, state: str) -> None:
+        self.store.heartbeat(
+            self.daemon_id,
+            hostname=self.recovery.hostname,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            now=now,
+            next_fire_at=self.next_fire_at(),
+            state=state,
+        )
+
+    def _send(self, carries: Sequence[Carry]) -> None:
+        """The planner's hand-off: queue each fire behind its job's others."""
+        for carry in carries:
+            self.pool.submit(carry.fire.job_id, carry.fire.id, carry)
+
+    def _carry(self, carry: Carry) -> None:
+        """On a send worker: carry one fire forward."""
+        fire = carry.fire
+        try:
+            if carry.job is None:
+                # Its job was removed before this daemon loaded it: nothing can rebuild the
+                # request or read it back. Settle it as failed, saying why; never leave it open.
+                self.runner.abandon(fire, "the job was removed; this fire can no longer be sent")
+            elif carry.fresh:
+                self.runner.attempt(carry.job, fire)
+            else:
+                # `resume` reads the fire again and acts on its current state: a queued snapshot
+                # may be stale (a retry since become uncertain must be read back, not resent).
+                self.runner.resume(carry.job, fire)
+        except StoreError as exc:
+            # Resumed at the first pass that reaches the store again (the planner's pulse).
+            self.planner.post(Stranded([fire.id]))
+            log.error(
+                "store failed job=%s scheduled_for=%s: %s; the fire stays open and is resumed",
+                fire.job_id,
+                utc_iso(fire.scheduled_for),
+                exc,
+            )
