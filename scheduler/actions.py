@@ -1,4 +1,4 @@
-"""A Job and a scheduled instant -> the exact request to send (shared/spec/jobs.md).
+"""A Job and a scheduled instant -> the exact request to send (docs/jobs.md).
 
 `build_request` is pure: the same (job, scheduled instant, seq, run id) always gives the same
 request, whenever it is built. That is what makes a late fire (retry, catch-up, backfill) carry

@@ -1,4 +1,4 @@
-"""The `tallyfy-scheduler` command line (shared/spec/cli.md).
+"""The `tallyfy-scheduler` command line (docs/cli.md).
 
 Thin by design: each command parses its arguments, builds objects and calls one method; the
 rules live in the modules it calls. Settings are built lazily (once) in the `App` context

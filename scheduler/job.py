@@ -1,4 +1,4 @@
-"""The frozen domain Job: one schedule and one action (shared/spec/jobs.md).
+"""The frozen domain Job: one schedule and one action (docs/jobs.md).
 
 A `Job` is built only from a validated document (`definitions.py` checks job files and stored
 documents and is the one place that constructs Jobs from user input); once built it is

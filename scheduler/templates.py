@@ -1,4 +1,4 @@
-"""Safe templates for names, titles, summaries and kick-off values (shared/spec/jobs.md).
+"""Safe templates for names, titles, summaries and kick-off values (docs/jobs.md).
 
 Syntax: literal text with placeholders `{NAME}` or `{NAME:FORMAT}`; `{{` and `}}` are literal
 braces. NAME is one of the allowed names (`FIRE_NAMES` by default). FORMAT is a strftime
@@ -257,7 +257,7 @@ def fire_values(
     seq: int,
     deadline: datetime | None = None,
 ) -> dict[str, object]:
-    """The values a fire's templates see (shared/spec/jobs.md, "Templates").
+    """The values a fire's templates see (docs/jobs.md, "Templates").
 
     `fire` is the scheduled instant in the job's zone, `fire_utc` the same in UTC,
     `iso_week` the ISO week of `fire` in the zone (`2026-W48`), `seq` 1 + the number of

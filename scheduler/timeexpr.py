@@ -1,4 +1,4 @@
-"""Time expressions (`+2bd@17:00`) and the business-day calendar (shared/spec/jobs.md).
+"""Time expressions (`+2bd@17:00`) and the business-day calendar (docs/jobs.md).
 
 A time expression names an instant relative to a fire's **scheduled instant**, in the job's
 zone. It is parsed once (`parse_time_expression`, when a job is applied) and resolved many
@@ -187,7 +187,7 @@ def localize(naive: datetime, zone: tzinfo) -> datetime:
     A wall time inside a DST gap does not exist: it becomes the first instant after the gap
     (the transition itself, e.g. 02:30 on a New York spring-forward day -> 03:00 EDT). A
     wall time that happens twice takes its first occurrence (fold=0, the earlier offset).
-    These are the same rules the cron engine follows (shared/spec/schedules.md).
+    These are the same rules the cron engine follows (docs/schedules.md).
     """
     naive = naive.replace(tzinfo=None, fold=0)
     first = naive.replace(tzinfo=zone)

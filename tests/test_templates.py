@@ -1,4 +1,4 @@
-"""Safe templates (shared/spec/jobs.md, "Templates" and "Validation").
+"""Safe templates (docs/jobs.md, "Templates" and "Validation").
 
 Calendar facts used below: 2026-11-26 is a Thursday (ISO week 2026-W48); 2026-12-31 is a
 Thursday, so ISO week 53 of 2026 runs Mon 2026-12-28 to Sun 2027-01-03 and 2027-W01 starts

@@ -1,4 +1,4 @@
-"""Time expressions and the business-day calendar (shared/spec/jobs.md, "Time expressions").
+"""Time expressions and the business-day calendar (docs/jobs.md, "Time expressions").
 
 Real transitions used below (IANA tz database):
 

@@ -1,4 +1,4 @@
-"""The one schedule engine: cron expressions evaluated in a time zone (shared/spec/schedules.md).
+"""The one schedule engine: cron expressions evaluated in a time zone (docs/schedules.md).
 
 Preview (`next`), live firing, catch-up and backfill all call this package; nothing else
 evaluates cron::

@@ -1,4 +1,4 @@
-"""Cron expression text + zone -> a validated CronSchedule (shared/spec/schedules.md, "Fields")."""
+"""Cron expression text + zone -> a validated CronSchedule (docs/schedules.md, "Fields")."""
 
 from __future__ import annotations
 

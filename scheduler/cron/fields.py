@@ -1,6 +1,6 @@
 """One cron field's text -> the set of values it allows, as a bitmask (bit v set = value v).
 
-Each comma-separated item is one of (shared/spec/schedules.md, "Fields"):
+Each comma-separated item is one of (docs/schedules.md, "Fields"):
 
     *        */S        N        N-M        N-M/S        H        H(N-M)       H/S    H(N-M)/S
     L        (day-of-month: the last day of the month)

@@ -3,7 +3,7 @@
 The UTC timeline splits into *segments* between the zone's offset transitions; within a
 segment of offset `o`, wall time `w` is the instant `w - o`, so the wall-clock matcher
 answers every question there. At a transition at instant T from offset `b` (before) to
-`a` (after), shared/spec/schedules.md ("Time zones and daylight-saving time") decides:
+`a` (after), docs/schedules.md ("Time zones and daylight-saving time") decides:
 
 - interval jobs follow the clock as it happens: the segment after T starts at wall T + a.
   After a gap (a > b) the wall times [T + b, T + a) never occur, so nothing fires there;

@@ -1,4 +1,4 @@
-"""Daylight-saving time, zone by zone (shared/spec/schedules.md; cronie's rules; cronsim style).
+"""Daylight-saving time, zone by zone (docs/schedules.md; cronie's rules; cronsim style).
 
 The real transitions these tables rely on (IANA tz database):
 

@@ -3,7 +3,7 @@
 The oracle shares nothing with the engine: hypothesis builds each field from parts whose
 meaning it knows (so it never parses cron text), and the oracle walks every minute (or
 second) of UTC in a window, turns it into wall time with zoneinfo, and applies the rules of
-shared/spec/schedules.md directly:
+docs/schedules.md directly:
 
 - interval job: fire at u when the wall time at u matches;
 - fixed-time job: fire at u when the wall time at u matches and u is its first occurrence
