@@ -44,11 +44,11 @@ from scheduler.job import Job
 from scheduler.logs import configure_logging
 from scheduler.models import FireStatus, Trigger
 from scheduler.runner import Observer, Runner, request_for_instant
-from scheduler.sandbox.server import serve as serve_sandbox
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
+from tallyfy_sandbox.server import serve as serve_sandbox
 
 PROG_NAME = "tallyfy-scheduler"
 DEFAULT_NEXT_COUNT = 5  # cli.md: `next` shows five instants unless told otherwise

@@ -57,7 +57,7 @@ from scheduler.errors import (
 )
 from scheduler.logs import configure_logging
 from scheduler.ratelimit import RateLimiter
-from scheduler.sandbox import FaultRule, SandboxServer
+from tallyfy_sandbox import FaultRule, SandboxServer
 
 BASE = "https://tallyfy.test/api"
 ORG = "demo-org"

@@ -9,7 +9,7 @@ import requests
 from sandbox_helpers import DEMO, Api, demo_fixture, review_body
 
 from scheduler.errors import InvalidInput
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 UNAUTHENTICATED = {"error": True, "message": "Unauthenticated."}
 ENDPOINT_NOT_FOUND = {

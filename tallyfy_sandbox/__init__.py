@@ -2,7 +2,7 @@
 
 ::
 
-    from scheduler.sandbox import SandboxServer, FaultRule
+    from tallyfy_sandbox import SandboxServer, FaultRule
 
     with SandboxServer() as sb:          # the demo organization (demo_org.json) on a free port
         sb.url, sb.organization_id, sb.token
@@ -15,7 +15,7 @@ The same controls are served over HTTP under `/_sandbox/` for other processes.
 from __future__ import annotations
 
 from scheduler.client import parse_request_date
-from scheduler.sandbox.faults import FAULT_KINDS, FaultRule
-from scheduler.sandbox.server import SandboxServer, serve
+from tallyfy_sandbox.faults import FAULT_KINDS, FaultRule
+from tallyfy_sandbox.server import SandboxServer, serve
 
 __all__ = ["FAULT_KINDS", "FaultRule", "SandboxServer", "parse_request_date", "serve"]

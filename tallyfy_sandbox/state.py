@@ -20,7 +20,7 @@ from typing import Any
 
 from scheduler.clock import Clock
 from scheduler.errors import InvalidInput, SchedulerError, problem
-from scheduler.sandbox.validation import (
+from tallyfy_sandbox.validation import (
     OWNER_BUCKETS,
     Directory,
     LaunchRequest,
@@ -49,7 +49,7 @@ def load_fixture(source: Path | str | Mapping[str, Any] | None) -> dict[str, Any
     Raises InvalidInput naming what is missing or malformed.
     """
     if source is None:
-        text = importlib.resources.files("scheduler.sandbox").joinpath("demo_org.json").read_text()
+        text = importlib.resources.files("tallyfy_sandbox").joinpath("demo_org.json").read_text()
         data: Any = json.loads(text)
     elif isinstance(source, Mapping):
         data = copy.deepcopy(dict(source))

@@ -37,15 +37,15 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from scheduler.clock import Clock, SystemClock
 from scheduler.errors import InvalidInput, problem
-from scheduler.sandbox.faults import (
+from tallyfy_sandbox.faults import (
     AFTER_KINDS,
     BEFORE_KINDS,
     FaultBook,
     FaultRule,
     SlidingWindowLimit,
 )
-from scheduler.sandbox.state import ResourceNotFound, SandboxState, load_fixture
-from scheduler.sandbox.validation import field_errors
+from tallyfy_sandbox.state import ResourceNotFound, SandboxState, load_fixture
+from tallyfy_sandbox.validation import field_errors
 
 log = logging.getLogger(__name__)
 
