@@ -48,6 +48,7 @@ from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
+from tallyfy_sandbox.errors import InvalidInput as SandboxInvalid
 from tallyfy_sandbox.server import serve as serve_sandbox
 
 PROG_NAME = "tallyfy-scheduler"
@@ -747,7 +748,12 @@ def run(app: App, log_level: str) -> None:
 @click.option("--strict", is_flag=True, help="Also require Accept, X-Tallyfy-Client: APIClient.")
 def sandbox(host: str, port: int, fixture: Path | None, strict: bool) -> None:
     """The local Tallyfy-compatible API, for trying jobs without a real organization."""
-    serve_sandbox(host, port, fixture, strict)
+    try:
+        serve_sandbox(host, port, fixture, strict)
+    except SandboxInvalid as exc:  # a bad --fixture: exit 1 with one line per problem
+        raise InvalidInput(
+            [problem(p.message, file=p.file, key=p.key) for p in exc.problems]
+        ) from None
 
 
 @cli.command()

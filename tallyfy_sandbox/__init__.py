@@ -10,12 +10,31 @@
         sb.runs(), sb.tasks()            # everything created, to count launches exactly
 
 The same controls are served over HTTP under `/_sandbox/` for other processes.
+
+The sandbox is the oracle the product (`scheduler`) is tested against, so it imports nothing
+from it (tests/test_package_boundaries.py checks): its own errors (`errors.py`), its own
+two-method `Clock` protocol (`clock.py`; the product's FakeClock fits it structurally) and
+its own request-date parser written from the API documentation (`dates.py`), compared with
+the client's in tests/sandbox/test_sandbox_dates.py. The product imports it only for the
+`sandbox` and `demo` commands.
 """
 
 from __future__ import annotations
 
-from scheduler.client import parse_request_date
+from tallyfy_sandbox.dates import InvalidDate, parse_request_date
+from tallyfy_sandbox.errors import InvalidInput, Problem, ResourceNotFound, SandboxError
 from tallyfy_sandbox.faults import FAULT_KINDS, FaultRule
 from tallyfy_sandbox.server import SandboxServer, serve
 
-__all__ = ["FAULT_KINDS", "FaultRule", "SandboxServer", "parse_request_date", "serve"]
+__all__ = [
+    "FAULT_KINDS",
+    "FaultRule",
+    "InvalidDate",
+    "InvalidInput",
+    "Problem",
+    "ResourceNotFound",
+    "SandboxError",
+    "SandboxServer",
+    "parse_request_date",
+    "serve",
+]

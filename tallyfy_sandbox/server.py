@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
-from scheduler.clock import Clock, SystemClock
-from scheduler.errors import InvalidInput, problem
+from tallyfy_sandbox.clock import Clock, SystemClock
+from tallyfy_sandbox.errors import InvalidInput, ResourceNotFound, problem
 from tallyfy_sandbox.faults import (
     AFTER_KINDS,
     BEFORE_KINDS,
@@ -44,7 +44,7 @@ from tallyfy_sandbox.faults import (
     FaultRule,
     SlidingWindowLimit,
 )
-from tallyfy_sandbox.state import ResourceNotFound, SandboxState, load_fixture
+from tallyfy_sandbox.state import SandboxState, load_fixture
 from tallyfy_sandbox.validation import field_errors
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import pytest
 import requests
 from sandbox_helpers import DEMO, Api, demo_fixture, review_body
 
-from scheduler.errors import InvalidInput
 from tallyfy_sandbox import SandboxServer
+from tallyfy_sandbox.errors import InvalidInput
 
 UNAUTHENTICATED = {"error": True, "message": "Unauthenticated."}
 ENDPOINT_NOT_FOUND = {

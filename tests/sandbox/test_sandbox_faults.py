@@ -13,8 +13,8 @@ import requests
 from sandbox_helpers import DEMO, Api, review_body, task_body
 
 from scheduler.clock import FakeClock
-from scheduler.errors import InvalidInput
 from tallyfy_sandbox import FaultRule, SandboxServer
+from tallyfy_sandbox.errors import InvalidInput
 from tallyfy_sandbox.server import Request
 
 # --- faults that refuse before applying ------------------------------------------------

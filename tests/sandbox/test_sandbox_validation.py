@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from scheduler.errors import InvalidInput
 from tallyfy_sandbox import FAULT_KINDS, FaultRule, parse_request_date
+from tallyfy_sandbox.errors import InvalidInput
 from tallyfy_sandbox.faults import SlidingWindowLimit
 from tallyfy_sandbox.state import step_deadline
 from tallyfy_sandbox.validation import is_blank
