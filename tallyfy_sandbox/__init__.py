@@ -17,6 +17,15 @@ two-method `Clock` protocol (`clock.py`; the product's FakeClock fits it structu
 its own request-date parser written from the API documentation (`dates.py`), compared with
 the client's in tests/sandbox/test_sandbox_dates.py. The product imports it only for the
 `sandbox` and `demo` commands.
+
+Hostile clients get a status code, never a traceback or a stuck server (transport.py has the
+rules; tests/sandbox/test_sandbox_hardening.py attacks each over raw sockets): malformed
+framing is a 400 (501 for an unknown transfer coding), a body over `max_body_bytes` (1 MiB) a
+413, JSON nested deeper than 64 levels a 400, a request not whole within `request_timeout`
+(10 s) of its first byte a 408. At most `max_connections` (128) connections are open, a
+thread each; at the cap, the connection that has waited longest on its client is closed
+(503 if it was mid-request) so that idle or slow clients cannot lock others out, and only
+when every connection is busy in a handler is the newcomer answered 503.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from sandbox_helpers import DEMO, Api, review_body, task_body
 from scheduler.clock import FakeClock
 from tallyfy_sandbox import FaultRule, SandboxServer
 from tallyfy_sandbox.errors import InvalidInput
-from tallyfy_sandbox.server import Request
+from tallyfy_sandbox.transport import Request
 
 # --- faults that refuse before applying ------------------------------------------------
 
