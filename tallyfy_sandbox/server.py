@@ -627,10 +627,14 @@ class SandboxServer:
     def bind(self) -> HttpServer:
         """Open the listening socket now (so `url` has the real port) without serving yet."""
         if self._tcp is None:
-            self._tcp = HttpServer((self.host, self.port), self.app.handle, self.limits)
+            # `app.handle` is looked up per request: a test may wrap it on a running sandbox.
+            self._tcp = HttpServer((self.host, self.port), self._handle, self.limits)
             self.port = int(self._tcp.server_address[1])
             self.app.connection_stats = self._tcp.connection_stats
         return self._tcp
+
+    def _handle(self, request: Request) -> Response:
+        return self.app.handle(request)
 
     def start(self) -> SandboxServer:
         """Listen (port 0 picks a free one) and serve from background threads; returns self."""
