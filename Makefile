@@ -22,8 +22,8 @@ demo: venv
 test: venv lint types unit
 
 lint: venv
-	$(BIN)/ruff check scheduler tests bench
-	$(BIN)/ruff format --check scheduler tests bench
+	$(BIN)/ruff check scheduler tallyfy_sandbox tests bench
+	$(BIN)/ruff format --check scheduler tallyfy_sandbox tests bench
 
 types: venv
 	$(BIN)/mypy

@@ -27,8 +27,8 @@ from urllib.parse import parse_qs
 
 import requests
 
-from scheduler.sandbox import SandboxServer
-from scheduler.sandbox.server import Request
+from tallyfy_sandbox import SandboxServer
+from tallyfy_sandbox.transport import Request
 
 CHECKLIST = "705c13739dc06c6dda2accd933846ccc"  # "Monthly close": one kick-off field, one step
 PERIOD_FIELD = "0078ef3fc605082e96cff58ab46c04bc"

@@ -30,7 +30,6 @@ from scheduler.config import Settings, is_valid_zone, load_settings
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
-from scheduler.demo import run_demo
 from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
@@ -44,7 +43,6 @@ from scheduler.job import Job
 from scheduler.logs import configure_logging
 from scheduler.models import FireStatus, Trigger
 from scheduler.runner import Observer, Runner, request_for_instant
-from scheduler.sandbox.server import serve as serve_sandbox
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
 from scheduler.templatecheck import check_job_files
@@ -747,7 +745,17 @@ def run(app: App, log_level: str) -> None:
 @click.option("--strict", is_flag=True, help="Also require Accept, X-Tallyfy-Client: APIClient.")
 def sandbox(host: str, port: int, fixture: Path | None, strict: bool) -> None:
     """The local Tallyfy-compatible API, for trying jobs without a real organization."""
-    serve_sandbox(host, port, fixture, strict)
+    # Imported here, not at the top: the sandbox is a test and demo tool, and `run` (the
+    # daemon) must not load it (tests/test_package_boundaries.py).
+    from tallyfy_sandbox.errors import InvalidInput as SandboxInvalid
+    from tallyfy_sandbox.server import serve as serve_sandbox
+
+    try:
+        serve_sandbox(host, port, fixture, strict)
+    except SandboxInvalid as exc:  # a bad --fixture: exit 1 with one line per problem
+        raise InvalidInput(
+            [problem(p.message, file=p.file, key=p.key) for p in exc.problems]
+        ) from None
 
 
 @cli.command()
@@ -762,6 +770,8 @@ def sandbox(host: str, port: int, fixture: Path | None, strict: bool) -> None:
 @click.pass_obj
 def demo(app: App, jobs_dir: Path) -> None:
     """A sandbox, the example jobs firing every few seconds, and the daemon, until Ctrl-C."""
+    from scheduler.demo import run_demo  # it loads the sandbox: only for this command
+
     configure_logging("WARNING")
     code = run_demo(jobs_dir, write=click.echo, clock=app.clock)
     if code:

@@ -703,10 +703,13 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (to_utc(when) - to_utc(now)).total_seconds())
 
 
-# The request date forms the API accepts (tallyfy-api.md section 3.3 and 9.6).
-_ZULU = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
-_SPACED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}")
+# The request date forms the API accepts (tallyfy-api.md section 3.3 and 9.6). ASCII digits
+# only: `\d` alone also matches other scripts' digits, which strptime would read.
+_ZULU = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z", re.ASCII)
+_SPACED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
+_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:[0-5]\d", re.ASCII)
+# What the server trims around a string (Laravel's TrimStrings): ASCII whitespace, not U+00A0.
+_REQUEST_SPACE = " \t\r\n\x0b\x0c"
 
 
 def parse_request_date(value: Any) -> datetime:
@@ -717,13 +720,16 @@ def parse_request_date(value: Any) -> datetime:
     """
     if not isinstance(value, str):
         raise ValueError("not a string")
-    text = value.strip()
-    if _ZULU.fullmatch(text):
-        return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC)
-    if _SPACED.fullmatch(text):
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    if _OFFSET.fullmatch(text):
-        return datetime.fromisoformat(text).astimezone(UTC)
+    text = value.strip(_REQUEST_SPACE)
+    try:
+        if _ZULU.fullmatch(text):
+            return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC)
+        if _SPACED.fullmatch(text):
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        if _OFFSET.fullmatch(text):
+            return datetime.fromisoformat(text).astimezone(UTC)
+    except OverflowError:  # an offset that moves the instant out of years 1-9999
+        raise ValueError(f"out of range in UTC: {value!r}") from None
     raise ValueError(f"not a date the API accepts: {value!r}")
 
 

@@ -30,9 +30,9 @@ from scheduler.definitions import load_job_files
 from scheduler.job import Job
 from scheduler.models import Trigger
 from scheduler.runner import Runner
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Fire, JobDocument, Store
 from scheduler.timeexpr import BusinessCalendar
+from tallyfy_sandbox import SandboxServer
 
 # Launches every 10 s; the follow-up task (which attaches to the latest launch) 5 s after each.
 DEMO_SCHEDULES = ("*/10 * * * * *", "5-59/10 * * * * *")

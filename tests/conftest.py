@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Store, make_engine
+from tallyfy_sandbox import SandboxServer
 
 PG_URL_VARIABLE = "TALLYFY_SCHEDULER_TEST_PG_URL"
 # Read once at import, before the autouse fixture below clears TALLYFY_* for each test.

@@ -58,7 +58,7 @@ from scheduler.errors import (
 from scheduler.logs import configure_logging
 from scheduler.ratelimit import RateLimiter
 from scheduler.runner import RECONCILE_SKEW
-from scheduler.sandbox import FaultRule, SandboxServer
+from tallyfy_sandbox import FaultRule, SandboxServer
 
 BASE = "https://tallyfy.test/api"
 ORG = "demo-org"

@@ -88,7 +88,7 @@ def problems_of(paths: list[Path], settings: Settings) -> list[Problem]:
 def test_the_example_jobs_are_valid_and_match_the_demo_organization(settings: Settings) -> None:
     jobs = {job.id: job for job in load_job_files([EXAMPLES], settings, NOW)}
     assert sorted(jobs) == ["daily-approvals-follow-up", "weekly-client-review"]
-    demo = json.loads((EXAMPLES.parent / "scheduler/sandbox/demo_org.json").read_text())
+    demo = json.loads((EXAMPLES.parent / "tallyfy_sandbox/demo_org.json").read_text())
     weekly = jobs["weekly-client-review"].action
     assert isinstance(weekly, LaunchProcess)
     (template,) = [c for c in demo["checklists"] if c["id"] == weekly.checklist_id]

@@ -28,9 +28,9 @@ from scheduler.cli import cli
 from scheduler.config import CatchUpPolicy, load_settings
 from scheduler.errors import ConfigError
 from scheduler.job import TaskType
-from scheduler.sandbox import FAULT_KINDS, FaultRule
 from scheduler.templates import FIRE_NAMES, STRFTIME_DIRECTIVES
 from scheduler.timeexpr import UNITS
+from tallyfy_sandbox import FAULT_KINDS, FaultRule
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -19,8 +19,8 @@ from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
 from scheduler.config import Settings, StoreSettings
 from scheduler.definitions import load_job_files
-from scheduler.sandbox import SandboxServer
 from scheduler.store import JobDocument, Store
+from tallyfy_sandbox import SandboxServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

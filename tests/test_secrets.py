@@ -36,8 +36,8 @@ from scheduler.clock import FakeClock
 from scheduler.config import Secret
 from scheduler.errors import ApiError
 from scheduler.models import FireStatus
-from scheduler.sandbox import FaultRule, SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import FaultRule, SandboxServer
 
 TOKEN = "tok-SECRET-5f3a9c"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -51,7 +51,7 @@ WEEKLY = "weekly-client-review"
 
 def only_our_token() -> dict[str, Any]:
     """The demo organization, accepting TOKEN and nothing else."""
-    fixture = json.loads(files("scheduler.sandbox").joinpath("demo_org.json").read_text())
+    fixture = json.loads(files("tallyfy_sandbox").joinpath("demo_org.json").read_text())
     fixture = copy.deepcopy(fixture)
     fixture["tokens"] = [TOKEN]
     return dict(fixture)

@@ -2,7 +2,7 @@
 
 Each case writes a job file holding one mistake and checks the exact problem: its key, its
 value and its message (which names the fix). The sandbox serves the demo organization
-(scheduler/sandbox/demo_org.json): the "Weekly client review" template has required kick-off
+(tallyfy_sandbox/demo_org.json): the "Weekly client review" template has required kick-off
 fields "Client name" (text) and "Review due" (date), a dropdown, a radio, a multiselect, a
 two-column table and a textarea, and three steps.
 """
@@ -23,8 +23,8 @@ from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
 from scheduler.config import Secret, Settings, StoreSettings
 from scheduler.errors import DefinitionError, Problem
-from scheduler.sandbox import SandboxServer
 from scheduler.templatecheck import Target, check_job_files, check_templates
+from tallyfy_sandbox import SandboxServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # Monday; the next "0 9 * * MON" is 9 March

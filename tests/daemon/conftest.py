@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonEnv, DaemonProcess
 
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import SandboxServer
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from daemon_helpers import audit, write_job
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
 from scheduler.models import FireStatus, Trigger
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import SandboxServer
 
 NOW = datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC)  # a Monday
 

@@ -28,8 +28,8 @@ from daemon_helpers import (
 )
 
 from scheduler.models import FireStatus, Trigger
-from scheduler.sandbox import FaultRule, SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import FaultRule, SandboxServer
 
 NEW_YORK = ZoneInfo("America/New_York")
 

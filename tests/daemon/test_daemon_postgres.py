@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from daemon_helpers import DaemonEnv, clean_audit, wait_until, write_job
 
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import SandboxServer
 
 
 def utc_now() -> datetime:

@@ -42,9 +42,9 @@ from scheduler.models import FireStatus, Trigger
 from scheduler.notify import Notifier
 from scheduler.ratelimit import RateLimiter
 from scheduler.runner import Runner
-from scheduler.sandbox import FaultRule, SandboxServer
 from scheduler.store import Fire, JobDocument, Store
 from scheduler.timeexpr import BusinessCalendar
+from tallyfy_sandbox import FaultRule, SandboxServer
 
 START = datetime(2026, 5, 4, 10, 0, 0, 500000, tzinfo=UTC)  # a Monday, half a second past 10:00
 SECOND = timedelta(seconds=1)

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from daemon_helpers import DaemonEnv, audit, config_toml, wait_until, write_job
 
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Store
+from tallyfy_sandbox import SandboxServer
 
 HEALTHY = [f"healthy-{i:02d}" for i in range(20)]
 STUCK = "stuck"

@@ -46,8 +46,8 @@ from scheduler.config import load_settings
 from scheduler.cron import CronSchedule, parse_schedule
 from scheduler.definitions import load_job_files
 from scheduler.models import FireStatus
-from scheduler.sandbox import SandboxServer
 from scheduler.store import Fire, JobDocument, Store
+from tallyfy_sandbox import SandboxServer
 
 # -- constants ----------------------------------------------------------------------------------
 RELIABILITY_TOKEN = "tok-RELIABILITY-8d2e71"

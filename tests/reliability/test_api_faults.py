@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from scheduler.models import FireStatus
-from scheduler.sandbox.faults import FaultRule
+from tallyfy_sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.sandbox.faults import FaultRule
+from tallyfy_sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.slow
 

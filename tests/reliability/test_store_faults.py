@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.sandbox.faults import FaultRule
+from tallyfy_sandbox.faults import FaultRule
 
 FAULT_SECONDS = 8.0  # longer than the store's busy timeout (5 s): writes fail, not just wait
 # A request already in flight when the fault begins (the held task above all) may still land.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sandbox_helpers import Api
 
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 
 @pytest.fixture(scope="module")

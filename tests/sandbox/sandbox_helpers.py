@@ -9,11 +9,11 @@ from typing import Any
 
 import requests
 
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 
 class DEMO:
-    """Ids from scheduler/sandbox/demo_org.json."""
+    """Ids from tallyfy_sandbox/demo_org.json."""
 
     ORG = "demo-org"
     TOKEN = "sandbox-token"
@@ -40,7 +40,7 @@ class DEMO:
 
 def demo_fixture() -> dict[str, Any]:
     """A fresh copy of the bundled demo organization, to extend in a test."""
-    text = files("scheduler.sandbox").joinpath("demo_org.json").read_text()
+    text = files("tallyfy_sandbox").joinpath("demo_org.json").read_text()
     return dict(copy.deepcopy(json.loads(text)))
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from sandbox_helpers import DEMO, Api, demo_fixture, review_body
 
-from scheduler.errors import InvalidInput
-from scheduler.sandbox import SandboxServer
+from scheduler.cli import cli
+from tallyfy_sandbox import SandboxServer
+from tallyfy_sandbox.errors import InvalidInput
 
 UNAUTHENTICATED = {"error": True, "message": "Unauthenticated."}
 ENDPOINT_NOT_FOUND = {
@@ -222,6 +226,23 @@ def test_a_fixture_missing_its_tokens_is_refused() -> None:
     del fixture["tokens"]
     with pytest.raises(InvalidInput, match="tokens"):
         SandboxServer(fixture)
+
+
+def test_the_sandbox_command_refuses_a_bad_fixture_with_one_line_per_problem(
+    tmp_path: Path,
+) -> None:
+    fixture = demo_fixture()
+    del fixture["tokens"]
+    fixture["organization"] = {"id": 7}
+    path = tmp_path / "org.json"
+    path.write_text(json.dumps(fixture))
+    result = CliRunner().invoke(cli, ["sandbox", "--port", "0", "--fixture", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        f"{path}: organization: must be an object with a string id",
+        f"{path}: tokens: must be a non-empty list of strings",
+    ]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_stop_closes_idle_keep_alive_connections_and_is_idempotent() -> None:

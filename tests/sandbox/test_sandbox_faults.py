@@ -13,9 +13,9 @@ import requests
 from sandbox_helpers import DEMO, Api, review_body, task_body
 
 from scheduler.clock import FakeClock
-from scheduler.errors import InvalidInput
-from scheduler.sandbox import FaultRule, SandboxServer
-from scheduler.sandbox.server import Request
+from tallyfy_sandbox import FaultRule, SandboxServer
+from tallyfy_sandbox.errors import InvalidInput
+from tallyfy_sandbox.transport import Request
 
 # --- faults that refuse before applying ------------------------------------------------
 
@@ -335,7 +335,7 @@ def test_admin_endpoints_refuse_non_loopback_peers(sandbox: SandboxServer) -> No
 
 
 def test_serve_prints_the_url_organization_and_token_then_serves() -> None:
-    code = "from scheduler.sandbox import serve; serve(port=0)"
+    code = "from tallyfy_sandbox import serve; serve(port=0)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_helpers import DEMO, Api, assert_422
 
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 PAGINATION_KEYS = {"total", "count", "per_page", "current_page", "total_pages", "links"}
 

@@ -11,7 +11,7 @@ import pytest
 from sandbox_helpers import DEMO, Api, assert_422, demo_fixture, review_body
 
 from scheduler.clock import FakeClock
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 RUN_FIELDS = {
     "id",

@@ -11,7 +11,7 @@ import pytest
 from sandbox_helpers import DEMO, Api, assert_422, task_body
 
 from scheduler.clock import FakeClock
-from scheduler.sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer
 
 
 @pytest.fixture
@@ -165,11 +165,14 @@ DATES = [
     ("2026-03-08 07:00:00", "2026-03-08T07:00:00.000Z"),
     ("2026-03-08T02:00:00-05:00", "2026-03-08T07:00:00.000Z"),
     ("2026-03-08T08:00:00+01:00", "2026-03-08T07:00:00.000Z"),
+    ("2026-03-08T07:00:00.1234567Z", "2026-03-08T07:00:00.000Z"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("sent", "stored"), DATES, ids=["zulu", "zulu-fraction", "spaced-utc", "minus-5", "plus-1"]
+    ("sent", "stored"),
+    DATES,
+    ids=["zulu", "zulu-fraction", "spaced-utc", "minus-5", "plus-1", "seven-digit-fraction"],
 )
 def test_accepted_deadline_forms_are_stored_in_utc(api: Api, sent: str, stored: str) -> None:
     response = api.post("tasks", task_body(deadline=sent))
@@ -186,8 +189,23 @@ def test_accepted_deadline_forms_are_stored_in_utc(api: Api, sent: str, stored: 
         "2026-03-08T07:00Z",
         "2026-02-30 07:00:00",
         1772953200,
+        "0001-01-01T00:00:00+01:00",  # was a 500: the shared parser raised OverflowError
+        "\u0662\u0660\u0662\u0666-03-08 07:00:00",  # was a 201: `\d` read Arabic-Indic digits
+        "\xa02026-03-08 07:00:00",  # a no-break space: only ASCII whitespace is trimmed
+        "2026-03-08T07:00:00+00:60",
     ],
-    ids=["naive-iso", "date-only", "european", "no-seconds", "feb-30", "epoch-number"],
+    ids=[
+        "naive-iso",
+        "date-only",
+        "european",
+        "no-seconds",
+        "feb-30",
+        "epoch-number",
+        "before-year-1",
+        "arabic-indic-digits",
+        "no-break-space",
+        "offset-minute-60",
+    ],
 )
 def test_other_deadline_forms_are_a_422(api: Api, sent: Any) -> None:
     assert_422(

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from scheduler.errors import InvalidInput
-from scheduler.sandbox import FAULT_KINDS, FaultRule, parse_request_date
-from scheduler.sandbox.faults import SlidingWindowLimit
-from scheduler.sandbox.state import step_deadline
-from scheduler.sandbox.validation import is_blank
+from tallyfy_sandbox import FAULT_KINDS, FaultRule, parse_request_date
+from tallyfy_sandbox.errors import InvalidInput
+from tallyfy_sandbox.faults import SlidingWindowLimit
+from tallyfy_sandbox.state import step_deadline
+from tallyfy_sandbox.validation import is_blank
 
 START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 

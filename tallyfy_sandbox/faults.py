@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from scheduler.errors import InvalidInput, problem
+from tallyfy_sandbox.errors import InvalidInput, problem
 
 #: What a rule does; see FaultRule.
 FAULT_KINDS = (

@@ -1,9 +1,7 @@
-"""The sandbox's HTTP server: a small HTTP/1.1 keep-alive server on raw sockets, and the routes.
+"""The sandbox's HTTP server: the routes and request pipeline, and `SandboxServer` around them.
 
-Why not `http.server`: its per-request cost (email-module header parsing, a buffered writer
-flushed per line) caps it well below what the daemon's benchmark sends, and `drop_after` needs
-to close a socket with no response at all, which a raw handler does by construction. Each
-connection gets a thread (socketserver), so a `latency` fault delays only its own request.
+The wire (HTTP/1.1 keep-alive on raw sockets, one thread per connection, and the limits on
+sizes, time and connections) is transport.py; a `latency` fault delays only its own request.
 
 Request pipeline (`SandboxApp.handle`):
 1. count the request (`/_sandbox/stats`); admin routes (`/_sandbox/...`) are answered here,
@@ -11,73 +9,53 @@ Request pipeline (`SandboxApp.handle`):
 2. "before" faults: `latency` sleeps, then `rate_limit` / `error_before` answer without applying;
 3. route -> 404 ENDPOINT_NOT_FOUND or 405; authentication -> 401 (406 for Accept, strict);
 4. the sliding-window rate limit (per token) -> 429, not applied;
-5. the handler: 2xx, 404 RESOURCE_NOT_FOUND, 422 with field errors, 400 for bad JSON;
+5. the handler: 2xx, 404 RESOURCE_NOT_FOUND, 422 with field errors, 400 for a body that is not
+   JSON or nests deeper than 64 levels (a 100,000-deep `[[[...` must not reach a recursion);
 6. on 2xx only, "after" faults: `delay_after` sleeps, `error_after` replaces the answer,
    `drop_after` closes the connection with no answer. The work is done either way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import itertools
 import json
-import logging
-import socket
-import socketserver
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
-from scheduler.clock import Clock, SystemClock
-from scheduler.errors import InvalidInput, problem
-from scheduler.sandbox.faults import (
+from tallyfy_sandbox.clock import Clock, SystemClock
+from tallyfy_sandbox.errors import InvalidInput, ResourceNotFound, problem
+from tallyfy_sandbox.faults import (
     AFTER_KINDS,
     BEFORE_KINDS,
     FaultBook,
     FaultRule,
     SlidingWindowLimit,
 )
-from scheduler.sandbox.state import ResourceNotFound, SandboxState, load_fixture
-from scheduler.sandbox.validation import field_errors
-
-log = logging.getLogger(__name__)
+from tallyfy_sandbox.state import SandboxState, load_fixture
+from tallyfy_sandbox.transport import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    HttpServer,
+    Limits,
+    Request,
+    Response,
+    error_response,
+)
+from tallyfy_sandbox.validation import field_errors
 
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100
 USERS_PER_PAGE = 9999  # users and guests lists default to (almost) everything (section 6)
 GUESTS_PER_PAGE = 999
-MAX_BODY_BYTES = 8 * 1024 * 1024
-MAX_HEADER_LINES = 100
-# How long an idle keep-alive connection is kept; the client's pool reconnects transparently.
-IDLE_TIMEOUT_SECONDS = 120.0
-
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    411: "Length Required",
-    413: "Payload Too Large",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
+# Deeper JSON is refused before anything walks it recursively (validation, deepcopy, dumps).
+MAX_JSON_DEPTH = 64
 
 UNAUTHENTICATED = {"error": True, "message": "Unauthenticated."}
 ENDPOINT_NOT_FOUND = {
@@ -86,46 +64,6 @@ ENDPOINT_NOT_FOUND = {
     "code": "ENDPOINT_NOT_FOUND",
 }
 RESOURCE_NOT_FOUND = {"error": True, "message": "Resource not found", "code": "RESOURCE_NOT_FOUND"}
-
-
-@dataclass
-class Request:
-    """One parsed HTTP request."""
-
-    method: str
-    target: str  # path and query string, as sent
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    client_host: str
-    host_header: str = ""
-
-
-@dataclass
-class Response:
-    """What to answer; `drop` closes the connection without writing anything."""
-
-    status: int
-    payload: Any = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    drop: bool = False
-
-    def encode(self, keep_alive: bool, request_id: str) -> bytes:
-        body = b"" if self.payload is None else json.dumps(self.payload).encode()
-        head = [
-            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Status')}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-            f"X-Request-Id: {request_id}",
-            "Connection: keep-alive" if keep_alive else "Connection: close",
-        ]
-        head += [f"{k}: {v}" for k, v in self.headers]
-        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _error(status: int, message: str, **extra: Any) -> Response:
-    return Response(status, {"error": True, "message": message, **extra})
 
 
 def _unprocessable(exc: InvalidInput) -> Response:
@@ -142,9 +80,31 @@ def _json_body(request: Request) -> Any:
     if not request.body.strip():
         return {}
     try:
-        return json.loads(request.body)
+        value = json.loads(request.body)
+    except RecursionError:  # the C decoder counts its depth against the recursion limit
+        raise _BadJson(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as exc:
         raise _BadJson(str(exc)) from exc
+    if _nested_deeper_than(value, MAX_JSON_DEPTH):
+        raise _BadJson(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays/objects nest more than `limit` levels; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -214,6 +174,8 @@ class SandboxApp:
         self.limit = SlidingWindowLimit()
         self.stats = _Stats()
         self.sleep: Callable[[float], None] = time.sleep
+        # The transport's connection counts, for /_sandbox/stats (set when a socket is bound).
+        self.connection_stats: Callable[[], dict[str, int]] = dict
         org = ("organizations", "{}")
         # (segments, method) -> handler; "{}" matches one path segment.
         self.routes: list[tuple[tuple[str, ...], str, Handler]] = [
@@ -272,7 +234,9 @@ class SandboxApp:
                 elif rule.kind == "drop_after":
                     return Response(0, drop=True)
                 else:
-                    return _error(rule.status, rule.message or "Injected server error (applied)")
+                    return error_response(
+                        rule.status, rule.message or "Injected server error (applied)"
+                    )
         return response
 
     def _fault_answer(self, rule: FaultRule) -> Response:
@@ -282,7 +246,7 @@ class SandboxApp:
                 headers.append(("Retry-After", str(rule.retry_after)))
             message = rule.message or "Too many requests. Please slow down."
             return Response(429, {"message": message, "code": "RATE_LIMIT_EXCEEDED"}, headers)
-        return _error(rule.status, rule.message or "Injected server error (not applied)")
+        return error_response(rule.status, rule.message or "Injected server error (not applied)")
 
     def _route(self, request: Request) -> tuple[Handler, list[str]] | Response:
         path = request.path
@@ -306,7 +270,7 @@ class SandboxApp:
                     return handler, params
                 allowed = True
         if allowed:
-            return _error(405, "Method not allowed")
+            return error_response(405, "Method not allowed")
         return Response(404, ENDPOINT_NOT_FOUND)
 
     def _authenticate(self, request: Request) -> Response | str:
@@ -322,7 +286,7 @@ class SandboxApp:
                 return Response(404, ENDPOINT_NOT_FOUND)
             return Response(401, {**UNAUTHENTICATED, "reason": "X-Tallyfy-Client header missing"})
         if self.strict and "application/json" not in request.headers.get("accept", ""):
-            return _error(406, "Send Accept: application/json", code="NOT_ACCEPTABLE")
+            return error_response(406, "Send Accept: application/json", code="NOT_ACCEPTABLE")
         return token
 
     def _dispatch(self, request: Request) -> Response:
@@ -348,8 +312,8 @@ class SandboxApp:
             response = Response(404, RESOURCE_NOT_FOUND)
         except InvalidInput as exc:
             response = _unprocessable(exc)
-        except _BadJson:
-            response = _error(400, "The request body is not valid JSON.")
+        except _BadJson as exc:
+            response = error_response(400, f"The request body is not valid JSON: {exc}")
         response.headers.extend(limit_headers)
         return response
 
@@ -500,7 +464,7 @@ class SandboxApp:
 
     def _admin(self, request: Request) -> Response:
         if not _is_loopback(request.client_host):
-            return _error(403, "The sandbox admin endpoints answer loopback clients only.")
+            return error_response(403, "The sandbox admin endpoints answer loopback clients only.")
         name = request.path[len("/_sandbox/") :].strip("/")
         handler = self.admin_routes.get((request.method, name))
         if handler is None:
@@ -509,8 +473,8 @@ class SandboxApp:
             return handler(request)
         except InvalidInput as exc:
             return _unprocessable(exc)
-        except _BadJson:
-            return _error(400, "The request body is not valid JSON.")
+        except _BadJson as exc:
+            return error_response(400, f"The request body is not valid JSON: {exc}")
 
     def _admin_add_faults(self, request: Request) -> Response:
         body = _json_body(request)
@@ -570,6 +534,7 @@ class SandboxApp:
                     "tasks": tasks,
                     "faults": self.faults.rules(),
                     "rate_limit": {"per_minute": self.limit.per_minute},
+                    "connections": self.connection_stats(),
                 }
             },
         )
@@ -599,157 +564,6 @@ def _with(request: Request) -> set[str]:
     return {w.strip() for w in request.query.get("with", "").split(",") if w.strip()}
 
 
-# --- sockets ----------------------------------------------------------------------------
-
-
-class _Connection(socketserver.BaseRequestHandler):
-    """One client connection: parse requests, answer them, keep the connection alive."""
-
-    server: _TcpServer
-
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        app = self.server.app
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(IDLE_TIMEOUT_SECONDS)
-        self.server.track(sock, True)
-        reader = sock.makefile("rb", buffering=65536)
-        try:
-            while True:
-                parsed = self._read_request(reader, sock)
-                if parsed is None:
-                    return
-                request, keep_alive = parsed
-                request_id = self.server.next_request_id()
-                try:
-                    response = app.handle(request)
-                    data = b"" if response.drop else response.encode(keep_alive, request_id)
-                except Exception:  # a sandbox bug: answer 500, keep serving, stay off stderr
-                    log.exception("sandbox failed on %s %s", request.method, request.target)
-                    response = _error(500, "Internal sandbox error")
-                    data = response.encode(keep_alive, request_id)
-                if response.drop:
-                    # The request was applied; the client hears nothing, just a closed socket.
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-                    return
-                sock.sendall(data)
-                if not keep_alive:
-                    return
-        except (OSError, ValueError):
-            return  # peer went away, timeout, or the server is stopping
-        finally:
-            reader.close()
-            self.server.track(sock, False)
-
-    def _read_request(self, reader: Any, sock: socket.socket) -> tuple[Request, bool] | None:
-        line = reader.readline(65537)
-        while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112)
-            line = reader.readline(65537)
-        if not line:
-            return None
-        parts = line.decode("latin-1").split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            self._reject(sock, 400, "Malformed request line")
-            return None
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES + 1):
-            raw = reader.readline(65537)
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = raw.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            self._reject(sock, 431, "Too many header lines")
-            return None
-        connection = headers.get("connection", "").lower()
-        if version == "HTTP/1.1":
-            keep_alive = "close" not in connection
-        else:
-            keep_alive = "keep-alive" in connection
-        if headers.get("expect", "").lower() == "100-continue":
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = self._read_chunked(reader)
-        else:
-            length = int(headers.get("content-length", "0") or "0")
-            if length > MAX_BODY_BYTES:
-                self._reject(sock, 413, "Request body too large")
-                return None
-            body = reader.read(length) if length > 0 else b""
-            if len(body) < length:
-                return None
-        path, _, query_text = target.partition("?")
-        query = {k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()}
-        request = Request(
-            method=method.upper(),
-            target=target,
-            path=path,
-            query=query,
-            headers=headers,
-            body=body,
-            client_host=str(self.client_address[0]),
-            host_header=headers.get("host", ""),
-        )
-        return request, keep_alive
-
-    @staticmethod
-    def _read_chunked(reader: Any) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            size = int(reader.readline(1024).split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while reader.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            total += size
-            if total > MAX_BODY_BYTES:
-                raise ValueError("chunked body too large")
-            chunks.append(reader.read(size))
-            reader.readline(8)
-
-    def _reject(self, sock: socket.socket, status: int, message: str) -> None:
-        with contextlib.suppress(OSError):
-            sock.sendall(_error(status, message).encode(False, self.server.next_request_id()))
-
-
-class _TcpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.app = app
-        self._ids = itertools.count(1)
-        self._conn_lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        super().__init__(address, _Connection)
-
-    def next_request_id(self) -> str:
-        return f"sandbox-{next(self._ids)}"
-
-    def track(self, sock: socket.socket, alive: bool) -> None:
-        with self._conn_lock:
-            if alive:
-                self._conns.add(sock)
-            else:
-                self._conns.discard(sock)
-
-    def close_connections(self) -> None:
-        """Unblock every connection thread (idle keep-alive readers included)."""
-        with self._conn_lock:
-            conns = list(self._conns)
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 class SandboxServer:
     """A local Tallyfy-compatible API with fault injection (tallyfy-api.md, "The sandbox").
 
@@ -766,6 +580,9 @@ class SandboxServer:
     assignee on one-off tasks and a `source` on file values. `clock` stamps `created_at` and
     drives the rate limit's window (a FakeClock makes both deterministic in tests).
     `missing_client_status` is 401 (default) or 404 for a request without X-Tallyfy-Client.
+    `max_connections`, `max_body_bytes` and `request_timeout` bound what clients can take
+    (transport.py: at the connection cap the connection waiting longest on its client is
+    closed; a larger body is a 413; a request not whole within the timeout a 408).
     """
 
     def __init__(
@@ -778,9 +595,17 @@ class SandboxServer:
         *,
         clock: Clock | None = None,
         missing_client_status: int = 401,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         if missing_client_status not in (401, 404):
             raise InvalidInput(problem("must be 401 or 404", key="missing_client_status"))
+        self.limits = Limits(
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            request_timeout=request_timeout,
+        )
         if prefix and not prefix.startswith("/"):
             prefix = "/" + prefix
         self.host = host
@@ -794,17 +619,22 @@ class SandboxServer:
             strict=strict,
             missing_client_status=missing_client_status,
         )
-        self._tcp: _TcpServer | None = None
+        self._tcp: HttpServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def bind(self) -> _TcpServer:
+    def bind(self) -> HttpServer:
         """Open the listening socket now (so `url` has the real port) without serving yet."""
         if self._tcp is None:
-            self._tcp = _TcpServer((self.host, self.port), self.app)
+            # `app.handle` is looked up per request: a test may wrap it on a running sandbox.
+            self._tcp = HttpServer((self.host, self.port), self._handle, self.limits)
             self.port = int(self._tcp.server_address[1])
+            self.app.connection_stats = self._tcp.connection_stats
         return self._tcp
+
+    def _handle(self, request: Request) -> Response:
+        return self.app.handle(request)
 
     def start(self) -> SandboxServer:
         """Listen (port 0 picks a free one) and serve from background threads; returns self."""
@@ -919,9 +749,24 @@ def serve(
     port: int = 8765,
     fixture: Path | str | Mapping[str, Any] | None = None,
     strict: bool = False,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
 ) -> None:
-    """Run a sandbox in the foreground until Ctrl-C; prints one line: URL, organization, token."""
-    server = SandboxServer(fixture, host=host, port=port, strict=strict)
+    """Run a sandbox in the foreground until Ctrl-C; prints one line: URL, organization, token.
+
+    The limits are SandboxServer's.
+    """
+    server = SandboxServer(
+        fixture,
+        host=host,
+        port=port,
+        strict=strict,
+        max_connections=max_connections,
+        max_body_bytes=max_body_bytes,
+        request_timeout=request_timeout,
+    )
     server.bind()
     sys.stdout.write(
         f"Tallyfy sandbox at {server.url}  organization {server.organization_id}"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from scheduler.client import parse_request_date
-from scheduler.errors import InvalidInput, Problem, problem
+from tallyfy_sandbox.dates import InvalidDate, parse_request_date
+from tallyfy_sandbox.errors import InvalidInput, Problem, problem
 
 NAME_MAX = 550
 TITLE_MAX = 600
@@ -25,15 +25,8 @@ TASK_TYPES = ("task", "approval", "expiring", "email", "expiring_email")
 OWNER_BUCKETS = ("users", "guests", "groups")
 FILE_SOURCES = ("local", "url")
 
-# The three request date forms the sandbox accepts (tallyfy-api.md "Decisions" and section 3.3);
-# anything else is a 422, so a client sending a naive ISO instant (read in the org's zone by
-# the real server, maybe) finds out here rather than in production.
+# Request dates: the three forms of dates.py; anything else is a 422.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def format_response_date(instant: datetime) -> str:
-    """`2026-03-08T07:00:00.000Z`: the form the API answers with."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ def _check_string(errs: _Collector, key: str, value: Any, max_len: int | None) -
 def _check_date(errs: _Collector, key: str, value: Any) -> datetime | None:
     try:
         return parse_request_date(value)
-    except ValueError:
+    except InvalidDate:
         errs.add(key, f"The {key} is not a valid date.")
         return None
 
@@ -209,7 +202,7 @@ def check_form_value(spec: Mapping[str, Any], value: Any, strict: bool) -> str |
     if ftype == "date":
         try:
             parse_request_date(value)
-        except ValueError:
+        except InvalidDate:
             return f"{label} is not a valid date."
         return None
     if ftype == "radio":

@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scheduler.clock import Clock
-from scheduler.errors import InvalidInput, SchedulerError, problem
-from scheduler.sandbox.validation import (
+from tallyfy_sandbox.clock import Clock
+from tallyfy_sandbox.dates import format_response_date
+from tallyfy_sandbox.errors import InvalidInput, ResourceNotFound, problem
+from tallyfy_sandbox.validation import (
     OWNER_BUCKETS,
     Directory,
     LaunchRequest,
@@ -28,19 +29,9 @@ from scheduler.sandbox.validation import (
     check_launch,
     check_launch_head,
     check_task,
-    format_response_date,
 )
 
 Record = dict[str, Any]
-
-
-class ResourceNotFound(SchedulerError, LookupError):
-    """An organization, run, task, template, guest... the request names does not exist."""
-
-    def __init__(self, kind: str, ident: str) -> None:
-        self.kind = kind
-        self.ident = ident
-        super().__init__(f"no {kind} {ident!r}")
 
 
 def load_fixture(source: Path | str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def load_fixture(source: Path | str | Mapping[str, Any] | None) -> dict[str, Any
     Raises InvalidInput naming what is missing or malformed.
     """
     if source is None:
-        text = importlib.resources.files("scheduler.sandbox").joinpath("demo_org.json").read_text()
+        text = importlib.resources.files("tallyfy_sandbox").joinpath("demo_org.json").read_text()
         data: Any = json.loads(text)
     elif isinstance(source, Mapping):
         data = copy.deepcopy(dict(source))
