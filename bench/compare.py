@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -49,7 +50,7 @@ def startup_figures(folder: Path, jobs: int) -> Callable[[int], dict[str, float]
     fill_store(f"sqlite:///{template}", varied_documents(jobs), datetime.now(UTC))
 
     def measure(run: int) -> dict[str, float]:
-        url = bench_startup.fresh_copy(template, f"run{run}", bench_startup.DOWNTIME)
+        url = bench_startup.fresh_copy(template, "measured", bench_startup.DOWNTIME)
         got = bench_startup.measure_process(url, folder)
         Path(url.removeprefix("sqlite:///")).unlink()
         return {
@@ -62,9 +63,11 @@ def startup_figures(folder: Path, jobs: int) -> Callable[[int], dict[str, float]
 
 
 def burst_figures(folder: Path, jobs: int) -> Callable[[int], dict[str, float]]:
+    made = itertools.count()
+
     def measure(run: int) -> dict[str, float]:
         got = bench_burst.run_burst(
-            folder / f"burst{run}",
+            folder / f"burst{next(made)}",  # a fresh store and sandbox each time
             jobs,
             per_minute=bench_burst.UNLIMITED_PER_MINUTE,
             workers=8,

@@ -25,12 +25,12 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from scheduler.actions import build_request, reconcile_key
 from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import Clock, utc_iso
-from scheduler.coalesce import Coalescer
 from scheduler.config import RetrySettings
 from scheduler.errors import (
     ApiError,
@@ -57,6 +57,16 @@ RECONCILE_SKEW = timedelta(minutes=5)
 FIRST_RECONCILE_DELAY = timedelta(seconds=1)
 
 Observer = Callable[[Fire, ApiRequest | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A fire marked `sending`, the request made for it (None if none could be built) and
+    the outcome to record."""
+
+    fire: Fire
+    request: ApiRequest | None
+    outcome: Outcome
 
 
 class FireRejected(InvalidInput):
@@ -116,9 +126,10 @@ def uses_seq(job: Job) -> bool:
 class Runner:
     """Sends fires and records their outcomes; shared by the daemon, `fire` and `backfill`.
 
-    Safe to call from several threads at once (the daemon's send workers): the store writes
-    of concurrent attempts (`sending` before the request, the outcome after it) are coalesced
-    into shared transactions (`Coalescer`), each still committed before the step that needs it.
+    Safe to call from several threads at once (the daemon's send workers). One fire or many
+    go the same way: `start` marks fires `sending` (one transaction), `send` sends one,
+    `record` writes outcomes (one transaction); `attempt` is the three for one fire. The
+    daemon starts fires in groups and records outcomes in batches (`scheduler/daemon/sending.py`).
 
     `daemon_id` owns the fires this runner claims (None: a CLI command); once `stop` is set
     (the daemon stops), an attempt still waiting for a rate-limit slot gives up unsent.
@@ -146,8 +157,6 @@ class Runner:
         self.daemon_id = daemon_id
         self.observer = observer
         self.stop = stop
-        self._starts: Coalescer[int, Fire | None] = Coalescer(self._start_batch)
-        self._outcomes: Coalescer[Outcome, Fire | None] = Coalescer(self._finish_batch)
 
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
@@ -201,7 +210,7 @@ class Runner:
             reason += "; it may have reached the API: look for it there"
         if fire.status is FireStatus.RETRYING:
             # `finish` applies to claimed fires; take the retry first (conditional, like all).
-            started = self._starts.call(fire.id)
+            (started,) = self.start([fire])
             if started is None:
                 return self.store.get_fire(fire.id)
             fire = started
@@ -212,7 +221,7 @@ class Runner:
 
     # -- steps ----------------------------------------------------------------------------------
     def attempt(self, job: Job, fire: Fire) -> Fire:
-        """Steps 2 and 3: wait for a rate-limit slot, mark `sending`, send, record the outcome.
+        """Steps 2 and 3 for one fire: a rate-limit slot, `start`, `send`, `record`.
 
         The slot comes first, so a fire is never `sending` while it waits for the limiter. If
         the daemon stops meanwhile, nothing is sent or written: the fire stays as it was
@@ -223,52 +232,57 @@ class Runner:
                 "not sent: stopping job=%s scheduled_for=%s", job.id, utc_iso(fire.scheduled_for)
             )
             return fire
-        started = self._starts.call(fire.id)
+        (started,) = self.start([fire])
         if started is None:  # another daemon moved it on meanwhile
             return self.store.get_fire(fire.id)
-        request, outcome = self._send(job, started)
-        done = self._outcomes.call(outcome)
-        if done is None:
-            log.warning(
-                "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
-                started.job_id,
-                utc_iso(started.scheduled_for),
-                outcome.status.value,
-            )
-            return self.store.get_fire(fire.id)
-        if done.status is not FireStatus.UNCERTAIN:  # reported once read back
-            self._report(done, request, outcome.error)
-        return done
+        (done,) = self.record([self.send(job, started)])
+        return done if done is not None else self.store.get_fire(fire.id)
 
-    def _send(self, job: Job, started: Fire) -> tuple[ApiRequest | None, Outcome]:
-        """Build and send the request of a fire just marked `sending` (its slot taken); the
-        request (None if none could be built) and the outcome, unrecorded."""
+    def start(self, fires: Sequence[Fire]) -> list[Fire | None]:
+        """Mark fires `sending` (attempt + 1) in one transaction, their rate-limit slots
+        taken; for each, the started fire, or None if someone else moved it on."""
+        started = self.store.start_attempts(
+            [fire.id for fire in fires], now=self.clock.now(), daemon_id=self.daemon_id
+        )
+        by_id = {fire.id: fire for fire in started}
+        return [by_id.get(fire.id) for fire in fires]
+
+    def send(self, job: Job, started: Fire) -> Attempt:
+        """Build and send the request of a fire just started; the outcome, not yet recorded."""
         try:
             request = self.request_for(job, started)
         except InvalidInput as exc:
-            return None, Outcome(started.id, FireStatus.FAILED, error=str(exc))
+            return Attempt(started, None, Outcome(started.id, FireStatus.FAILED, error=str(exc)))
         try:
             created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
-            return request, self._failed_outcome(started, exc)
-        return request, Outcome(
-            started.id,
-            FireStatus.SUCCEEDED,
-            remote_id=created.remote_id,
-            http_status=created.http_status,
+            return Attempt(started, request, self._failed_outcome(started, exc))
+        return Attempt(
+            started,
+            request,
+            Outcome(
+                started.id,
+                FireStatus.SUCCEEDED,
+                remote_id=created.remote_id,
+                http_status=created.http_status,
+            ),
         )
 
-    def _start_batch(self, fire_ids: Sequence[int]) -> list[Fire | None]:
-        """Mark fires `sending` in one transaction; None for those someone else moved on."""
-        started = self.store.start_attempts(
-            list(dict.fromkeys(fire_ids)), now=self.clock.now(), daemon_id=self.daemon_id
-        )
-        by_id = {fire.id: fire for fire in started}
-        return [by_id.get(fire_id) for fire_id in fire_ids]
-
-    def _finish_batch(self, outcomes: Sequence[Outcome]) -> list[Fire | None]:
-        """Record outcomes in one transaction; None for fires someone else moved on."""
-        return self.store.finish_many(outcomes, now=self.clock.now())
+    def record(self, attempts: Sequence[Attempt]) -> list[Fire | None]:
+        """Write the outcomes of `attempts` in one transaction; log and report each. For each,
+        the fire as recorded, or None if someone else moved it on meanwhile."""
+        done = self.store.finish_many([a.outcome for a in attempts], now=self.clock.now())
+        for attempt, fire in zip(attempts, done, strict=True):
+            if fire is None:
+                log.warning(
+                    "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
+                    attempt.fire.job_id,
+                    utc_iso(attempt.fire.scheduled_for),
+                    attempt.outcome.status.value,
+                )
+            elif fire.status is not FireStatus.UNCERTAIN:  # reported once read back
+                self._report(fire, attempt.request, attempt.outcome.error)
+        return done
 
     def reconcile(self, job: Job, fire: Fire) -> Fire:
         """Step 4: look the launch/task up by its rendered name/title before any resend."""

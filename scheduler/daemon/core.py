@@ -9,8 +9,9 @@ Who owns what (docs/design.md, "The daemon" draws it):
 - the **planner thread** owns every loaded job's state (`Planner`): it plans, records skips,
   claims, and hands claimed fires to the send pool. Everyone else posts it messages.
 - **APScheduler's thread** (`Timer`) only wakes the planner when the next fire time comes.
-- the **send workers** (`SendPool`) send and read back fires through the `Runner`, one
-  request per job at a time.
+- the **send workers** (`SendPool`, `Sender`) send and read back fires through the `Runner`,
+  one request per job at a time; fresh fires are started in groups and their outcomes
+  written in batches.
 
 Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
 `shutdown_grace`), record their outcomes, exit 0. Queued fires are not sent (they stay
@@ -44,6 +45,7 @@ from scheduler.config import Settings
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
 from scheduler.daemon.recovery import Recovery
+from scheduler.daemon.sending import Sender, group_size
 from scheduler.daemon.sendpool import SendPool
 from scheduler.daemon.timer import Timer
 from scheduler.errors import StoreError
@@ -126,8 +128,12 @@ class Daemon:
             stop=self.stop_event,
         )
         self.timer = Timer(self.wake)
+        self.sender = Sender(self.runner, on_stranded=self._stranded)
         self.pool: SendPool[Carry] = SendPool(
-            self._carry, workers=settings.scheduler.max_concurrent_fires if threaded else 0
+            self.sender,
+            workers=settings.scheduler.max_concurrent_fires if threaded else 0,
+            group_size=group_size(settings.tallyfy.max_requests_per_minute),
+            groupable=Sender.groupable,
         )
         self.planner = Planner(
             settings,
@@ -273,6 +279,7 @@ class Daemon:
             log.error("store unavailable while reloading jobs: %s", exc)
         wait = self._resume_open_fires(now, mono)
         self.planner.post(Pulse())
+        self.sender.flush()  # outcomes a busy pool has not written yet
         if (
             mono - self._last_heartbeat
             >= self.settings.scheduler.heartbeat_interval.total_seconds()
@@ -393,26 +400,6 @@ class Daemon:
         for carry in carries:
             self.pool.submit(carry.fire.job_id, carry.fire.id, carry)
 
-    def _carry(self, carry: Carry) -> None:
-        """On a send worker: carry one fire forward."""
-        fire = carry.fire
-        try:
-            if carry.job is None:
-                # Its job was removed before this daemon loaded it: nothing can rebuild the
-                # request or read it back. Settle it as failed, saying why; never leave it open.
-                self.runner.abandon(fire, "the job was removed; this fire can no longer be sent")
-            elif carry.fresh:
-                self.runner.attempt(carry.job, fire)
-            else:
-                # `resume` reads the fire again and acts on its current state: a queued snapshot
-                # may be stale (a retry since become uncertain must be read back, not resent).
-                self.runner.resume(carry.job, fire)
-        except StoreError as exc:
-            # Resumed at the first pass that reaches the store again (the planner's pulse).
-            self.planner.post(Stranded([fire.id]))
-            log.error(
-                "store failed job=%s scheduled_for=%s: %s; the fire stays open and is resumed",
-                fire.job_id,
-                utc_iso(fire.scheduled_for),
-                exc,
-            )
+    def _stranded(self, fire_ids: Sequence[int]) -> None:
+        """Fires whose carrying failed on the store: the planner resumes them later."""
+        self.planner.post(Stranded(fire_ids))

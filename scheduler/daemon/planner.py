@@ -117,11 +117,13 @@ Message = Due | Load | CatchUp | Resume | Stranded | Pulse
 @dataclass(frozen=True, slots=True)
 class Carry:
     """One fire for the send pool: `fresh` (just claimed: send it), else resume it by its
-    current state. `job` is None when its job is gone (the fire is settled as failed)."""
+    current state. `job` is None when its job is gone (the fire is settled as failed).
+    `started`: marked `sending` by the pool (its slot taken), to be sent now."""
 
     job: Job | None
     fire: Fire
     fresh: bool
+    started: bool = False
 
 
 @dataclass(slots=True)
