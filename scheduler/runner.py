@@ -35,6 +35,7 @@ from scheduler.config import RetrySettings
 from scheduler.errors import (
     ApiError,
     AuthenticationFailed,
+    FireRejected,
     InvalidInput,
     NotSent,
     RateLimited,
@@ -57,10 +58,6 @@ RECONCILE_SKEW = timedelta(minutes=5)
 FIRST_RECONCILE_DELAY = timedelta(seconds=1)
 
 Observer = Callable[[Fire, ApiRequest | None], None]
-
-
-class FireRejected(InvalidInput):
-    """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
 
 
 def request_for_instant(
