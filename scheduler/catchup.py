@@ -23,7 +23,7 @@ Only instants that will actually be fired are enumerated.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import chain
 
@@ -56,19 +56,10 @@ class Plan:
     fire: tuple[tuple[datetime, Trigger], ...] = ()
     skips: tuple[SkipRange, ...] = ()
     cursor: datetime | None = None
-    missed: int = field(default=0)
 
     @property
     def empty(self) -> bool:
         return not self.fire and not self.skips
-
-
-@dataclass(frozen=True)
-class Window:
-    """Where a job's instants may lie: strictly after `after`, at or before `until` (if set)."""
-
-    after: datetime
-    until: datetime | None = None
 
 
 def plan_due(
@@ -138,7 +129,6 @@ def plan_due(
 
     skips: list[SkipRange] = []
     fire: list[tuple[datetime, Trigger]] = []
-    missed_count = len(recent_missed)
 
     # Steps 1 and 2 look at (cursor, bulk_end): nothing there when the first instant after the
     # cursor is already past it (every live fire), and searching backwards from `bulk_end` for
@@ -150,7 +140,6 @@ def plan_due(
         old = _range(schedule, cursor, old_end, REASON_OUTSIDE_WINDOW)
         if old:
             skips.append(old)
-            missed_count += old.count
     # 2. Missed, inside the window, in the bulk region: by policy.
     inside_after = max(cursor, window_start - ONE_MICROSECOND)
     recent_inside = [s for s in recent_missed if s >= window_start]
@@ -162,14 +151,12 @@ def plan_due(
                 if s >= bulk_end:
                     break
                 fire.append((s, Trigger.CATCH_UP))
-                missed_count += 1
         else:
             newest = schedule.previous_at_or_before(bulk_end - ONE_MICROSECOND)
             if newest is not None and newest > inside_after:
                 if policy is CatchUpPolicy.LATEST and not recent_inside:
                     rest_end = newest
                     fire.append((newest, Trigger.CATCH_UP))
-                    missed_count += 1
                 else:
                     rest_end = newest + ONE_MICROSECOND
                 reason = (
@@ -178,7 +165,6 @@ def plan_due(
                 rest = _range(schedule, inside_after, rest_end, reason)
                 if rest:
                     skips.append(rest)
-                    missed_count += rest.count
     # 3. Missed recently (a stall not yet detected, or jitter): by policy, newest last.
     if recent_inside:
         if policy is CatchUpPolicy.ALL:
@@ -191,7 +177,7 @@ def plan_due(
             skips.extend(SkipRange(s, s, 1, REASON_POLICY_NONE) for s in recent_inside)
     fire.extend((s, Trigger.SCHEDULE) for s in live)
     fire.sort(key=lambda item: item[0])
-    return Plan(fire=tuple(fire), skips=tuple(skips), cursor=end_cursor, missed=missed_count)
+    return Plan(fire=tuple(fire), skips=tuple(skips), cursor=end_cursor)
 
 
 def _range(

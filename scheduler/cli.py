@@ -1,9 +1,10 @@
 """The `tallyfy-scheduler` command line (docs/cli.md).
 
-Thin by design: each command parses its arguments, builds objects and calls one method; the
-rules live in the modules it calls. Settings are built lazily (once) in the `App` context
-object, so `next --cron ... --tz ...` needs no config file and no store. `now` is read once
-per command, from the App's clock.
+Thin by design: each command parses its arguments, builds objects, calls one function and
+prints what it returns; the rules live in the modules it calls (`operations.py` for apply,
+fire, backfill and preview, shared with the demo). Settings are built lazily (once) in the
+`App` context object, so `next --cron ... --tz ...` needs no config file and no store. `now`
+is read once per command, from the App's clock.
 
 Exit codes: 0 success; 1 the command ran and failed (any `SchedulerError`: validation errors
 print one line per problem on stderr, naming file, key and value); 2 usage (click's).
@@ -13,23 +14,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
-from itertools import islice, takewhile
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from scheduler import __version__
-from scheduler.catchup import plan_backfill
+from scheduler import __version__, operations
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
 from scheduler.config import Settings, is_valid_zone, load_settings
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
-from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
+from scheduler.definitions import load_job_files
 from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
@@ -39,12 +39,11 @@ from scheduler.errors import (
     StoreError,
     problem,
 )
-from scheduler.job import Job
 from scheduler.logs import configure_logging
-from scheduler.models import FireStatus, Trigger
-from scheduler.runner import Observer, Runner, request_for_instant
+from scheduler.models import FireStatus
+from scheduler.runner import Observer, Runner
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
-from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob
+from scheduler.store import ApplyPlan, Fire, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
 
@@ -52,8 +51,6 @@ PROG_NAME = "tallyfy-scheduler"
 DEFAULT_NEXT_COUNT = 5  # cli.md: `next` shows five instants unless told otherwise
 DEFAULT_HISTORY_LIMIT = 50
 SHOW_HISTORY_LIMIT = 10  # `jobs show`: the recent history only
-MAX_BACKFILL = 100_000  # instants in one backfill: beyond this, split the range on purpose
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class App:
@@ -98,13 +95,6 @@ class App:
         while self._clients:
             self._clients.pop().close()
 
-    def job(self, store: Store, job_id: str) -> Job:
-        """A stored job as a validated Job (JobNotFound, DefinitionError)."""
-        return job_from_document(store.get_job(job_id).definition, self.settings)
-
-    def calendar(self) -> BusinessCalendar:
-        return BusinessCalendar.from_settings(self.settings.calendar)
-
     def reload_token(self) -> None:
         """SIGHUP: read the token again (a renewed credential) and hand it to the clients."""
         fresh = load_settings(self.config_path, db_url=self.db_url).tallyfy.access_token
@@ -123,24 +113,12 @@ class App:
         return Runner(
             store,
             self.client(),
-            organization_id=self.organization_id(),
-            calendar=self.calendar(),
+            organization_id=operations.require_organization_id(self.settings),
+            calendar=BusinessCalendar.from_settings(self.settings.calendar),
             retry=self.settings.retry,
             clock=self.clock,
             observer=observer,
         )
-
-    def organization_id(self) -> str:
-        org = self.settings.tallyfy.organization_id
-        if not org:
-            raise ConfigError(
-                problem(
-                    "not set: put organization_id under [tallyfy] in the config file or set "
-                    "TALLYFY_ORGANIZATION_ID",
-                    key="tallyfy.organization_id",
-                )
-            )
-        return org
 
 
 class Failed(click.ClickException):
@@ -279,18 +257,10 @@ def _stored_definitions(app: App) -> list[dict[str, Any]]:
 @click.pass_obj
 def jobs_apply(app: App, paths: Sequence[Path], prune: bool, dry_run: bool) -> None:
     """Validate job files, then store them all in one transaction (or none of them)."""
-    now = app.now()
-    found = load_job_files(paths, app.settings, now)
-    store = app.open_store()
-    check_run_from_job(found, [job.definition for job in store.list_jobs()], prune=prune)
-    docs = [
-        JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
-        for job in found
-    ]
-    if dry_run:
-        _print_plan(store.plan_apply(docs, prune=prune), dry_run=True)
-    else:
-        _print_plan(store.apply(docs, prune=prune, now=now), dry_run=False)
+    plan = operations.apply_job_files(
+        paths, app.settings, app.open_store, now=app.now(), prune=prune, dry_run=dry_run
+    )
+    _print_plan(plan, dry_run=dry_run)
 
 
 def _print_plan(plan: ApplyPlan, *, dry_run: bool) -> None:
@@ -435,7 +405,7 @@ def next_(
         instants = list(islice(schedule.iter_after(after), count))
     else:
         assert job_id is not None
-        job = app.job(app.open_store(), job_id)
+        job = operations.load_job(app.open_store(), app.settings, job_id)
         expression, zone_name = job.schedule, job.timezone
         instants = list(islice(job.fires_after(after), count))
     zone = ZoneInfo(zone_name)
@@ -462,28 +432,20 @@ def next_(
 def preview(app: App, job_id: str, at: datetime | None, as_json: bool) -> None:
     """The exact request a fire of the job would send; sends nothing."""
     now = app.now()
-    store = app.open_store()
-    job = app.job(store, job_id)
-    if at is None:
-        at = job.next_fire(now, fires_so_far=store.success_count(job.id))
-        if at is None:
-            raise InvalidInput(problem("the job has no next fire: pass --at", key=job.id))
-    request = request_for_instant(
-        store, job, at, organization_id=app.organization_id(), calendar=app.calendar()
-    )
+    shown = operations.preview(app.open_store(), app.settings, job_id, now=now, at=at)
     data = {
-        "job_id": job.id,
-        "scheduled_for": iso_in(at, job.zone),
-        "method": request.method,
-        "url": request.url(app.settings.tallyfy.base_url),
-        "body": request.body,
+        "job_id": shown.job.id,
+        "scheduled_for": iso_in(shown.scheduled_for, shown.job.zone),
+        "method": shown.request.method,
+        "url": shown.url,
+        "body": shown.request.body,
     }
     if as_json:
         _echo_json(data)
         return
-    click.echo(f"# {job.id}, fire scheduled for {data['scheduled_for']}")
-    click.echo(f"{request.method} {data['url']}")
-    click.echo(json.dumps(request.body, indent=2, ensure_ascii=False))
+    click.echo(f"# {shown.job.id}, fire scheduled for {data['scheduled_for']}")
+    click.echo(f"{shown.request.method} {shown.url}")
+    click.echo(json.dumps(shown.request.body, indent=2, ensure_ascii=False))
 
 
 def _stored_or_none(store: Store, job_id: str) -> list[StoredJob]:
@@ -548,30 +510,6 @@ def _outcome_line(fire: Fire, zone: ZoneInfo) -> str:
     return line
 
 
-def _raise_unless_succeeded(fires: Sequence[Fire]) -> None:
-    bad = [f for f in fires if f.status is not FireStatus.SUCCEEDED]
-    if bad:
-        what = {
-            FireStatus.RETRYING: "will be retried by the daemon",
-            FireStatus.UNCERTAIN: "may have reached the API; the daemon reconciles it",
-        }
-        raise FireFailed(
-            [
-                f"{f.job_id} {utc_iso(f.scheduled_for)}: {f.status}"
-                f"{': ' + f.error if f.error else ''}"
-                f"{'; ' + what[f.status] if f.status in what else ''}"
-                for f in bad
-            ]
-        )
-
-
-class FireFailed(SchedulerError):
-    """A manual fire or backfill did not succeed (exit 1)."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        super().__init__("\n".join(lines))
-
-
 @cli.command("fire")
 @click.argument("job_id", metavar="ID")
 @click.option("--at", type=INSTANT, help="The instant it counts as (default: now, to the second).")
@@ -579,13 +517,10 @@ class FireFailed(SchedulerError):
 def fire_(app: App, job_id: str, at: datetime | None) -> None:
     """Fire a job once now, recorded as a manual fire; exit 1 unless it succeeded."""
     store = app.open_store()
-    job = app.job(store, job_id)
-    instant = at or app.now().replace(microsecond=0)
-    done = app.runner(store).fire(job, instant, Trigger.MANUAL)
-    if done is None:
-        raise FireFailed([f"{job.id} {utc_iso(instant)}: already in the history; not sent again"])
+    job = operations.load_job(store, app.settings, job_id)
+    done = operations.fire_job(app.runner(store), job, now=app.now(), at=at)
     click.echo(_outcome_line(done, job.zone))
-    _raise_unless_succeeded([done])
+    operations.raise_unless_succeeded([done])
 
 
 @cli.command()
@@ -596,49 +531,28 @@ def fire_(app: App, job_id: str, at: datetime | None) -> None:
 @click.pass_obj
 def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: bool) -> None:
     """Fire the job's scheduled instants in [--from, --to] that history does not hold as sent."""
-    if end < start:
-        raise InvalidInput(problem("--to is before --from", key="--to", value=utc_iso(end)))
-    now = app.now()
-    if end > now:
-        # Instants still to come are the daemon's; firing them now would also move the
-        # daemon's catch-up cursor past the ones in between.
-        click.echo(f"--to is in the future: backfilling up to now ({utc_iso(now)})", err=True)
-        end = now
+    span = operations.backfill_range(start, end, now=app.now())
+    if span.note:  # said before anything else can fail
+        click.echo(span.note, err=True)
     store = app.open_store()
-    job = app.job(store, job_id)
-    instants = list(
-        islice(
-            takewhile(lambda s: s <= end, job.fires_after(start - ONE_MICROSECOND)),
-            MAX_BACKFILL + 1,  # enough to refuse a huge range without enumerating it
-        )
-    )
-    if len(instants) > MAX_BACKFILL:
-        raise InvalidInput(
-            problem(
-                f"more than {MAX_BACKFILL} instants in one backfill; split the range",
-                key="--to",
-                value=utc_iso(end),
-            )
-        )
-    held = {f.scheduled_for: f for f in store.history(job.id, since=start, limit=None)}
-    plan = plan_backfill(instants, held)
-    for step in plan:
+    plan = operations.backfill_plan(store, app.settings, job_id, span)
+    zone = plan.job.zone
+    for step in plan.steps:
         verdict = "to fire" if step.to_fire else "held"
         if step.existing is not None:
             verdict += f" ({step.existing.status})"
-        click.echo(f"{iso_in(step.instant, job.zone)}  {verdict}")
-    todo = [step for step in plan if step.to_fire]
-    click.echo(f"{len(todo)} of {len(plan)} instants {'would be' if dry_run else 'are'} fired")
+        click.echo(f"{iso_in(step.instant, zone)}  {verdict}")
+    todo = plan.todo
+    click.echo(
+        f"{len(todo)} of {len(plan.steps)} instants {'would be' if dry_run else 'are'} fired"
+    )
     if dry_run or not todo:
-        return
-    runner = app.runner(store)
+        return  # no runner: a dry run needs no token
     results = []
-    for step in todo:
-        done = runner.backfill(job, step.instant, step.existing)
-        if done is not None:
-            click.echo(_outcome_line(done, job.zone))
-            results.append(done)
-    _raise_unless_succeeded(results)
+    for done in operations.backfill(app.runner(store), plan):
+        click.echo(_outcome_line(done, zone))  # as each settles: a long backfill shows progress
+        results.append(done)
+    operations.raise_unless_succeeded(results)
 
 
 # -- status -------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from scheduler.config import (
 from scheduler.daemon import Daemon
 from scheduler.definitions import load_job_files
 from scheduler.job import Job
-from scheduler.models import Trigger
+from scheduler.operations import apply_jobs, fire_job
 from scheduler.runner import Runner
-from scheduler.store import Fire, JobDocument, Store
+from scheduler.store import Fire, Store
 from scheduler.timeexpr import BusinessCalendar
 from tallyfy_sandbox import SandboxServer
 
@@ -105,11 +105,7 @@ def run_demo(
         jobs = demo_jobs(load_job_files([jobs_dir], settings, now))
         store = Store.open(settings.store.url)
         store.init_schema()
-        store.apply(
-            [JobDocument(j.id, j.to_document(), j.schedule_key, True, j.source) for j in jobs],
-            prune=True,
-            now=now,
-        )
+        apply_jobs(store, jobs, now=now, prune=True)
         client = TallyfyClient.from_settings(settings.tallyfy)
         printer = fire_printer(write)
         runner = Runner(
@@ -137,7 +133,10 @@ def run_demo(
 
 
 def _launch_first(jobs: Sequence[Job], runner: Runner, now: datetime) -> None:
-    """One manual launch first, so the follow-up task has a run to attach to from the start."""
+    """One manual launch first, so the follow-up task has a run to attach to from the start.
+
+    Its outcome is printed by the runner's observer; one that failed is not fatal to a demo.
+    """
     for job in jobs:
         if job.id == "weekly-client-review":
-            runner.fire(job, now.replace(microsecond=0), Trigger.MANUAL)
+            fire_job(runner, job, now=now)

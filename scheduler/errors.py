@@ -8,7 +8,9 @@
     │   ├── DefinitionError              job files (TOML, keys, types, values)
     │   ├── ScheduleError                a cron expression (names the field and value)
     │   ├── TimeExpressionError          `+2bd@17:00` and friends
-    │   └── TemplateError                `{fire:%d %b}` and friends
+    │   ├── TemplateError                `{fire:%d %b}` and friends
+    │   └── FireRejected                 a fire's request cannot be built (run_from_job: no launch)
+    ├── FireFailed                       a manual fire or backfill did not succeed; one line each
     ├── StoreError                       the database
     │   ├── SchemaError                  store missing, too old or from a newer version
     │   ├── StoreUnavailable             locked, disk full, unreachable (transient)
@@ -28,6 +30,7 @@ Whether to retry is data on the error (`ApiError.transient`), never decided by c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +129,18 @@ class TimeExpressionError(InvalidInput):
 
 class TemplateError(InvalidInput):
     """A template that is not allowed: unknown name, attribute/index access, conversion."""
+
+
+class FireRejected(InvalidInput):
+    """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
+
+
+class FireFailed(SchedulerError):
+    """A manual fire or backfill did not succeed (exit 1); one line per fire, saying why."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__("\n".join(self.lines))
 
 
 class StoreError(SchedulerError):

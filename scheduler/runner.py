@@ -35,6 +35,7 @@ from scheduler.config import RetrySettings
 from scheduler.errors import (
     ApiError,
     AuthenticationFailed,
+    FireRejected,
     InvalidInput,
     NotSent,
     RateLimited,
@@ -67,10 +68,6 @@ class Attempt:
     fire: Fire
     request: ApiRequest | None
     outcome: Outcome
-
-
-class FireRejected(InvalidInput):
-    """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
 
 
 def request_for_instant(
