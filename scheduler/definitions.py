@@ -32,7 +32,14 @@ from scheduler.clock import parse_instant, to_utc
 from scheduler.config import CatchUpPolicy, Settings, is_valid_zone
 from scheduler.cron import parse_schedule
 from scheduler.durations import format_duration, parse_duration
-from scheduler.errors import DefinitionError, InvalidInput, Problem, ScheduleError, problem
+from scheduler.errors import (
+    DefinitionError,
+    InvalidInput,
+    Problem,
+    Problems,
+    ScheduleError,
+    problem,
+)
 from scheduler.job import (
     Action,
     At,
@@ -579,17 +586,6 @@ def _json_problem(value: Any) -> str | None:
     return f"unsupported value of type {type(value).__name__}"
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def dotted_key(path: Path_) -> str:
-    """A key path as TOML writes it: bare parts as they are, others quoted (`a."b.c"`), so a
-    key holding a dot, a space or a line break is still one unambiguous key in a message."""
-    return ".".join(
-        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False) for part in path
-    )
-
-
 _TYPE_NAMES: dict[type, str] = {
     str: "a string",
     int: "a whole number",
@@ -607,30 +603,16 @@ class _Reader:
 
     def __init__(self, settings: Settings, *, file: str, lines: Mapping[Path_, int] | None) -> None:
         self.settings = settings
-        self.file = file
-        self.lines = lines
-        self.problems: list[Problem] = []
+        self.problems = Problems(file, lines=lines, shown_max=SHOWN_MAX_LENGTH)
         self.job_id: str | None = None
 
     # - reporting -
 
     def line_of(self, path: Path_) -> int | None:
-        if not self.lines:
-            return None
-        for end in range(len(path), 0, -1):
-            line = self.lines.get(path[:end])
-            if line is not None:
-                return line
-        return None
+        return self.problems.line_of(path)
 
     def bad(self, path: Path_, message: str, value: Any = ...) -> None:
-        if isinstance(value, str) and len(value) > SHOWN_MAX_LENGTH:
-            value = f"{value[: SHOWN_MAX_LENGTH // 2]}... ({len(value)} characters)"
-        self.problems.append(
-            problem(
-                message, file=self.file, line=self.line_of(path), key=dotted_key(path), value=value
-            )
-        )
+        self.problems.add(path, message, value)
 
     def known(self, table: Mapping[str, Any], path: Path_, keys: Collection[str]) -> None:
         for key in table:
