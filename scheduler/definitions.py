@@ -739,7 +739,7 @@ class _Reader:
         kept["timezone"] = sys.intern(kept["timezone"])
         job = Job(**kept, source=source)
         try:
-            job.cron  # noqa: B018 - compiled once, here: the cached schedule is the validation
+            job.cron  # noqa: B018 - compiled here: a schedule that never compiles is a fault
         except ScheduleError as exc:
             self.schedule_error(exc, schedule)
             return None
