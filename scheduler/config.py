@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 
 from scheduler.durations import format_duration, parse_duration
-from scheduler.errors import ConfigError, Problem, problem
+from scheduler.errors import ConfigError, Problems, problem
 
 # -- defaults (each mirrored in config.example.toml) -------------------------------------------
 DEFAULT_BASE_URL = "https://go.tallyfy.com/api"
@@ -190,26 +190,53 @@ def load_settings(
     environ = dict(os.environ if environ is None else environ)
     cwd = cwd or Path.cwd()
     path = find_config_file(config_path, environ, cwd)
-    data: dict[str, Any] = {}
-    problems: list[Problem] = []
-    file_label = str(path) if path else "<defaults>"
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(problem("config file not found", file=str(path))) from None
-        except OSError as exc:
-            raise ConfigError(problem(f"cannot read: {exc.strerror}", file=str(path))) from None
-        except UnicodeDecodeError:
-            raise ConfigError(problem("cannot read: not UTF-8 text", file=str(path))) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(problem(f"invalid TOML: {exc}", file=str(path))) from None
-        except RecursionError:  # tomllib parses nested arrays and tables recursively
-            raise ConfigError(
-                problem("invalid TOML: arrays or tables nested too deeply", file=str(path))
-            ) from None
+    data = {} if path is None else _read_config_file(path)
+    problems = Problems(str(path) if path else "<defaults>")
+    from_dotenv = _read_dotenv(path, cwd, environ, problems)
+    reader = _Reader(data, problems)
+    tallyfy = reader.tallyfy(environ, from_dotenv)
+    store_url = reader.store_url(environ, db_url)
+    scheduler = reader.scheduler()
+    retry = reader.retry()
+    calendar = reader.calendar()
+    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar"})
+    problems.raise_if_any(ConfigError)
+    return Settings(
+        store=StoreSettings(url=store_url),
+        tallyfy=tallyfy,
+        scheduler=scheduler,
+        retry=retry,
+        calendar=calendar,
+        config_file=path,
+    )
 
-    # .env files never override what the environment already says.
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML file; a file that cannot be read or parsed is a ConfigError at once."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(problem("config file not found", file=str(path))) from None
+    except OSError as exc:
+        raise ConfigError(problem(f"cannot read: {exc.strerror}", file=str(path))) from None
+    except UnicodeDecodeError:
+        raise ConfigError(problem("cannot read: not UTF-8 text", file=str(path))) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(problem(f"invalid TOML: {exc}", file=str(path))) from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(
+            problem("invalid TOML: arrays or tables nested too deeply", file=str(path))
+        ) from None
+
+
+def _read_dotenv(
+    path: Path | None, cwd: Path, environ: dict[str, str], problems: Problems
+) -> dict[str, Path]:
+    """Fill `environ` from the `.env` beside the config file and the one in `cwd`.
+
+    They never override what the environment already says. Returns the variables they set,
+    each with the file it came from.
+    """
     from_dotenv: dict[str, Path] = {}
     for env_file in [p for p in ((path.parent / ".env") if path else None, cwd / ".env") if p]:
         if env_file.is_file():
@@ -217,148 +244,13 @@ def load_settings(
                 values = dotenv_values(env_file, encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(problem(f"cannot read: {reason}", file=str(env_file)))
+                problems.add(None, f"cannot read: {reason}", file=str(env_file))
                 continue
             for k, v in values.items():
                 if v is not None and k not in environ:
                     environ[k] = v
                     from_dotenv[k] = env_file
-
-    reader = _Reader(data, file_label, problems)
-    tallyfy = reader.table("tallyfy")
-    if "access_token" in tallyfy:
-        problems.append(
-            problem(
-                "the token is never read from the config file: set TALLYFY_ACCESS_TOKEN "
-                "(environment or .env) or a systemd credential 'tallyfy-token'",
-                file=file_label,
-                key="tallyfy.access_token",
-            )
-        )
-    token, token_source = _read_token(environ, problems, from_dotenv)
-    # Read (and type-check) the file's values even when the environment overrides them.
-    file_base_url = reader.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL)
-    file_organization_id = reader.get(tallyfy, "tallyfy", "organization_id", str, None)
-    tallyfy_settings = TallyfySettings(
-        base_url=environ.get("TALLYFY_BASE_URL") or file_base_url,
-        organization_id=environ.get("TALLYFY_ORGANIZATION_ID") or file_organization_id,
-        access_token=token,
-        access_token_source=token_source,
-        timeout=reader.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
-        connect_timeout=reader.duration(
-            tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
-        ),
-        max_requests_per_minute=reader.positive_int(
-            tallyfy, "tallyfy", "max_requests_per_minute", DEFAULT_MAX_REQUESTS_PER_MINUTE
-        ),
-    )
-    reader.no_unknown(
-        tallyfy,
-        "tallyfy",
-        {
-            "base_url",
-            "organization_id",
-            "timeout",
-            "connect_timeout",
-            "max_requests_per_minute",
-            "access_token",
-        },
-    )
-
-    store = reader.table("store")
-    file_store_url = reader.get(store, "store", "url", str, None)
-    store_url = (
-        db_url
-        or environ.get("TALLYFY_SCHEDULER_DB")
-        or file_store_url
-        or default_store_url(environ)
-    )
-    reader.no_unknown(store, "store", {"url"})
-
-    sched = reader.table("scheduler")
-    zone = reader.get(sched, "scheduler", "timezone", str, DEFAULT_TIMEZONE)
-    if not is_valid_zone(zone):
-        problems.append(
-            problem(
-                "unknown time zone (use an IANA name such as 'Europe/London')",
-                file=file_label,
-                key="scheduler.timezone",
-                value=zone,
-            )
-        )
-    scheduler_settings = SchedulerSettings(
-        timezone=zone,
-        catch_up=reader.choice(sched, "scheduler", "catch_up", CatchUpPolicy, DEFAULT_CATCH_UP),
-        catch_up_window=reader.duration(
-            sched, "scheduler", "catch_up_window", DEFAULT_CATCH_UP_WINDOW
-        ),
-        max_concurrent_fires=reader.positive_int(
-            sched, "scheduler", "max_concurrent_fires", DEFAULT_MAX_CONCURRENT_FIRES
-        ),
-        shutdown_grace=reader.duration(
-            sched, "scheduler", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE
-        ),
-        reload_interval=reader.duration(
-            sched, "scheduler", "reload_interval", DEFAULT_RELOAD_INTERVAL
-        ),
-        heartbeat_interval=reader.duration(
-            sched, "scheduler", "heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL
-        ),
-        dead_after=reader.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
-    )
-    if scheduler_settings.dead_after < 2 * scheduler_settings.heartbeat_interval:
-        problems.append(
-            problem(
-                "must be at least twice scheduler.heartbeat_interval: a live daemon whose "
-                "heartbeat is a little late must not be taken for dead (its fires would be "
-                "adopted by another daemon)",
-                file=file_label,
-                key="scheduler.dead_after",
-                value=format_duration(scheduler_settings.dead_after),
-            )
-        )
-    reader.no_unknown(
-        sched,
-        "scheduler",
-        {
-            "timezone",
-            "catch_up",
-            "catch_up_window",
-            "max_concurrent_fires",
-            "shutdown_grace",
-            "reload_interval",
-            "heartbeat_interval",
-            "dead_after",
-        },
-    )
-
-    retry = reader.table("retry")
-    retry_settings = RetrySettings(
-        max_attempts=reader.positive_int(retry, "retry", "max_attempts", DEFAULT_MAX_ATTEMPTS),
-        initial_backoff=reader.duration(retry, "retry", "initial_backoff", DEFAULT_INITIAL_BACKOFF),
-        max_backoff=reader.duration(retry, "retry", "max_backoff", DEFAULT_MAX_BACKOFF),
-    )
-    reader.no_unknown(retry, "retry", {"max_attempts", "initial_backoff", "max_backoff"})
-
-    cal = reader.table("calendar")
-    calendar_settings = CalendarSettings(
-        weekend=reader.weekdays(cal, "calendar", "weekend", DEFAULT_WEEKEND),
-        holidays_country=reader.holidays_country(cal),
-        holidays=reader.dates(cal, "calendar", "holidays"),
-    )
-    reader.no_unknown(cal, "calendar", {"weekend", "holidays_country", "holidays"})
-    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar"})
-
-    if problems:
-        raise ConfigError(problems)
-    return Settings(
-        store=StoreSettings(url=store_url),
-        tallyfy=tallyfy_settings,
-        scheduler=scheduler_settings,
-        retry=retry_settings,
-        calendar=calendar_settings,
-        config_file=path,
-    )
+    return from_dotenv
 
 
 def is_valid_zone(name: object) -> bool:
@@ -373,7 +265,7 @@ def is_valid_zone(name: object) -> bool:
 
 
 def _read_token(
-    environ: Mapping[str, str], problems: list[Problem], from_dotenv: Mapping[str, Path]
+    environ: Mapping[str, str], problems: Problems, from_dotenv: Mapping[str, Path]
 ) -> tuple[Secret | None, str | None]:
     """The token and where it came from (a description safe to print), or (None, None)."""
     if environ.get("TALLYFY_ACCESS_TOKEN"):
@@ -391,11 +283,7 @@ def _read_token(
         try:
             token = token_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            problems.append(
-                problem(
-                    f"cannot read the token file: {exc.strerror}", file=str(token_path), key=label
-                )
-            )
+            problems.add(label, f"cannot read the token file: {exc.strerror}", file=str(token_path))
             return None, None
         if token:
             return Secret(token), f"{label} ({token_path})"
@@ -407,15 +295,148 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class _Reader:
-    """Typed reads from the parsed TOML that record a Problem (file, key, value) per fault."""
+    """Typed reads from the parsed TOML that record a Problem (file, key, value) per fault.
 
-    def __init__(self, data: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    One method per section of the file, each returning that section's settings.
+    """
+
+    def __init__(self, data: dict[str, Any], problems: Problems) -> None:
         self.data = data
-        self.file = file
         self.problems = problems
 
     def _bad(self, key: str, value: Any, message: str) -> None:
-        self.problems.append(problem(message, file=self.file, key=key, value=value))
+        self.problems.add(key, message, value)
+
+    # - the sections -
+
+    def tallyfy(
+        self, environ: Mapping[str, str], from_dotenv: Mapping[str, Path]
+    ) -> TallyfySettings:
+        tallyfy = self.table("tallyfy")
+        if "access_token" in tallyfy:
+            self.problems.add(
+                "tallyfy.access_token",
+                "the token is never read from the config file: set TALLYFY_ACCESS_TOKEN "
+                "(environment or .env) or a systemd credential 'tallyfy-token'",
+            )
+        token, token_source = _read_token(environ, self.problems, from_dotenv)
+        # Read (and type-check) the file's values even when the environment overrides them.
+        file_base_url = self.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL)
+        file_organization_id = self.get(tallyfy, "tallyfy", "organization_id", str, None)
+        settings = TallyfySettings(
+            base_url=environ.get("TALLYFY_BASE_URL") or file_base_url,
+            organization_id=environ.get("TALLYFY_ORGANIZATION_ID") or file_organization_id,
+            access_token=token,
+            access_token_source=token_source,
+            timeout=self.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
+            connect_timeout=self.duration(
+                tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
+            ),
+            max_requests_per_minute=self.positive_int(
+                tallyfy, "tallyfy", "max_requests_per_minute", DEFAULT_MAX_REQUESTS_PER_MINUTE
+            ),
+        )
+        self.no_unknown(
+            tallyfy,
+            "tallyfy",
+            {
+                "base_url",
+                "organization_id",
+                "timeout",
+                "connect_timeout",
+                "max_requests_per_minute",
+                "access_token",
+            },
+        )
+        return settings
+
+    def store_url(self, environ: Mapping[str, str], db_url: str | None) -> str:
+        store = self.table("store")
+        file_store_url = self.get(store, "store", "url", str, None)
+        self.no_unknown(store, "store", {"url"})
+        return (
+            db_url
+            or environ.get("TALLYFY_SCHEDULER_DB")
+            or file_store_url
+            or default_store_url(environ)
+        )
+
+    def scheduler(self) -> SchedulerSettings:
+        sched = self.table("scheduler")
+        zone = self.get(sched, "scheduler", "timezone", str, DEFAULT_TIMEZONE)
+        if not is_valid_zone(zone):
+            self._bad(
+                "scheduler.timezone",
+                zone,
+                "unknown time zone (use an IANA name such as 'Europe/London')",
+            )
+        settings = SchedulerSettings(
+            timezone=zone,
+            catch_up=self.choice(sched, "scheduler", "catch_up", CatchUpPolicy, DEFAULT_CATCH_UP),
+            catch_up_window=self.duration(
+                sched, "scheduler", "catch_up_window", DEFAULT_CATCH_UP_WINDOW
+            ),
+            max_concurrent_fires=self.positive_int(
+                sched, "scheduler", "max_concurrent_fires", DEFAULT_MAX_CONCURRENT_FIRES
+            ),
+            shutdown_grace=self.duration(
+                sched, "scheduler", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE
+            ),
+            reload_interval=self.duration(
+                sched, "scheduler", "reload_interval", DEFAULT_RELOAD_INTERVAL
+            ),
+            heartbeat_interval=self.duration(
+                sched, "scheduler", "heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL
+            ),
+            dead_after=self.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
+        )
+        if settings.dead_after < 2 * settings.heartbeat_interval:
+            self._bad(
+                "scheduler.dead_after",
+                format_duration(settings.dead_after),
+                "must be at least twice scheduler.heartbeat_interval: a live daemon whose "
+                "heartbeat is a little late must not be taken for dead (its fires would be "
+                "adopted by another daemon)",
+            )
+        self.no_unknown(
+            sched,
+            "scheduler",
+            {
+                "timezone",
+                "catch_up",
+                "catch_up_window",
+                "max_concurrent_fires",
+                "shutdown_grace",
+                "reload_interval",
+                "heartbeat_interval",
+                "dead_after",
+            },
+        )
+        return settings
+
+    def retry(self) -> RetrySettings:
+        retry = self.table("retry")
+        settings = RetrySettings(
+            max_attempts=self.positive_int(retry, "retry", "max_attempts", DEFAULT_MAX_ATTEMPTS),
+            initial_backoff=self.duration(
+                retry, "retry", "initial_backoff", DEFAULT_INITIAL_BACKOFF
+            ),
+            max_backoff=self.duration(retry, "retry", "max_backoff", DEFAULT_MAX_BACKOFF),
+        )
+        self.no_unknown(retry, "retry", {"max_attempts", "initial_backoff", "max_backoff"})
+        return settings
+
+    def calendar(self) -> CalendarSettings:
+        cal = self.table("calendar")
+        settings = CalendarSettings(
+            weekend=self.weekdays(cal, "calendar", "weekend", DEFAULT_WEEKEND),
+            holidays_country=self.holidays_country(cal),
+            holidays=self.dates(cal, "calendar", "holidays"),
+        )
+        self.no_unknown(cal, "calendar", {"weekend", "holidays_country", "holidays"})
+        return settings
+
+    # - typed reads -
 
     def table(self, name: str) -> dict[str, Any]:
         value = self.data.get(name, {})

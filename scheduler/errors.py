@@ -30,7 +30,9 @@ Whether to retry is data on the error (`ApiError.transient`), never decided by c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,79 @@ def problem(
     if value is ...:
         return Problem(message, file, line, key)
     return Problem(message, file, line, key, value, has_value=True)
+
+
+KeyPath = tuple[str, ...]  # a key inside a document, one part per table: ("action", "owners")
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dotted_key(path: KeyPath) -> str:
+    """A key path as TOML writes it: bare parts as they are, others quoted (`a."b.c"`), so a
+    key holding a dot, a space or a line break is still one unambiguous key in a message."""
+    return ".".join(
+        part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False) for part in path
+    )
+
+
+class Problems(list[Problem]):
+    """The one way faults in user input are collected: config, job definitions, template checks.
+
+    Holds the Problems found in one input, in the order found. `file` names the input (one
+    Problem may name another file); `lines` maps key paths to their line in it
+    (`definitions.key_lines`), so that a Problem at a key gets the line of that key or of its
+    nearest enclosing table; a string value longer than `shown_max` characters is shown cut
+    short (the file has it all). It is a plain list of Problems too, so `len()` stays cheap
+    on the validator's hot path and `InvalidInput` takes it as it is.
+    """
+
+    __slots__ = ("file", "lines", "shown_max")
+
+    def __init__(
+        self,
+        file: str | None = None,
+        *,
+        lines: Mapping[KeyPath, int] | None = None,
+        shown_max: int | None = None,
+    ) -> None:
+        # (list.__init__ is not called: a new list is already empty.)
+        self.file = file
+        self.lines = lines
+        self.shown_max = shown_max
+
+    def add(
+        self,
+        key: KeyPath | str | None,
+        message: str,
+        value: Any = ...,
+        *,
+        file: str | None = None,
+    ) -> None:
+        """Record one Problem at `key`: a key path (placed on its line), a dotted key as it is
+        to be shown, or None; pass `value` to have it shown (even when it is None)."""
+        line = None
+        if isinstance(key, tuple):
+            line = self.line_of(key)
+            key = dotted_key(key)
+        shown_max = self.shown_max
+        if shown_max is not None and isinstance(value, str) and len(value) > shown_max:
+            value = f"{value[: shown_max // 2]}... ({len(value)} characters)"
+        self.append(problem(message, file=file or self.file, line=line, key=key, value=value))
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of `path`, or of the nearest table holding it; None when not known."""
+        if not self.lines:
+            return None
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+    def raise_if_any(self, error: type[InvalidInput]) -> None:
+        """Raise `error` with every Problem collected, if there is one."""
+        if self:
+            raise error(list(self))
 
 
 class SchedulerError(Exception):

@@ -6,7 +6,8 @@ immutable and its compiled pieces (`cron`, `zone`) are computed once and cached.
 
 `Job.to_document()` is the canonical JSON-able form stored in the database: every default
 resolved, durations as strings (`1h30m`), instants as ISO 8601 in UTC, templates and time
-expressions as the text the user wrote. `job_from_document` turns it back into a Job.
+expressions as the text the user wrote. `definitions.job_from_document` turns it back into a
+Job.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from scheduler.config import DEFAULT_CATCH_UP, DEFAULT_CATCH_UP_WINDOW, CatchUpPolicy
@@ -26,9 +27,6 @@ from scheduler.cron import CronSchedule, parse_schedule
 from scheduler.durations import format_duration
 from scheduler.templates import Template
 from scheduler.timeexpr import TimeExpression
-
-if TYPE_CHECKING:
-    from scheduler.config import Settings
 
 # One microsecond: cron instants are whole seconds, so "strictly after start_at - 1 µs"
 # includes start_at itself.
@@ -284,7 +282,8 @@ class Job:
         return self.end_at is None or instant <= self.end_at
 
     def to_document(self) -> dict[str, Any]:
-        """The canonical JSON-able definition (defaults resolved); `job_from_document` reads it."""
+        """The canonical JSON-able definition (defaults resolved); read back by
+        `definitions.job_from_document`."""
         doc: dict[str, Any] = {
             "id": self.id,
             "description": self.description,
@@ -309,13 +308,3 @@ def schedule_key(schedule: str, timezone: str) -> str:
     """32 hex chars identifying (schedule, timezone); whitespace and letter case do not count."""
     canonical = " ".join(schedule.split()).upper() + "\n" + timezone
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
-
-
-def job_from_document(doc: Mapping[str, Any], settings: Settings) -> Job:
-    """A stored document back to a Job, re-validated cheaply; DefinitionError if it is bad.
-
-    Implemented in `definitions.py`, which owns every check of user input.
-    """
-    from scheduler.definitions import job_from_document as load
-
-    return load(doc, settings)

@@ -40,13 +40,7 @@ from typing import Any, TypeGuard
 
 from scheduler.client import TallyfyClient, parse_request_date
 from scheduler.config import Settings
-from scheduler.definitions import (
-    HEX_ID,
-    dotted_key,
-    job_files,
-    key_lines,
-    load_job_files,
-)
+from scheduler.definitions import HEX_ID, job_files, key_lines, load_job_files
 from scheduler.errors import (
     ApiError,
     AuthenticationFailed,
@@ -54,6 +48,7 @@ from scheduler.errors import (
     InvalidInput,
     PermanentApiError,
     Problem,
+    Problems,
     problem,
 )
 from scheduler.job import Job, LaunchProcess
@@ -296,7 +291,7 @@ class _JobCheck:
         self.templates = templates
         self.known_jobs = known_jobs
         self.now = now
-        self.problems: list[Problem] = []
+        self.problems = Problems(target.file, lines=target.lines)
         self._values: Mapping[str, object] | None = None
         self._rendered_for: datetime | None = None
 
@@ -313,16 +308,7 @@ class _JobCheck:
     # - reporting -
 
     def bad(self, path: Path_, message: str, value: Any = ...) -> None:
-        line = None
-        if self.target.lines:
-            for end in range(len(path), 0, -1):
-                line = self.target.lines.get(path[:end])
-                if line is not None:
-                    break
-        key = dotted_key(path)
-        self.problems.append(
-            problem(message, file=self.target.file, line=line, key=key, value=value)
-        )
+        self.problems.add(path, message, value)
 
     # - launch_process -
 
