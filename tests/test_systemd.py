@@ -8,6 +8,7 @@ systemd when it is missing; locally the verify test is skipped without it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,8 +116,47 @@ def test_the_unit_runs_the_daemon_the_way_guarantees_md_says() -> None:
         ("SystemCallArchitectures", "native"),
         ("SystemCallFilter", "@system-service"),
         ("CapabilityBoundingSet", ""),
+        ("PrivateUsers", "yes"),
+        ("PrivateMounts", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
     ],
     ids=lambda v: v or "empty",
 )
 def test_the_unit_is_hardened(key: str, value: str) -> None:
     assert value in settings(UNIT.read_text()).get(key, []), f"{key}={value} missing"
+
+
+# The exposure `systemd-analyze security --offline=yes` gave the unit when it was last
+# hardened (1.4 before PrivateUsers, PrivateMounts, MemoryDenyWriteExecute): it may only fall.
+MAX_EXPOSURE = 1.1
+
+
+def exposure(tmp_path: Path, text: str) -> float:
+    copy = tmp_path / UNIT.name
+    copy.write_text(text)
+    result = subprocess.run(
+        [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"},
+    )
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout + result.stderr)
+    assert found is not None, result.stdout + result.stderr
+    return float(found[1])
+
+
+def test_the_exposure_score_stays_at_or_below_its_hardened_value(tmp_path: Path) -> None:
+    assert exposure(tmp_path, UNIT.read_text()) <= MAX_EXPOSURE
+
+
+def test_the_exposure_check_would_see_a_setting_dropped(tmp_path: Path) -> None:
+    weaker = UNIT.read_text().replace("PrivateUsers=yes\n", "")
+    assert exposure(tmp_path, weaker) > MAX_EXPOSURE
+
+
+@pytest.mark.parametrize("key", ["Wants", "After"])
+def test_it_starts_after_the_clock_is_synchronised(key: str) -> None:
+    # A boot with a wrong clock must not fire early (or catch up instants still to come).
+    assert "time-sync.target" in " ".join(settings(UNIT.read_text())[key]).split()
