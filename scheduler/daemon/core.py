@@ -278,7 +278,8 @@ class Daemon:
         except StoreError as exc:
             log.error("store unavailable while reloading jobs: %s", exc)
         wait = self._resume_open_fires(now, mono)
-        self.planner.post(Pulse())
+        if self.planner.wants_pulse:
+            self.planner.post(Pulse())
         self.sender.flush()  # outcomes a busy pool has not written yet
         if (
             mono - self._last_heartbeat

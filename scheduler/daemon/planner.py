@@ -175,9 +175,13 @@ class Planner:
         self._stranded: set[int] = set()
         self._draining = False
         self._inline = True  # until `run` takes over: `post` handles the message at once
+        self._asked: datetime | None = None  # the wake-up last asked of the timer
         # Published for other threads (one reference each, replaced whole).
         self.next_fire: tuple[datetime, str] | None = None
         self.job_count = 0
+        # Something failed on the store and waits for a `Pulse` (the main loop posts one only
+        # then: an idle daemon's planner thread sleeps).
+        self.wants_pulse = False
 
     # -- the mailbox ------------------------------------------------------------------------------
     def post(self, message: Message) -> None:
@@ -236,7 +240,7 @@ class Planner:
                 self._dispatch(message)
             except Exception:  # the planner must never die; the next pulse tries again
                 log.exception("unexpected error in the planner handling %s", type(message).__name__)
-        self._publish()
+        self._publish(woken=last_due >= 0)
         return None not in batch
 
     def _dispatch(self, message: Message) -> None:
@@ -271,8 +275,9 @@ class Planner:
             return None
         return datetime.fromtimestamp(state.next_at, UTC)
 
-    def _publish(self) -> None:
-        """Drop stale entries off the heap's top; ask the timer for the next wake-up."""
+    def _publish(self, *, woken: bool) -> None:
+        """Drop stale entries off the heap's top; ask the timer for the next wake-up when it
+        changed, or after a wake-up (the timer forgets the one it served)."""
         if len(self._heap) > 2 * len(self._jobs) + HEAP_SLACK:
             # Stale entries pile up when every job is replanned (a stall): rebuild.
             self._heap = [(s.next_at, i) for i, s in self._jobs.items() if s.next_at is not None]
@@ -291,7 +296,10 @@ class Planner:
             self.next_fire = (when, job_id)
         else:
             when, self.next_fire = None, None
-        self._wake_at(when)
+        self.wants_pulse = bool(self._replan or self._stranded)
+        if woken or when != self._asked:
+            self._asked = when
+            self._wake_at(when)
 
     # -- loading --------------------------------------------------------------------------------
     def _load(self, message: Load) -> None:
