@@ -13,6 +13,7 @@ print one line per problem on stderr, naming file, key and value); 2 usage (clic
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
@@ -26,7 +27,7 @@ import click
 from scheduler import __version__, operations
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
-from scheduler.config import Settings, is_valid_zone, load_settings
+from scheduler.config import Settings, load_settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import load_job_files
@@ -46,6 +47,8 @@ from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
+
+log = logging.getLogger(__name__)
 
 PROG_NAME = "tallyfy-scheduler"
 DEFAULT_NEXT_COUNT = 5  # cli.md: `next` shows five instants unless told otherwise
@@ -397,10 +400,9 @@ def next_(
     after = after or app.now()
     if expression is not None:
         zone_name = zone_name or app.settings.scheduler.timezone
-        if not is_valid_zone(zone_name):
-            raise InvalidInput(
-                problem("unknown time zone (use an IANA name)", key="--tz", value=zone_name)
-            )
+        zone_fault = zone_problem(zone_name)
+        if zone_fault:
+            raise InvalidInput(problem(zone_fault, key="--tz", value=zone_name))
         schedule = parse_schedule(expression, zone_name)
         instants = list(islice(schedule.iter_after(after), count))
     else:
@@ -606,17 +608,23 @@ def doctor(app: App) -> None:
     One line per check on stdout; each problem on its own line on stderr; exit 1 if any.
     """
     checks = diagnose(app.config_path, app.db_url, app.now(), clock=app.clock)
-    failed = 0
+    failed = warned = 0
     for check in checks:
         click.echo(f"{check.status.value:<4}  {check.name}: {check.summary}")
+        for detail in check.details:
+            click.echo(f"      {detail}")
         for line in check.problems:
             click.echo(f"  {check.name}: {line}", err=True)
         if check.status is CheckStatus.FAILED:
             failed += max(1, len(check.problems))
+        elif check.status is CheckStatus.WARNING:
+            warned += len(check.problems)
     if failed:
         click.echo(f"doctor: {failed} problem(s) found", err=True)
         raise SystemExit(1)
-    click.echo("doctor: everything looks right")
+    click.echo(
+        f"doctor: no problems; {warned} warning(s)" if warned else "doctor: everything looks right"
+    )
 
 
 # -- run, sandbox, demo -------------------------------------------------------------------------
@@ -635,6 +643,8 @@ def run(app: App, log_level: str) -> None:
     settings = app.settings
     token = settings.tallyfy.access_token
     configure_logging(log_level, secrets=[token.reveal()] if token else [])
+    if settings.tallyfy.access_token_warning:  # a warning, not a refusal: the token works
+        log.warning("%s", settings.tallyfy.access_token_warning)
     store = app.open_store()
     daemon = Daemon(
         settings, store, app.client(), clock=app.clock, reload_settings=app.reload_token

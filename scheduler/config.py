@@ -1,25 +1,37 @@
 """Configuration: the only module that reads config files, `.env` files and the environment.
 
-Sources, later ones winning: built-in defaults (the constants below, mirrored in
-`config.example.toml`), the TOML file, then environment variables. The file is found at
-`--config PATH`, else `$TALLYFY_SCHEDULER_CONFIG`, else `./config.toml`, else
-`/etc/tallyfy-scheduler/config.toml`. A `.env` beside the config file or in the working
-directory fills in variables the environment does not set.
+Each setting is the last of these that gives it (docs/configuration.md, "Precedence"):
 
-The access token is read only from `TALLYFY_ACCESS_TOKEN` (environment or `.env`),
-`TALLYFY_ACCESS_TOKEN_FILE`, or the systemd credential `$CREDENTIALS_DIRECTORY/tallyfy-token`;
-a token in the TOML file is an error. It is wrapped in `Secret`, whose repr never shows it.
+1. the built-in default (the constants below, mirrored in `config.example.toml`);
+2. the TOML config file: `--config PATH`, else `$TALLYFY_SCHEDULER_CONFIG`, else
+   `./config.toml`, else `/etc/tallyfy-scheduler/config.toml`;
+3. the `.env` beside that config file (in the working directory only when no config file is
+   used: a `.env` wherever the command happens to run must not redirect a chosen config);
+4. the process environment (`TALLYFY_BASE_URL`, `TALLYFY_ORGANIZATION_ID`,
+   `TALLYFY_SCHEDULER_DB`); `--db URL` beats all four for the store.
+
+The access token is never read from the TOML file (that is an error). It is the first of:
+`TALLYFY_ACCESS_TOKEN`, then `TALLYFY_ACCESS_TOKEN_FILE`, in the process environment; the
+systemd credential `$CREDENTIALS_DIRECTORY/tallyfy-token`; `TALLYFY_ACCESS_TOKEN`, then
+`TALLYFY_ACCESS_TOKEN_FILE`, in the `.env`. So the environment beats the credential (an
+operator can override the unit's token for one run), and the credential beats a `.env` (a
+stale `.env` left beside the config cannot shadow what the unit loads). It is wrapped in
+`Secret`, whose repr never shows it; a file it was read from that its group or others can
+read gets a warning (`doctor`, and the daemon as it starts). `Settings.origins` says where
+each setting came from, never its value.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +58,12 @@ DEFAULT_MAX_BACKOFF = timedelta(minutes=10)
 DEFAULT_WEEKEND = ("Sat", "Sun")
 SYSTEM_CONFIG_PATH = Path("/etc/tallyfy-scheduler/config.toml")
 CREDENTIAL_NAME = "tallyfy-token"
+# The variables that override a key of the file (`doctor` says which one a setting came from).
+ENV_OVERRIDES = {
+    "tallyfy.base_url": "TALLYFY_BASE_URL",
+    "tallyfy.organization_id": "TALLYFY_ORGANIZATION_ID",
+    "store.url": "TALLYFY_SCHEDULER_DB",
+}
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # date.weekday() order
 # About ten years: instants computed from `now` with any duration stay representable dates.
@@ -103,6 +121,8 @@ class TallyfySettings:
     access_token: Secret | None = field(default=None, repr=False)
     # Where the token came from (`doctor` shows this, never the token itself).
     access_token_source: str | None = field(default=None, compare=False)
+    # Set when the file holding the token can be read by its group or others.
+    access_token_warning: str | None = field(default=None, compare=False)
     timeout: timedelta = DEFAULT_TIMEOUT
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
     max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
@@ -151,6 +171,9 @@ class Settings:
     retry: RetrySettings = RetrySettings()
     calendar: CalendarSettings = CalendarSettings()
     config_file: Path | None = None
+    # "tallyfy.base_url" -> "the config file", "TALLYFY_BASE_URL in /etc/x/.env", "default",
+    # ...: where each setting came from, for `doctor`; never a value (it may be a secret).
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def default_store_url(environ: Mapping[str, str]) -> str:
@@ -208,6 +231,7 @@ def load_settings(
         retry=retry,
         calendar=calendar,
         config_file=path,
+        origins=_origins(data, environ, from_dotenv, db_url, tallyfy.access_token_source),
     )
 
 
@@ -232,62 +256,204 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _read_dotenv(
     path: Path | None, cwd: Path, environ: dict[str, str], problems: Problems
 ) -> dict[str, Path]:
-    """Fill `environ` from the `.env` beside the config file and the one in `cwd`.
+    """Fill `environ` from the `.env` beside the config file, or in `cwd` when there is none.
 
-    They never override what the environment already says. Returns the variables they set,
-    each with the file it came from.
+    Never the one in `cwd` when a config file is used: a `.env` wherever the command happens
+    to run must not redirect an explicitly chosen config (issue 11: it sent the token to the
+    `TALLYFY_BASE_URL` it named). It never overrides what the environment already says.
+    Returns the variables it set, each with the file it came from.
     """
+    env_file = path.parent / ".env" if path is not None else cwd / ".env"
+    if not env_file.is_file():
+        return {}
+    try:
+        values = dotenv_values(env_file, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.add(None, f"cannot read: {reason}", file=str(env_file))
+        return {}
     from_dotenv: dict[str, Path] = {}
-    for env_file in [p for p in ((path.parent / ".env") if path else None, cwd / ".env") if p]:
-        if env_file.is_file():
-            try:
-                values = dotenv_values(env_file, encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.add(None, f"cannot read: {reason}", file=str(env_file))
-                continue
-            for k, v in values.items():
-                if v is not None and k not in environ:
-                    environ[k] = v
-                    from_dotenv[k] = env_file
+    for k, v in values.items():
+        if v is not None and k not in environ:
+            environ[k] = v
+            from_dotenv[k] = env_file
     return from_dotenv
 
 
+def _origins(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    from_dotenv: Mapping[str, Path],
+    db_url: str | None,
+    token_source: str | None,
+) -> dict[str, str]:
+    """Where each setting came from, by the precedence of the module docstring.
+
+    Every field of the section dataclasses is a key of the file, except the two that describe
+    the token; a new key shows up here without being listed.
+    """
+    sections: dict[str, type] = {
+        "tallyfy": TallyfySettings,
+        "store": StoreSettings,
+        "scheduler": SchedulerSettings,
+        "retry": RetrySettings,
+        "calendar": CalendarSettings,
+    }
+    origins: dict[str, str] = {}
+    for section, kind in sections.items():
+        table = data.get(section, {})
+        for f in fields(kind):
+            if f.name in ("access_token_source", "access_token_warning"):
+                continue
+            key = f"{section}.{f.name}"
+            variable = ENV_OVERRIDES.get(key)
+            if key == "tallyfy.access_token":
+                origins[key] = token_source or "not set"
+            elif key == "store.url" and db_url:
+                origins[key] = "--db"
+            elif variable and environ.get(variable):
+                dotenv = from_dotenv.get(variable)
+                origins[key] = f"{variable} in {dotenv or 'the environment'}"
+            else:
+                origins[key] = "the config file" if f.name in table else "default"
+    return origins
+
+
+# -- zones --------------------------------------------------------------------------------------
+UNKNOWN_ZONE = "unknown time zone (use an IANA name such as 'Europe/London')"
+# Files of the tz database that load as zones but are the zone of no place. `zoneinfo`'s own
+# list already leaves out `posixrules`, `right/` and `posix/`; they are named here too so that
+# the refusal says why rather than "unknown".
+_NOT_A_PLACE = {
+    "localtime": "'localtime' follows the host's zone setting, which can change under the job",
+    "Factory": "'Factory' is a placeholder of the tz database, not the zone of a place",
+    "posixrules": "'posixrules' is a template file of the tz database, not a zone",
+}
+_NOT_A_PLACE_PREFIXES = {
+    "right/": "'right/' zones count leap seconds, which schedules and Tallyfy do not",
+    "posix/": "'posix/' zones are copies: write the name without 'posix/'",
+}
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    """The IANA names this machine's tz database (or the tzdata package) holds; read once."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def zone_problem(name: object) -> str | None:
+    """Why `name` is not a zone a job may be scheduled in, or None when it is one.
+
+    The one rule, for job files' `timezone`, `[scheduler] timezone` and `next --tz` (docs/
+    jobs.md): a name of `zoneinfo.available_timezones()` (the IANA names this machine knows,
+    links such as `US/Eastern` and fixed zones such as `Etc/GMT+5` included), except
+    `localtime` and `Factory`, which it lists but which are the zone of no place.
+    """
+    if isinstance(name, str):
+        why = _NOT_A_PLACE.get(name) or next(
+            (why for prefix, why in _NOT_A_PLACE_PREFIXES.items() if name.startswith(prefix)),
+            None,
+        )
+        if why:
+            return f"not a zone to schedule in: {why} (use an IANA name such as 'Europe/London')"
+        if name in _known_zones():
+            return None
+    return UNKNOWN_ZONE
+
+
 def is_valid_zone(name: object) -> bool:
-    """True for an IANA zone name this machine (or the tzdata package) knows."""
-    if not isinstance(name, str) or not name or name != name.strip():
-        return False
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
+    """True for a zone a job may be scheduled in (`zone_problem` says why not)."""
+    return zone_problem(name) is None
+
+
+# -- the token ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Token:
+    secret: Secret | None = None
+    source: str | None = None  # where it came from, safe to print
+    warning: str | None = None  # the file holding it can be read by others
+
+
+@dataclass(frozen=True)
+class _TokenSource:
+    key: str  # the variable a problem names
+    label: str  # where the token came from, safe to print
+    value: str | None = None  # the token itself, for a variable
+    path: Path | None = None  # the file to read it from
+    holder: Path | None = None  # the file that holds it (warned about when others can read it)
+
+
+def _token_sources(
+    environ: Mapping[str, str], from_dotenv: Mapping[str, Path]
+) -> list[_TokenSource]:
+    """Where the token may come from, in the order of the module docstring."""
+
+    def variables(in_dotenv: bool) -> list[_TokenSource]:
+        found = []
+        for name, value in (
+            ("TALLYFY_ACCESS_TOKEN", environ.get("TALLYFY_ACCESS_TOKEN")),
+            ("TALLYFY_ACCESS_TOKEN_FILE", environ.get("TALLYFY_ACCESS_TOKEN_FILE")),
+        ):
+            if not value or (name in from_dotenv) != in_dotenv:
+                continue
+            where = f" in {from_dotenv[name]}" if in_dotenv else ""
+            if name == "TALLYFY_ACCESS_TOKEN":
+                label = f"{name}{where or ' in the environment'}"
+                found.append(_TokenSource(name, label, value=value, holder=from_dotenv.get(name)))
+            else:
+                found.append(_TokenSource(name, f"{name}{where} ({value})", path=Path(value)))
+        return found
+
+    credential = []
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        if cred.exists():
+            label = f"systemd credential '{CREDENTIAL_NAME}' ({cred})"
+            credential.append(_TokenSource("CREDENTIALS_DIRECTORY", label, path=cred))
+    return [*variables(in_dotenv=False), *credential, *variables(in_dotenv=True)]
 
 
 def _read_token(
     environ: Mapping[str, str], problems: Problems, from_dotenv: Mapping[str, Path]
-) -> tuple[Secret | None, str | None]:
-    """The token and where it came from (a description safe to print), or (None, None)."""
-    if environ.get("TALLYFY_ACCESS_TOKEN"):
-        dotenv = from_dotenv.get("TALLYFY_ACCESS_TOKEN")
-        where = f"in {dotenv}" if dotenv else "in the environment"
-        return Secret(environ["TALLYFY_ACCESS_TOKEN"].strip()), f"TALLYFY_ACCESS_TOKEN {where}"
-    sources = []
-    if environ.get("TALLYFY_ACCESS_TOKEN_FILE"):
-        sources.append(("TALLYFY_ACCESS_TOKEN_FILE", Path(environ["TALLYFY_ACCESS_TOKEN_FILE"])))
-    if environ.get("CREDENTIALS_DIRECTORY"):
-        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
-        if cred.exists():
-            sources.append(("CREDENTIALS_DIRECTORY", cred))
-    for label, token_path in sources:
-        try:
-            token = token_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            problems.add(label, f"cannot read the token file: {exc.strerror}", file=str(token_path))
-            return None, None
+) -> _Token:
+    """The token, where it came from, and a warning about the file holding it, if any.
+
+    A source that holds only whitespace is passed over; a file that cannot be read is a
+    problem naming it (and no token).
+    """
+    for source in _token_sources(environ, from_dotenv):
+        if source.path is None:
+            token = (source.value or "").strip()
+        else:
+            try:
+                token = source.path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                reason = f"cannot read the token file: {exc.strerror}"
+                problems.add(source.key, reason, file=str(source.path))
+                return _Token()
         if token:
-            return Secret(token), f"{label} ({token_path})"
-    return None, None
+            holder = source.holder or source.path
+            warning = _readable_by_others(holder, source.path is None) if holder else None
+            return _Token(Secret(token), source.label, warning)
+    return _Token()
+
+
+def _readable_by_others(path: Path, dotenv: bool) -> str | None:
+    """A warning when users other than the file's owner may read it (mode & 0o044)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # it was read a moment ago; gone since is not worth a warning
+    who = [
+        name for bit, name in ((stat.S_IRGRP, "its group"), (stat.S_IROTH, "others")) if mode & bit
+    ]
+    if not who:
+        return None
+    what = f"the .env file {path}, which holds the token," if dotenv else f"the token file {path}"
+    return (
+        f"{what} is readable by {' and '.join(who)} (mode {mode:04o}): run `chmod 600 {path}` "
+        "so that only its owner can read it"
+    )
 
 
 T = TypeVar("T")
@@ -319,15 +485,16 @@ class _Reader:
                 "the token is never read from the config file: set TALLYFY_ACCESS_TOKEN "
                 "(environment or .env) or a systemd credential 'tallyfy-token'",
             )
-        token, token_source = _read_token(environ, self.problems, from_dotenv)
+        token = _read_token(environ, self.problems, from_dotenv)
         # Read (and type-check) the file's values even when the environment overrides them.
         file_base_url = self.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL)
         file_organization_id = self.get(tallyfy, "tallyfy", "organization_id", str, None)
         settings = TallyfySettings(
             base_url=environ.get("TALLYFY_BASE_URL") or file_base_url,
             organization_id=environ.get("TALLYFY_ORGANIZATION_ID") or file_organization_id,
-            access_token=token,
-            access_token_source=token_source,
+            access_token=token.secret,
+            access_token_source=token.source,
+            access_token_warning=token.warning,
             timeout=self.duration(tallyfy, "tallyfy", "timeout", DEFAULT_TIMEOUT),
             connect_timeout=self.duration(
                 tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
@@ -364,12 +531,9 @@ class _Reader:
     def scheduler(self) -> SchedulerSettings:
         sched = self.table("scheduler")
         zone = self.get(sched, "scheduler", "timezone", str, DEFAULT_TIMEZONE)
-        if not is_valid_zone(zone):
-            self._bad(
-                "scheduler.timezone",
-                zone,
-                "unknown time zone (use an IANA name such as 'Europe/London')",
-            )
+        zone_fault = zone_problem(zone)
+        if zone_fault:
+            self._bad("scheduler.timezone", zone, zone_fault)
         settings = SchedulerSettings(
             timezone=zone,
             catch_up=self.choice(sched, "scheduler", "catch_up", CatchUpPolicy, DEFAULT_CATCH_UP),

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler.clock import parse_instant, to_utc
-from scheduler.config import CatchUpPolicy, Settings, is_valid_zone
+from scheduler.config import CatchUpPolicy, Settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.durations import format_duration, parse_duration
 from scheduler.errors import (
@@ -571,8 +571,9 @@ def _at_most(limit: timedelta) -> Parse:
 
 @lru_cache(maxsize=1024)  # a few zones serve every job
 def _zone(name: str) -> str:
-    if not is_valid_zone(name):
-        raise ValueError("unknown time zone (use an IANA name such as 'Europe/London')")
+    fault = zone_problem(name)  # the one rule of what a zone is (config.py)
+    if fault:
+        raise ValueError(fault)
     return name
 
 

@@ -1,11 +1,12 @@
 """`doctor`: one check per part of the setup, each problem with how to fix it.
 
-`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid), the
-token (present; never printed, only where it came from), the organization id, the store
-(reachable, at this schema version), every stored job (valid, with a zone this machine knows),
-the API (reachable, token accepted: `GET /me`), and every stored job against its template
-(`templatecheck.check_templates`). A check that cannot run because an earlier one failed is
-reported as skipped, with what it needs.
+`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid; and
+where each setting came from, never its value), the token (present; never printed, only where
+it came from; a warning when the file holding it can be read by others), the organization id,
+the store (reachable, at this schema version), every stored job (valid, with a zone this
+machine knows), the API (reachable, token accepted: `GET /me`), and every stored job against
+its template (`templatecheck.check_templates`). A check that cannot run because an earlier one
+failed is reported as skipped, with what it needs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import requests
 
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock
-from scheduler.config import Settings, is_valid_zone, load_settings
+from scheduler.config import UNKNOWN_ZONE, Settings, load_settings, zone_problem
 from scheduler.definitions import (
     job_from_document,
 )
@@ -53,18 +54,28 @@ class CheckStatus(StrEnum):
     """The outcome of one `doctor` check."""
 
     OK = "ok"  # the check passed
+    WARNING = "warn"  # it passed, but something should be fixed (never makes doctor fail)
     FAILED = "FAIL"  # at least one problem; each says how to fix it
     SKIPPED = "skip"  # not run, because a check it needs failed
+
+    @property
+    def passed(self) -> bool:
+        """Whether checks that need this one can run."""
+        return self in (CheckStatus.OK, CheckStatus.WARNING)
 
 
 @dataclass(frozen=True)
 class Check:
-    """One line of `doctor`: what was checked, the outcome, and each problem with its fix."""
+    """One line of `doctor`: what was checked, the outcome, and each problem with its fix.
+
+    `problems` are the warnings of a WARNING check; `details` are lines shown under it.
+    """
 
     name: str
     status: CheckStatus
     summary: str
     problems: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
 
 def diagnose(
@@ -138,7 +149,10 @@ class _Doctor:
             )
         else:
             summary = f"{path} (valid)"
-        return Check("config", CheckStatus.OK, summary)
+        # Never a value: the token and the store URL's password are settings too.
+        origins = [f"  {key}: {origin}" for key, origin in self.settings.origins.items()]
+        details = ("where each setting came from:", *origins) if origins else ()
+        return Check("config", CheckStatus.OK, summary, details=details)
 
     def token(self) -> Check:
         token = self.settings.tallyfy.access_token
@@ -147,6 +161,9 @@ class _Doctor:
                 "token", CheckStatus.FAILED, "not set", (f"no access token: {TOKEN_HELP}",)
             )
         source = self.settings.tallyfy.access_token_source or "set"
+        warning = self.settings.tallyfy.access_token_warning
+        if warning:
+            return Check("token", CheckStatus.WARNING, f"set ({source})", (f"warning: {warning}",))
         return Check("token", CheckStatus.OK, f"set ({source})")
 
     def organization(self) -> Check:
@@ -188,16 +205,19 @@ class _Doctor:
             return Check("jobs", CheckStatus.FAILED, "cannot be read", (str(exc),))
         for entry in stored:
             zone = entry.definition.get("timezone")
+            # A zone this machine lacks gets the fix that applies here; a refused name (such
+            # as 'localtime') keeps the validator's own message.
+            unknown_zone = isinstance(zone, str) and zone_problem(zone) == UNKNOWN_ZONE
             job: Job | None = None
             try:
                 job = job_from_document(entry.definition, self.settings)
             except InvalidInput as exc:
                 bad += 1
                 for p in exc.problems:
-                    if p.key == "timezone" and isinstance(zone, str):
+                    if p.key == "timezone" and unknown_zone:
                         continue  # said below, with the fix that applies on this machine
                     problems.append(str(p))
-            if isinstance(zone, str) and not is_valid_zone(zone):
+            if unknown_zone:
                 problems.append(
                     f"<stored job {entry.id}>: timezone = {zone!r}: this machine does not know "
                     "the zone: install or update tzdata (`pip install -U tzdata`) or change the "
@@ -217,7 +237,7 @@ class _Doctor:
         return Check("jobs", CheckStatus.OK, f"{len(stored)} stored, all valid")
 
     def api(self, token_check: Check, org_check: Check) -> Check:
-        if token_check.status is not CheckStatus.OK:
+        if not token_check.status.passed:
             return _skip("api", "a token")
         tallyfy = self.settings.tallyfy
         assert tallyfy.access_token is not None
@@ -267,7 +287,7 @@ class _Doctor:
                 ),
             )
         who = _who(me)
-        if org_check.status is CheckStatus.OK:
+        if org_check.status.passed:
             problem_text = self.organization_problem(tallyfy.organization_id or "")
             if problem_text:
                 return Check(
@@ -293,7 +313,7 @@ class _Doctor:
 
     def templates(self, store: Check, api: Check, org: Check) -> Check:
         for needed, name in ((store, "the store"), (org, "an organization"), (api, "the API")):
-            if needed.status is not CheckStatus.OK:
+            if not needed.status.passed:
                 return _skip("templates", name)
         assert self.client is not None
         if not self.stored:

@@ -323,6 +323,16 @@ def make_engine(
         parsed = make_url(url)
     except sa_exc.ArgumentError:
         raise ConfigError(problem("not a database URL", key="store.url")) from None
+    except ValueError:
+        # SQLAlchemy's int(port) failed. Not echoed: with an unescaped '@' or ':' in the
+        # password, part of the password is what landed in the "port".
+        raise ConfigError(
+            problem(
+                "not a database URL: the port is not a number (a password holding '@', ':' or "
+                "'/' must be percent-encoded, e.g. '@' as %40)",
+                key="store.url",
+            )
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed, dict(connect_args or {}), busy_timeout)

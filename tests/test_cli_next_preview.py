@@ -158,7 +158,9 @@ def test_next_with_an_invalid_expression_fails_naming_the_field(
 
 def test_next_with_an_unknown_zone_fails_naming_it() -> None:
     result = invoke(["next", "--cron", "0 9 * * *", "--tz", "Europe/Lundon"], code=1)
-    assert result.stderr == "--tz = 'Europe/Lundon': unknown time zone (use an IANA name)\n"
+    assert result.stderr == (
+        "--tz = 'Europe/Lundon': unknown time zone (use an IANA name such as 'Europe/London')\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -177,24 +177,82 @@ def test_the_environment_overrides_the_file(tmp_path: Path) -> None:
     )
 
 
-def test_a_dotenv_file_fills_in_but_never_overrides_the_environment(tmp_path: Path) -> None:
-    conf = write(tmp_path / "etc" / "config.toml", "")
+def test_a_dotenv_beside_the_config_beats_the_file_but_never_the_environment(
+    tmp_path: Path,
+) -> None:
+    conf = write(
+        tmp_path / "etc" / "config.toml", '[tallyfy]\nbase_url = "https://file.example/api"\n'
+    )
     write(
         tmp_path / "etc" / ".env",
-        f"TALLYFY_ACCESS_TOKEN={TOKEN}\nTALLYFY_ORGANIZATION_ID=from-dotenv\n",
+        f"TALLYFY_ACCESS_TOKEN={TOKEN}\nTALLYFY_ORGANIZATION_ID=from-dotenv\n"
+        "TALLYFY_BASE_URL=https://dotenv.example/api\n",
     )
-    write(tmp_path / ".env", "TALLYFY_BASE_URL=https://cwd-dotenv.example/api\n")
     settings = load(tmp_path, {"TALLYFY_ORGANIZATION_ID": "from-env"}, config_path=conf)
     assert settings.tallyfy.organization_id == "from-env"  # the environment wins
     assert settings.tallyfy.access_token == Secret(TOKEN)  # .env beside the config file
-    assert settings.tallyfy.base_url == "https://cwd-dotenv.example/api"  # .env in the cwd
+    assert settings.tallyfy.base_url == "https://dotenv.example/api"  # ... beats the file
 
 
-def test_the_dotenv_beside_the_config_wins_over_the_one_in_the_cwd(tmp_path: Path) -> None:
-    conf = write(tmp_path / "etc" / "config.toml", "")
-    write(tmp_path / "etc" / ".env", "TALLYFY_ORGANIZATION_ID=beside-config\n")
-    write(tmp_path / ".env", "TALLYFY_ORGANIZATION_ID=in-cwd\n")
-    assert load(tmp_path, config_path=conf).tallyfy.organization_id == "beside-config"
+def test_with_a_config_file_the_dotenv_in_the_working_directory_is_not_read(
+    tmp_path: Path,
+) -> None:
+    # Issue 11 item 6: a .env wherever the command runs redirected an explicit --config.
+    conf = write(
+        tmp_path / "etc" / "config.toml", '[tallyfy]\nbase_url = "https://good.example/api"\n'
+    )
+    write(
+        tmp_path / ".env",
+        "TALLYFY_BASE_URL=http://evil.example/api\nTALLYFY_ORGANIZATION_ID=evil-org\n"
+        "TALLYFY_ACCESS_TOKEN=evil-token\nTALLYFY_SCHEDULER_DB=sqlite:////evil.db\n",
+    )
+    settings = load(tmp_path, {"HOME": str(tmp_path / "home")}, config_path=conf)
+    assert settings.tallyfy.base_url == "https://good.example/api"
+    assert settings.tallyfy.organization_id is None
+    assert settings.tallyfy.access_token is None
+    assert settings.store.url != "sqlite:////evil.db"
+
+
+def test_without_a_config_file_the_dotenv_in_the_working_directory_is_read(
+    tmp_path: Path, no_system_config: Path
+) -> None:
+    write(tmp_path / ".env", f"TALLYFY_ACCESS_TOKEN={TOKEN}\nTALLYFY_ORGANIZATION_ID=quick\n")
+    settings = load(tmp_path)
+    assert settings.config_file is None
+    assert (settings.tallyfy.access_token, settings.tallyfy.organization_id) == (
+        Secret(TOKEN),
+        "quick",
+    )
+
+
+def test_settings_say_where_each_came_from_and_never_what(tmp_path: Path) -> None:
+    conf = write(
+        tmp_path / "etc" / "config.toml",
+        '[tallyfy]\nbase_url = "https://file.example/api"\ntimeout = "5s"\n'
+        '[store]\nurl = "sqlite:////file.db"\n[calendar]\nholidays = []\n',
+    )
+    dotenv = write(
+        tmp_path / "etc" / ".env",
+        "TALLYFY_ORGANIZATION_ID=org-9\nTALLYFY_SCHEDULER_DB=postgresql://u:pw-77@h/db\n",
+    )
+    credential = write(tmp_path / "creds" / "tallyfy-token", f"{TOKEN}\n")
+    environ = {
+        "TALLYFY_BASE_URL": "https://env.example/api",
+        "CREDENTIALS_DIRECTORY": str(tmp_path / "creds"),
+    }
+    origins = load(tmp_path, environ, config_path=conf).origins
+    assert {k: v for k, v in origins.items() if v != "default"} == {
+        "tallyfy.base_url": "TALLYFY_BASE_URL in the environment",
+        "tallyfy.organization_id": f"TALLYFY_ORGANIZATION_ID in {dotenv}",
+        "tallyfy.access_token": f"systemd credential 'tallyfy-token' ({credential})",
+        "tallyfy.timeout": "the config file",
+        "store.url": f"TALLYFY_SCHEDULER_DB in {dotenv}",
+        "calendar.holidays": "the config file",
+    }
+    assert "scheduler.timezone" in origins and "retry.max_backoff" in origins
+    assert not any(secret in " ".join(origins.values()) for secret in (TOKEN, "pw-77"))
+    with_db = load(tmp_path, environ, config_path=conf, db_url="sqlite:////cli.db")
+    assert with_db.origins["store.url"] == "--db"
 
 
 # -- the token -----------------------------------------------------------------------------------
@@ -208,29 +266,38 @@ def test_the_token_is_never_read_from_the_config_file(tmp_path: Path) -> None:
     assert TOKEN not in str(found)  # and the error does not echo it
 
 
+TOKEN_SOURCES = ["env", "env-file", "credential", "dotenv", "dotenv-file"]
+
+
 @pytest.mark.parametrize(
-    ("sources", "expected"),
-    [
-        ({"env", "file", "credential"}, "from-env"),
-        ({"file", "credential"}, "from-file"),
-        ({"credential"}, "from-credential"),
-        (set(), None),
-    ],
-    ids=["environment-first", "then-TOKEN_FILE", "then-systemd-credential", "else-none"],
+    "first",
+    range(len(TOKEN_SOURCES) + 1),
+    ids=[f"{s}-first" for s in TOKEN_SOURCES] + ["else-none"],
 )
-def test_the_token_comes_from_the_environment_a_file_or_a_credential(
-    tmp_path: Path, sources: set[str], expected: str | None
+def test_the_token_comes_from_the_environment_then_the_credential_then_the_dotenv(
+    tmp_path: Path, first: int
 ) -> None:
+    """Every source from `first` on is set; the first of them must win (configuration.md)."""
+    conf = write(tmp_path / "etc" / "config.toml", "")
     environ: dict[str, str] = {}
-    if "env" in sources:
+    dotenv: list[str] = []
+    present = TOKEN_SOURCES[first:]
+    if "env" in present:
         environ["TALLYFY_ACCESS_TOKEN"] = "from-env"
-    if "file" in sources:
-        environ["TALLYFY_ACCESS_TOKEN_FILE"] = str(write(tmp_path / "token", "from-file\n"))
-    if "credential" in sources:
+    if "env-file" in present:
+        environ["TALLYFY_ACCESS_TOKEN_FILE"] = str(write(tmp_path / "t1", "from-env-file\n"))
+    if "credential" in present:
         write(tmp_path / "creds" / "tallyfy-token", "from-credential\n")
         environ["CREDENTIALS_DIRECTORY"] = str(tmp_path / "creds")
-    token = load(tmp_path, environ).tallyfy.access_token
-    assert (token.reveal() if token else None) == expected
+    if "dotenv" in present:
+        dotenv.append("TALLYFY_ACCESS_TOKEN=from-dotenv")
+    if "dotenv-file" in present:
+        dotenv.append(f"TALLYFY_ACCESS_TOKEN_FILE={write(tmp_path / 't2', 'from-dotenv-file')}")
+    write(tmp_path / "etc" / ".env", "\n".join(dotenv) + "\n")
+    token = load(tmp_path, environ, config_path=conf).tallyfy.access_token
+    assert (token.reveal() if token else None) == (
+        f"from-{TOKEN_SOURCES[first]}" if present else None
+    )
 
 
 def test_the_token_never_shows_itself(tmp_path: Path) -> None:
@@ -318,6 +385,20 @@ def test_an_unusable_config_file_is_an_error_naming_it(
         write(path, text)
     (found,) = problems(tmp_path, config_path=path)
     assert found.file == str(path) and fragment in found.message
+
+
+@pytest.mark.parametrize(
+    "zone", ["localtime", "Factory", "posixrules", "right/UTC", "posix/Europe/London", "Nowhere"]
+)
+def test_a_zone_of_no_place_is_not_valid(zone: str) -> None:
+    assert not config.is_valid_zone(zone)
+    assert config.zone_problem(zone)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London", "US/Eastern", "Etc/GMT+5", "EST5EDT"])
+def test_iana_names_and_their_links_are_valid_zones(zone: str) -> None:
+    assert config.is_valid_zone(zone)
+    assert config.zone_problem(zone) is None
 
 
 def test_a_variable_naming_a_missing_file_is_an_error(tmp_path: Path) -> None:
