@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
 from itertools import islice
@@ -27,7 +28,7 @@ import click
 from scheduler import __version__, operations
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
-from scheduler.config import Settings, load_settings, zone_problem
+from scheduler.config import LOG_LEVELS, Settings, load_settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import load_job_files
@@ -98,12 +99,13 @@ class App:
         while self._clients:
             self._clients.pop().close()
 
-    def reload_token(self) -> None:
-        """SIGHUP: read the token again (a renewed credential) and hand it to the clients."""
-        fresh = load_settings(self.config_path, db_url=self.db_url).tallyfy.access_token
-        if fresh is not None:
-            for client in self._clients:
-                client.set_token(fresh)
+    def load_settings(self, *, log_level: str | None = None) -> Settings:
+        """The settings read again from their sources (SIGHUP); `log_level`, given on the
+        command line, wins over the config file's."""
+        fresh = load_settings(self.config_path, db_url=self.db_url)
+        if log_level is None:
+            return fresh
+        return replace(fresh, scheduler=replace(fresh.scheduler, log_level=log_level.upper()))
 
     def client(self) -> TallyfyClient:
         """The API client from `[tallyfy]` (ConfigError names what is missing)."""
@@ -601,13 +603,20 @@ def status(app: App, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--config-only",
+    is_flag=True,
+    help="Only the config, the token and the organization, offline (systemd's ExecReload).",
+)
 @click.pass_obj
-def doctor(app: App) -> None:
+def doctor(app: App, config_only: bool) -> None:
     """Check config, token, store, jobs, the API and the templates; say how to fix each problem.
 
     One line per check on stdout; each problem on its own line on stderr; exit 1 if any.
     """
-    checks = diagnose(app.config_path, app.db_url, app.now(), clock=app.clock)
+    checks = diagnose(
+        app.config_path, app.db_url, app.now(), clock=app.clock, config_only=config_only
+    )
     failed = warned = 0
     for check in checks:
         click.echo(f"{check.status.value:<4}  {check.name}: {check.summary}")
@@ -633,21 +642,25 @@ def doctor(app: App) -> None:
 @cli.command()
 @click.option(
     "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Overrides [scheduler] log_level (default INFO).",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
 )
 @click.pass_obj
-def run(app: App, log_level: str) -> None:
+def run(app: App, log_level: str | None) -> None:
     """The daemon, in the foreground (what systemd starts)."""
-    settings = app.settings
+    settings = app.load_settings(log_level=log_level)
     token = settings.tallyfy.access_token
-    configure_logging(log_level, secrets=[token.reveal()] if token else [])
+    configure_logging(settings.scheduler.log_level, secrets=[token.reveal()] if token else [])
     if settings.tallyfy.access_token_warning:  # a warning, not a refusal: the token works
         log.warning("%s", settings.tallyfy.access_token_warning)
     store = app.open_store()
     daemon = Daemon(
-        settings, store, app.client(), clock=app.clock, reload_settings=app.reload_token
+        settings,
+        store,
+        app.client(),
+        clock=app.clock,
+        reload_settings=lambda: app.load_settings(log_level=log_level),
     )
     code = daemon.run()
     if daemon.unfinished:

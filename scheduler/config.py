@@ -51,6 +51,8 @@ DEFAULT_MAX_CONCURRENT_FIRES = 8
 DEFAULT_SHUTDOWN_GRACE = timedelta(seconds=30)  # guarantees.md: in-flight requests get 30 s
 DEFAULT_RELOAD_INTERVAL = timedelta(seconds=2)  # CLI changes are picked up within 5 s
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=5)
+DEFAULT_LOG_LEVEL = "INFO"  # the daemon's; `run --log-level` overrides it
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_DEAD_AFTER = timedelta(seconds=30)  # a daemon silent this long is presumed dead
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_INITIAL_BACKOFF = timedelta(seconds=2)
@@ -143,6 +145,7 @@ class SchedulerSettings:
     reload_interval: timedelta = DEFAULT_RELOAD_INTERVAL
     heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
     dead_after: timedelta = DEFAULT_DEAD_AFTER
+    log_level: str = DEFAULT_LOG_LEVEL
 
 
 @dataclass(frozen=True)
@@ -553,6 +556,7 @@ class _Reader:
                 sched, "scheduler", "heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL
             ),
             dead_after=self.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
+            log_level=self._convert(sched, "scheduler", "log_level", DEFAULT_LOG_LEVEL, _log_level),
         )
         if settings.dead_after < 2 * settings.heartbeat_interval:
             self._bad(
@@ -574,6 +578,7 @@ class _Reader:
                 "reload_interval",
                 "heartbeat_interval",
                 "dead_after",
+                "log_level",
             },
         )
         return settings
@@ -729,3 +734,10 @@ class _Reader:
             )
             return None
         return value.upper()
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level

@@ -87,8 +87,10 @@ def diagnose(
     cwd: Path | None = None,
     session: requests.Session | None = None,
     clock: Clock | None = None,
+    config_only: bool = False,
 ) -> list[Check]:
-    """`doctor`: config, token, organization, store, stored jobs, API, templates, in order.
+    """`doctor`: config, token, organization, store, stored jobs, API, templates, in order;
+    with `config_only`, the first three (offline: what `systemctl reload` checks first).
 
     Never raises for a problem of the setup; a check that needs a failed one is skipped.
     `session` and `clock` go to the API client (tests); the token is never in any output.
@@ -103,8 +105,10 @@ def diagnose(
             tuple(f"{p} (fix the config file or the environment)" for p in exc.problems),
         )
         rest = ("token", "organization", "store", "jobs", "api", "templates")
+        if config_only:
+            rest = rest[:2]
         return [failed, *(Check(n, CheckStatus.SKIPPED, "needs a valid config") for n in rest)]
-    return _Doctor(settings, now, session, clock).run()
+    return _Doctor(settings, now, session, clock).run(config_only=config_only)
 
 
 class _Doctor:
@@ -125,10 +129,12 @@ class _Doctor:
         self.client: TallyfyClient | None = None
         self.stored: list[tuple[str, Mapping[str, Any], Job | None, int]] = []
 
-    def run(self) -> list[Check]:
+    def run(self, *, config_only: bool = False) -> list[Check]:
         try:
             config = self.config()
             token, org = self.token(), self.organization()
+            if config_only:
+                return [config, token, org]
             store = self.open_store()
             jobs = self.jobs() if store.status is CheckStatus.OK else _skip("jobs", "the store")
             api = self.api(token, org)

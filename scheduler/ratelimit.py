@@ -46,6 +46,15 @@ class RateLimiter:
         # Used when the caller passes no stop event; never set.
         self._never = threading.Event()
 
+    def set_rate(self, per_minute: int) -> None:
+        """Change the limit from now on (`systemctl reload` with a new config)."""
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be greater than 0, not {per_minute}")
+        with self._lock:
+            self.per_minute = per_minute
+            self._interval = 60.0 / per_minute
+            self._tolerance = (self.burst - 1) * self._interval
+
     @property
     def interval(self) -> float:
         """Seconds between two requests at the limit."""

@@ -155,6 +155,11 @@ class Runner:
         self.observer = observer
         self.stop = stop
 
+    def reconfigure(self, *, retry: RetrySettings, calendar: BusinessCalendar) -> None:
+        """New retry settings and business days from now on (`systemctl reload`)."""
+        self.retry = retry
+        self.calendar = calendar
+
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
         """Claim (job, instant) and send it; None when the instant was already claimed."""

@@ -56,9 +56,10 @@ def runnable_copy() -> str:
     """The unit with ExecStart pointed at a binary that exists on this machine."""
     lines = []
     for line in UNIT.read_text().splitlines():
-        if line.startswith("ExecStart="):
+        if line.startswith(("ExecStart=", "ExecReload=/opt/")):
+            key = line.split("=", 1)[0]
             args = line.split(maxsplit=1)[1] if " " in line else ""
-            line = f"ExecStart={shutil.which('true') or '/bin/true'} {args}".rstrip()
+            line = f"{key}={shutil.which('true') or '/bin/true'} {args}".rstrip()
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -82,7 +83,11 @@ def test_the_unit_runs_the_daemon_the_way_guarantees_md_says() -> None:
     assert unit["Type"] == ["notify"]  # READY=1 once catch-up is planned
     assert unit["ExecStart"][0].split()[0].endswith("/tallyfy-scheduler")
     assert unit["ExecStart"][0].split()[-1] == "run"
-    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP reloads the jobs
+    # The config is checked before SIGHUP, so `systemctl reload` reports a broken one.
+    check, hup = unit["ExecReload"]
+    assert check.split()[0] == unit["ExecStart"][0].split()[0]
+    assert check.split()[-2:] == ["doctor", "--config-only"]
+    assert hup == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads config, token and jobs
     assert unit["KillSignal"] == ["SIGTERM"]
     assert int(unit["TimeoutStopSec"][0]) > 30  # above the 30 s given to requests in flight
     assert unit["Restart"] == ["on-failure"]

@@ -45,10 +45,11 @@ from scheduler.config import Settings
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
 from scheduler.daemon.recovery import Recovery
+from scheduler.daemon.reload import merge
 from scheduler.daemon.sending import Sender, group_size
 from scheduler.daemon.sendpool import SendPool
 from scheduler.daemon.timer import Timer
-from scheduler.errors import StoreError
+from scheduler.errors import SchedulerError, StoreError
 from scheduler.notify import Notifier
 from scheduler.runner import Observer, Runner
 from scheduler.store import Store
@@ -89,7 +90,9 @@ class Daemon:
 
     Given the settings, the store and an API client, it builds its own runner (owning the
     fires it claims under `daemon_id`), planner, send pool and timer. `observer` is told of
-    each settled fire (the demo prints them). `reload_settings` is called on SIGHUP.
+    each settled fire (the demo prints them). `reload_settings` loads the settings again on
+    SIGHUP (config file, token; raising SchedulerError when they do not load): what may
+    change live changes (`reload.LIVE`), the rest waits for a restart and is logged as such.
     """
 
     def __init__(
@@ -102,7 +105,7 @@ class Daemon:
         notifier: Notifier | None = None,
         daemon_id: str | None = None,
         stall_threshold: timedelta = DEFAULT_STALL_THRESHOLD,
-        reload_settings: Callable[[], None] | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
         observer: Observer | None = None,
         threaded: bool = True,
     ) -> None:
@@ -265,8 +268,7 @@ class Daemon:
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.notifier.reloading()
-                if self.reload_settings is not None:
-                    self.reload_settings()
+                self._reload_settings()
                 self._reload(force=True)
                 self.notifier.ready(self.status_line())
             elif (
@@ -366,6 +368,41 @@ class Daemon:
         return f"{jobs} jobs; next fire {upcoming[1]} at {utc_iso(upcoming[0])}"
 
     # -- steps ----------------------------------------------------------------------------------
+    def _reload_settings(self) -> None:
+        """SIGHUP: load the config and the token again and take what may change live. Settings
+        that do not load change nothing: the daemon goes on with those it has."""
+        if self.reload_settings is None:
+            return
+        try:
+            fresh = self.reload_settings()
+        except SchedulerError as exc:
+            log.error("reload: the settings did not load, keeping the current ones: %s", exc)
+            return
+        if fresh.tallyfy.access_token is None or not fresh.tallyfy.access_token.reveal():
+            log.error("reload: no access token found, keeping the current settings")
+            return
+        merged, restart = merge(self.settings, fresh)
+        for key in restart:
+            log.warning("reload: %s changed; it takes effect at the next restart", key)
+        old, self.settings = self.settings, merged
+        client = self.runner.client
+        token = merged.tallyfy.access_token
+        if token is not None and token != old.tallyfy.access_token:
+            client.set_token(token)
+        rate = merged.tallyfy.max_requests_per_minute
+        if rate != old.tallyfy.max_requests_per_minute:
+            if client.rate_limiter is not None:
+                client.rate_limiter.set_rate(rate)
+            self.pool.set_group_size(group_size(rate))
+        self.runner.reconfigure(
+            retry=merged.retry, calendar=BusinessCalendar.from_settings(merged.calendar)
+        )
+        self.loader.settings = self.planner.settings = merged
+        self.recovery.dead_after = merged.scheduler.dead_after
+        if merged.scheduler.log_level != old.scheduler.log_level:
+            logging.getLogger().setLevel(merged.scheduler.log_level)
+        log.info("reload: settings loaded from %s", merged.config_file or "defaults")
+
     def _reload(self, *, force: bool = False) -> None:
         for load in self.loader.changes(force=force):
             self.planner.post(load)

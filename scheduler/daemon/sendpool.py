@@ -101,6 +101,11 @@ class SendPool(Generic[T]):
             thread.start()
             self._threads.append(thread)
 
+    def set_group_size(self, size: int) -> None:
+        """Start at most `size` items together from now on (the rate limit changed)."""
+        with self._lock:
+            self._group_size = max(1, size)
+
     def submit(self, key: str, item_id: int, item: T) -> bool:
         """Queue `item` behind the other items of `key`; False if `item_id` is queued or
         under way already, or the pool is stopping."""
