@@ -40,8 +40,8 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.job import Job
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.logs import configure_logging
-from scheduler.models import FireStatus, Trigger
 from scheduler.runner import Observer, Runner, request_for_instant
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store, StoredJob

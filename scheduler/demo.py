@@ -28,7 +28,7 @@ from scheduler.config import (
 from scheduler.daemon import Daemon
 from scheduler.definitions import load_job_files
 from scheduler.job import Job
-from scheduler.models import Trigger
+from scheduler.lifecycle import Trigger
 from scheduler.runner import Runner
 from scheduler.store import Fire, JobDocument, Store
 from scheduler.timeexpr import BusinessCalendar

@@ -42,7 +42,7 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.job import CreateTask, Job
-from scheduler.models import OPEN_STATUSES, FireStatus, Trigger
+from scheduler.lifecycle import MAY_HAVE_ARRIVED, OPEN, FireStatus, Op, Trigger, sources
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
@@ -152,8 +152,8 @@ class Runner:
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
         """Claim (job, instant) and send it; None when the instant was already claimed."""
-        fire = self.store.claim(
-            job.id, scheduled_for, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+        (fire,) = self.store.claim(
+            [(job.id, scheduled_for, trigger)], now=self.clock.now(), daemon_id=self.daemon_id
         )
         if fire is None:
             log.info("fire already claimed job=%s scheduled_for=%s", job.id, utc_iso(scheduled_for))
@@ -164,8 +164,8 @@ class Runner:
         """Fire a past instant: claim it, or reopen its failed/skipped row; None if held."""
         if existing is None:
             return self.fire(job, instant, Trigger.BACKFILL)
-        reopened = self.store.reopen(
-            existing.id, Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
+        (reopened,) = self.store.reopen(
+            [existing.id], Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
         )
         return None if reopened is None else self.attempt(job, reopened)
 
@@ -178,29 +178,29 @@ class Runner:
         without a read-back could launch twice. A fire another daemon holds is left alone.
         """
         fire = self.store.get_fire(fire.id)
-        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+        if fire.status not in OPEN or not self._ours(fire):
             return fire
-        if fire.status in (FireStatus.PENDING, FireStatus.RETRYING):
+        if fire.status not in MAY_HAVE_ARRIVED:  # pending or retrying: never sent, or not applied
             return self.attempt(job, fire)
         if fire.status is FireStatus.SENDING:
             # Left mid-request (our own worker failed while recording the outcome, or we
             # adopted it): the request may have arrived, so it is uncertain until read back.
-            fire = self.store.mark_uncertain(
-                fire.id, now=self.clock.now(), error="interrupted while sending"
-            )
-        if fire.status is FireStatus.UNCERTAIN:
-            return self.reconcile(job, fire)
-        return fire
+            outcome = Outcome(fire.id, FireStatus.UNCERTAIN, error="interrupted while sending")
+            marked = self._record(fire, outcome)
+            if marked is None:
+                return self.store.get_fire(fire.id)
+            fire = marked
+        return self.reconcile(job, fire)
 
     def abandon(self, fire: Fire, reason: str) -> Fire:
         """Settle an open fire that can no longer be carried (its job is gone) as `failed`."""
         fire = self.store.get_fire(fire.id)
-        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+        if fire.status not in OPEN or not self._ours(fire):
             return fire
-        if fire.status in (FireStatus.SENDING, FireStatus.UNCERTAIN):
+        if fire.status in MAY_HAVE_ARRIVED:
             reason += "; it may have reached the API: look for it there"
-        if fire.status is FireStatus.RETRYING:
-            # `finish` applies to claimed fires; take the retry first (conditional, like all).
+        if fire.status not in sources(Op.FINISH, to=FireStatus.FAILED):
+            # Between attempts (retrying): take it first (conditional, like every change).
             started = self._starts.call(fire.id)
             if started is None:
                 return self.store.get_fire(fire.id)
@@ -227,14 +227,8 @@ class Runner:
         if started is None:  # another daemon moved it on meanwhile
             return self.store.get_fire(fire.id)
         request, outcome = self._send(job, started)
-        done = self._outcomes.call(outcome)
+        done = self._record(started, outcome)
         if done is None:
-            log.warning(
-                "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
-                started.job_id,
-                utc_iso(started.scheduled_for),
-                outcome.status.value,
-            )
             return self.store.get_fire(fire.id)
         if done.status is not FireStatus.UNCERTAIN:  # reported once read back
             self._report(done, request, outcome.error)
@@ -260,15 +254,24 @@ class Runner:
 
     def _start_batch(self, fire_ids: Sequence[int]) -> list[Fire | None]:
         """Mark fires `sending` in one transaction; None for those someone else moved on."""
-        started = self.store.start_attempts(
-            list(dict.fromkeys(fire_ids)), now=self.clock.now(), daemon_id=self.daemon_id
-        )
-        by_id = {fire.id: fire for fire in started}
-        return [by_id.get(fire_id) for fire_id in fire_ids]
+        return self.store.start_attempts(fire_ids, now=self.clock.now(), daemon_id=self.daemon_id)
 
     def _finish_batch(self, outcomes: Sequence[Outcome]) -> list[Fire | None]:
         """Record outcomes in one transaction; None for fires someone else moved on."""
-        return self.store.finish_many(outcomes, now=self.clock.now())
+        return self.store.finish(outcomes, now=self.clock.now())
+
+    def _record(self, fire: Fire, outcome: Outcome) -> Fire | None:
+        """Record `outcome` (in a batch with other workers' outcomes); None, logged, when
+        another daemon moved the fire on meanwhile (its state is theirs: nothing is kept)."""
+        done = self._outcomes.call(outcome)
+        if done is None:
+            log.warning(
+                "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
+                fire.job_id,
+                utc_iso(fire.scheduled_for),
+                outcome.status.value,
+            )
+        return done
 
     def reconcile(self, job: Job, fire: Fire) -> Fire:
         """Step 4: look the launch/task up by its rendered name/title before any resend."""
@@ -286,13 +289,14 @@ class Runner:
         except ApiError as exc:
             # Unreachable or refused: stay uncertain, visible in `status`; try again later.
             now = self.clock.now()
-            return self.store.mark_uncertain(
+            outcome = Outcome(
                 fire.id,
-                now=now,
+                FireStatus.UNCERTAIN,
                 error=f"reconcile failed: {exc}",
                 http_status=exc.status,
                 next_attempt_at=now + self._reconcile_backoff(fire, now),
             )
+            return self._record(fire, outcome) or self.store.get_fire(fire.id)
         taken = self._remote_ids_of_other_fires(job.id, fire.id)
         candidates = sorted(
             (item for item in found if str(item.get("id")) not in taken),
@@ -379,9 +383,9 @@ class Runner:
         remote_id: str | None = None,
         error: str | None = None,
     ) -> Fire:
-        done = self.store.finish(
-            fire.id, status, now=self.clock.now(), remote_id=remote_id, error=error
-        )
+        done = self._record(fire, Outcome(fire.id, status, remote_id=remote_id, error=error))
+        if done is None:
+            return self.store.get_fire(fire.id)
         self._report(done, request, error)
         return done
 
