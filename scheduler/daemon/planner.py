@@ -499,7 +499,7 @@ class Planner:
             for lo, hi in gaps(job.cron, first, skip.last, taken):
                 count = job.cron.count_between(lo - ONE_MICROSECOND, hi)
                 until = hi if count > 1 else None
-                pieces.append(Skip(job.id, lo, skip.reason, count, until, Trigger.CATCH_UP))
+                pieces.append(Skip(job.id, lo, reason=skip.reason, count=count, until=until))
             recorded = self.store.record_skips(pieces, now=self.clock.now())
             refused = [piece for piece, row in zip(pieces, recorded, strict=True) if row is None]
             for row in recorded:
