@@ -44,7 +44,7 @@ from bench.common import (
     print_table,
     workdir,
 )
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from scheduler.store import JobDocument, Store
 from scheduler.templates import fire_values, parse_template
 

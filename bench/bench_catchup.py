@@ -50,8 +50,9 @@ from scheduler.catchup import plan_due
 from scheduler.config import CatchUpPolicy
 from scheduler.definitions import job_from_document
 from scheduler.job import Job
-from scheduler.models import FIRES, FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store import JobDocument, Store
+from scheduler.store.tables import FIRES
 
 DEFAULT_JOBS = 10_000
 DOWN_FOR = timedelta(days=7)
@@ -190,9 +191,8 @@ def whole_catch_up(url: str) -> dict[str, Any]:
     timers.wrap(store, "accounted_until")
     timers.wrap(loader_module, "job_from_document", "job_from_document")
     timers.wrap(planner_module, "plan_due", "plan_due")
-    timers.wrap(store, "record_skip", "Store.record_skip (writes)")
+    timers.wrap(store, "record_skips", "Store.record_skips (writes)")
     timers.wrap(store, "claim", "Store.claim (writes)")
-    timers.wrap(store, "claim_many", "Store.claim_many (writes)")
     timers.wrap(daemon.runner, "attempt", "Runner.attempt (send + 2 writes)")
     open_statuses = [str(s) for s in (FireStatus.PENDING, FireStatus.SENDING)]
 

@@ -54,8 +54,8 @@ from bench.common import (
     wait_until,
     workdir,
 )
-from scheduler.models import JOBS
 from scheduler.store import Store
+from scheduler.store.tables import JOBS
 
 DEFAULT_JOBS = 100_000
 TARGET_SECONDS = 5.0  # "a few seconds"
@@ -108,7 +108,7 @@ def measure_in_process(url: str, engine_args: dict[str, Any]) -> dict[str, Any]:
     timers.wrap(loader_module, "job_from_document", "job_from_document (all)")
     timers.wrap(job_module, "parse_schedule", "  of which cron compile")
     timers.wrap(planner_module, "plan_due", "catch-up plan_due")
-    timers.wrap(store, "claim_many", "Store.claim_many (claims)")
+    timers.wrap(store, "claim", "Store.claim (claims)")
     timers.wrap(core_module.gc, "freeze", "gc.freeze")
     timers.wrap(daemon.recovery, "open_fires", "open fires (retries, orphans)")
     timers.wrap(daemon, "_heartbeat", "heartbeat")

@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import statistics
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,8 @@ def burst_figures(folder: Path, jobs: int) -> Callable[[int], dict[str, float]]:
     made = itertools.count()
 
     def measure(run: int) -> dict[str, float]:
+        # A folder of its own: old and new share `run`, and a store left by the other would
+        # hold its history (and fail the audit).
         got = bench_burst.run_burst(
             folder / f"burst{next(made)}",  # a fresh store and sandbox each time
             jobs,

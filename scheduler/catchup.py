@@ -29,7 +29,7 @@ from itertools import chain
 
 from scheduler.config import CatchUpPolicy
 from scheduler.cron import CronSchedule
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import Trigger, reopenable
 from scheduler.store import Fire
 
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -210,10 +210,7 @@ class BackfillStep:
     def reopenable(self) -> bool:
         """A failed fire, or a single skipped instant: never sent, so it may be sent now."""
         fire = self.existing
-        return fire is not None and (
-            fire.status is FireStatus.FAILED
-            or (fire.status is FireStatus.SKIPPED and (fire.skipped_count or 1) == 1)
-        )
+        return fire is not None and reopenable(fire.status, fire.skipped_count)
 
 
 def plan_backfill(

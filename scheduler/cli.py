@@ -41,8 +41,8 @@ from scheduler.errors import (
     StoreError,
     problem,
 )
+from scheduler.lifecycle import FireStatus
 from scheduler.logs import configure_logging
-from scheduler.models import FireStatus
 from scheduler.runner import Observer, Runner
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, Store, StoredJob

@@ -15,8 +15,7 @@
     │   ├── SchemaError                  store missing, too old or from a newer version
     │   ├── StoreUnavailable             locked, disk full, unreachable (transient)
     │   ├── JobNotFound (LookupError)
-    │   ├── FireNotFound (LookupError)
-    │   └── FireConflict                 the fire is no longer in a state the change applies to
+    │   └── FireNotFound (LookupError)
     └── ApiError                         one request to Tallyfy, classified once in client.py
         ├── NotSent                      connect failure: nothing left us, safe to retry
         ├── RateLimited                  429: not applied; retry after `retry_after`
@@ -244,15 +243,6 @@ class FireNotFound(StoreError, LookupError):
     def __init__(self, fire_id: int) -> None:
         self.fire_id = fire_id
         super().__init__(f"no fire with id {fire_id}")
-
-
-class FireConflict(StoreError):
-    """A state change lost a race: another process (or daemon) moved the fire on first."""
-
-    def __init__(self, fire_id: int, status: str, change: str) -> None:
-        self.fire_id = fire_id
-        self.status = status
-        super().__init__(f"fire {fire_id} is {status}: cannot {change} it")
 
 
 class ApiError(SchedulerError):

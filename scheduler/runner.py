@@ -43,7 +43,7 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.job import CreateTask, Job
-from scheduler.models import OPEN_STATUSES, FireStatus, Trigger
+from scheduler.lifecycle import MAY_HAVE_ARRIVED, OPEN, FireStatus, Op, Trigger, sources
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
@@ -163,8 +163,8 @@ class Runner:
     # -- entry points ---------------------------------------------------------------------------
     def fire(self, job: Job, scheduled_for: datetime, trigger: Trigger) -> Fire | None:
         """Claim (job, instant) and send it; None when the instant was already claimed."""
-        fire = self.store.claim(
-            job.id, scheduled_for, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+        (fire,) = self.store.claim(
+            [(job.id, scheduled_for, trigger)], now=self.clock.now(), daemon_id=self.daemon_id
         )
         if fire is None:
             log.info("fire already claimed job=%s scheduled_for=%s", job.id, utc_iso(scheduled_for))
@@ -175,8 +175,8 @@ class Runner:
         """Fire a past instant: claim it, or reopen its failed/skipped row; None if held."""
         if existing is None:
             return self.fire(job, instant, Trigger.BACKFILL)
-        reopened = self.store.reopen(
-            existing.id, Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
+        (reopened,) = self.store.reopen(
+            [existing.id], Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
         )
         return None if reopened is None else self.attempt(job, reopened)
 
@@ -189,29 +189,29 @@ class Runner:
         without a read-back could launch twice. A fire another daemon holds is left alone.
         """
         fire = self.store.get_fire(fire.id)
-        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+        if fire.status not in OPEN or not self._ours(fire):
             return fire
-        if fire.status in (FireStatus.PENDING, FireStatus.RETRYING):
+        if fire.status not in MAY_HAVE_ARRIVED:  # pending or retrying: never sent, or not applied
             return self.attempt(job, fire)
         if fire.status is FireStatus.SENDING:
             # Left mid-request (our own worker failed while recording the outcome, or we
             # adopted it): the request may have arrived, so it is uncertain until read back.
-            fire = self.store.mark_uncertain(
-                fire.id, now=self.clock.now(), error="interrupted while sending"
-            )
-        if fire.status is FireStatus.UNCERTAIN:
-            return self.reconcile(job, fire)
-        return fire
+            outcome = Outcome(fire.id, FireStatus.UNCERTAIN, error="interrupted while sending")
+            marked = self._record(fire, outcome)
+            if marked is None:
+                return self.store.get_fire(fire.id)
+            fire = marked
+        return self.reconcile(job, fire)
 
     def abandon(self, fire: Fire, reason: str) -> Fire:
         """Settle an open fire that can no longer be carried (its job is gone) as `failed`."""
         fire = self.store.get_fire(fire.id)
-        if fire.status not in OPEN_STATUSES or not self._ours(fire):
+        if fire.status not in OPEN or not self._ours(fire):
             return fire
-        if fire.status in (FireStatus.SENDING, FireStatus.UNCERTAIN):
+        if fire.status in MAY_HAVE_ARRIVED:
             reason += "; it may have reached the API: look for it there"
-        if fire.status is FireStatus.RETRYING:
-            # `finish` applies to claimed fires; take the retry first (conditional, like all).
+        if fire.status not in sources(Op.FINISH, to=FireStatus.FAILED):
+            # Between attempts (retrying): take it first (conditional, like every change).
             (started,) = self.start([fire])
             if started is None:
                 return self.store.get_fire(fire.id)
@@ -243,11 +243,9 @@ class Runner:
     def start(self, fires: Sequence[Fire]) -> list[Fire | None]:
         """Mark fires `sending` (attempt + 1) in one transaction, their rate-limit slots
         taken; for each, the started fire, or None if someone else moved it on."""
-        started = self.store.start_attempts(
+        return self.store.start_attempts(
             [fire.id for fire in fires], now=self.clock.now(), daemon_id=self.daemon_id
         )
-        by_id = {fire.id: fire for fire in started}
-        return [by_id.get(fire.id) for fire in fires]
 
     def send(self, job: Job, started: Fire) -> Attempt:
         """Build and send the request of a fire just started; the outcome, not yet recorded."""
@@ -273,18 +271,29 @@ class Runner:
     def record(self, attempts: Sequence[Attempt]) -> list[Fire | None]:
         """Write the outcomes of `attempts` in one transaction; log and report each. For each,
         the fire as recorded, or None if someone else moved it on meanwhile."""
-        done = self.store.finish_many([a.outcome for a in attempts], now=self.clock.now())
+        done = self.store.finish([a.outcome for a in attempts], now=self.clock.now())
         for attempt, fire in zip(attempts, done, strict=True):
             if fire is None:
-                log.warning(
-                    "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
-                    attempt.fire.job_id,
-                    utc_iso(attempt.fire.scheduled_for),
-                    attempt.outcome.status.value,
-                )
+                self._moved_on(attempt.fire, attempt.outcome)
             elif fire.status is not FireStatus.UNCERTAIN:  # reported once read back
                 self._report(fire, attempt.request, attempt.outcome.error)
         return done
+
+    def _record(self, fire: Fire, outcome: Outcome) -> Fire | None:
+        """Write one outcome; None, logged, when another daemon moved the fire on meanwhile
+        (its state is theirs: nothing is kept)."""
+        (done,) = self.store.finish([outcome], now=self.clock.now())
+        if done is None:
+            self._moved_on(fire, outcome)
+        return done
+
+    def _moved_on(self, fire: Fire, outcome: Outcome) -> None:
+        log.warning(
+            "fire moved on by another daemon job=%s scheduled_for=%s; outcome %s not kept",
+            fire.job_id,
+            utc_iso(fire.scheduled_for),
+            outcome.status.value,
+        )
 
     def reconcile(self, job: Job, fire: Fire) -> Fire:
         """Step 4: look the launch/task up by its rendered name/title before any resend."""
@@ -302,13 +311,14 @@ class Runner:
         except ApiError as exc:
             # Unreachable or refused: stay uncertain, visible in `status`; try again later.
             now = self.clock.now()
-            return self.store.mark_uncertain(
+            outcome = Outcome(
                 fire.id,
-                now=now,
+                FireStatus.UNCERTAIN,
                 error=f"reconcile failed: {exc}",
                 http_status=exc.status,
                 next_attempt_at=now + self._reconcile_backoff(fire, now),
             )
+            return self._record(fire, outcome) or self.store.get_fire(fire.id)
         taken = self._remote_ids_of_other_fires(job.id, fire.id)
         candidates = sorted(
             (item for item in found if str(item.get("id")) not in taken),
@@ -395,9 +405,9 @@ class Runner:
         remote_id: str | None = None,
         error: str | None = None,
     ) -> Fire:
-        done = self.store.finish(
-            fire.id, status, now=self.clock.now(), remote_id=remote_id, error=error
-        )
+        done = self._record(fire, Outcome(fire.id, status, remote_id=remote_id, error=error))
+        if done is None:
+            return self.store.get_fire(fire.id)
         self._report(done, request, error)
         return done
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from scheduler.config import Settings, is_valid_zone
 from scheduler.definitions import job_from_document
 from scheduler.errors import InvalidInput
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from scheduler.store import Store, StoredJob
 
 OPEN_LIST_LIMIT = 100  # retrying/uncertain fires listed in full; the counts are exact

@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 from scheduler import __version__
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
-from scheduler.models import FireStatus, Trigger
-from scheduler.store import Store
+from scheduler.lifecycle import FireStatus, Trigger
+from scheduler.store import Outcome, Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # Monday 2026-03-02, 12:00 UTC
@@ -86,10 +86,10 @@ def copy_examples(folder: Path) -> Path:
 def record_fire(
     store: Store, job_id: str, scheduled_for: datetime, status: FireStatus, **kw: Any
 ) -> None:
-    fire = store.claim(job_id, scheduled_for, Trigger.SCHEDULE, now=scheduled_for)
+    (fire,) = store.claim([(job_id, scheduled_for, Trigger.SCHEDULE)], now=scheduled_for)
     assert fire is not None
-    store.start_attempt(fire.id, now=scheduled_for)
-    store.finish(fire.id, status, now=scheduled_for + timedelta(seconds=1), **kw)
+    store.start_attempts([fire.id], now=scheduled_for)
+    store.finish([Outcome(fire.id, status, **kw)], now=scheduled_for + timedelta(seconds=1))
 
 
 # -- init and the schema ------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
-from scheduler.models import FireStatus, Trigger
-from scheduler.store import Store
+from scheduler.lifecycle import FireStatus, Trigger
+from scheduler.store import Outcome, Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # Monday 2026-03-02, 12:00 UTC
@@ -46,10 +46,11 @@ def base(tmp_path: Path, sqlite_url: str) -> list[str]:
 def succeed(db_url: str, job_id: str, scheduled_for: datetime, remote_id: str) -> None:
     store = Store.open(db_url)
     try:
-        fire = store.claim(job_id, scheduled_for, Trigger.SCHEDULE, now=scheduled_for)
+        (fire,) = store.claim([(job_id, scheduled_for, Trigger.SCHEDULE)], now=scheduled_for)
         assert fire is not None
-        store.start_attempt(fire.id, now=scheduled_for)
-        store.finish(fire.id, FireStatus.SUCCEEDED, now=scheduled_for, remote_id=remote_id)
+        store.start_attempts([fire.id], now=scheduled_for)
+        outcome = Outcome(fire.id, FireStatus.SUCCEEDED, remote_id=remote_id)
+        store.finish([outcome], now=scheduled_for)
     finally:
         store.close()
 
@@ -283,10 +284,10 @@ def test_preview_counts_only_the_successes_scheduled_before_the_instant(
         scheduled = monday + timedelta(weeks=week)
         store = Store.open(sqlite_url)
         try:
-            fire = store.claim("numbered", scheduled, Trigger.SCHEDULE, now=scheduled)
+            (fire,) = store.claim([("numbered", scheduled, Trigger.SCHEDULE)], now=scheduled)
             assert fire is not None
-            store.start_attempt(fire.id, now=scheduled)
-            store.finish(fire.id, status, now=scheduled, remote_id=f"r{week}")
+            store.start_attempts([fire.id], now=scheduled)
+            store.finish([Outcome(fire.id, status, remote_id=f"r{week}")], now=scheduled)
         finally:
             store.close()
 

@@ -35,7 +35,7 @@ from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import FakeClock
 from scheduler.config import Secret
 from scheduler.errors import ApiError
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from scheduler.store import Store
 from tallyfy_sandbox import FaultRule, SandboxServer
 

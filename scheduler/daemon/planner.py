@@ -36,8 +36,8 @@ from scheduler.cron import CronSchedule, jitter_delay
 from scheduler.definitions import job_from_document
 from scheduler.errors import JobNotFound, SchedulerError, StoreError
 from scheduler.job import Job
-from scheduler.models import OPEN_STATUSES, FireStatus, Trigger
-from scheduler.store import Fire, Store
+from scheduler.lifecycle import COUNTS_TOWARD_MAX_FIRES, OPEN, Trigger
+from scheduler.store import Fire, Skip, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 PLAN_BATCH = 500
 # Stale heap entries (of jobs replanned or unloaded) tolerated before the heap is rebuilt.
 HEAP_SLACK = 1000
-# What `max_fires` counts: successful fires and those that may still succeed.
-USED_FOR_MAX_FIRES = OPEN_STATUSES | {FireStatus.SUCCEEDED}
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -383,15 +381,13 @@ class Planner:
             else:
                 state.cursor = max(state.cursor, plan.cursor or state.cursor)
                 self._schedule(state, now)
-        claimed: list[Fire] = []
+        claimed: list[Fire | None] = []
         if wanted:
             # In key order: daemons claiming overlapping batches on PostgreSQL then wait for
             # each other's unique-index entries in the same order, never in a deadlock.
             wanted.sort(key=lambda item: (item[0], item[1]))
             try:
-                claimed = self.store.claim_many(
-                    wanted, now=self.clock.now(), daemon_id=self.daemon_id
-                )
+                claimed = self.store.claim(wanted, now=self.clock.now(), daemon_id=self.daemon_id)
             except StoreError as exc:
                 self._store_failed(list(cursors), exc)
                 cursors = {}
@@ -399,7 +395,7 @@ class Planner:
                 state = self._jobs[job_id]
                 state.cursor = max(state.cursor, cursor)
                 self._schedule(state, now)
-        self._send([Carry(self._jobs[fire.job_id].job, fire, True) for fire in claimed])
+        self._send([Carry(self._jobs[f.job_id].job, f, True) for f in claimed if f is not None])
         for state in alone:
             self._plan_alone(state, now)
 
@@ -420,8 +416,8 @@ class Planner:
                 if job.max_fires is not None and self._fires_used(job.id) >= job.max_fires:
                     self._complete(state)
                     return
-                fire = self.store.claim(
-                    job.id, instant, trigger, now=self.clock.now(), daemon_id=self.daemon_id
+                (fire,) = self.store.claim(
+                    [(job.id, instant, trigger)], now=self.clock.now(), daemon_id=self.daemon_id
                 )
                 if fire is not None:
                     claimed.append(fire)
@@ -490,7 +486,7 @@ class Planner:
 
     def _fires_used(self, job_id: str) -> int:
         """Successful fires plus those still open (max_fires counts successes)."""
-        return self.store.count_fires(job_id, statuses=USED_FOR_MAX_FIRES)
+        return self.store.count_fires(job_id, statuses=COUNTS_TOWARD_MAX_FIRES)
 
     def _complete(self, state: _JobState) -> None:
         state.complete = True
@@ -503,38 +499,32 @@ class Planner:
         A range is one row keyed by its first instant. Inserted whole over an instant that
         already has a row (a manual fire at a scheduled instant, another daemon's claim), it
         would either be refused, losing every instant in it, or count that instant twice. So
-        the range is cut around the rows it touches; a row appearing meanwhile (a race) makes
-        the rest be looked at again.
+        the range is cut around the rows it touches, the pieces recorded together; a row
+        appearing meanwhile (a race) refuses its piece, which is looked at again.
         """
         first = skip.first
         for _attempt in range(3):
             taken = self.store.fires_touching(job.id, first, skip.last)
-            refused = None
+            pieces = []
             for lo, hi in gaps(job.cron, first, skip.last, taken):
                 count = job.cron.count_between(lo - ONE_MICROSECOND, hi)
-                recorded = self.store.record_skip(
-                    job.id,
-                    lo,
-                    reason=skip.reason,
-                    trigger=Trigger.CATCH_UP,
-                    now=self.clock.now(),
-                    count=count,
-                    until=hi if count > 1 else None,
-                )
-                if not recorded:
-                    refused = lo
-                    break
-                log.warning(
-                    "skipped job=%s scheduled_for=%s count=%d until=%s reason=%r",
-                    job.id,
-                    utc_iso(lo),
-                    count,
-                    utc_iso(hi),
-                    skip.reason,
-                )
-            if refused is None:
+                until = hi if count > 1 else None
+                pieces.append(Skip(job.id, lo, reason=skip.reason, count=count, until=until))
+            recorded = self.store.record_skips(pieces, now=self.clock.now())
+            refused = [piece for piece, row in zip(pieces, recorded, strict=True) if row is None]
+            for row in recorded:
+                if row is not None:
+                    log.warning(
+                        "skipped job=%s scheduled_for=%s count=%d until=%s reason=%r",
+                        job.id,
+                        utc_iso(row.scheduled_for),
+                        row.skipped_count,
+                        utc_iso(row.skipped_until or row.scheduled_for),
+                        skip.reason,
+                    )
+            if not refused:
                 return
-            first = refused
+            first = refused[0].scheduled_for
 
     # -- open fires -----------------------------------------------------------------------------
     def _resume(self, fires: Sequence[Fire]) -> None:
@@ -574,7 +564,7 @@ class Planner:
                 for fire_id in sorted(self._stranded):
                     fire = self.store.get_fire(fire_id)
                     self._stranded.discard(fire_id)
-                    if fire.status in OPEN_STATUSES and fire.claimed_by in (None, self.daemon_id):
+                    if fire.status in OPEN and fire.claimed_by in (None, self.daemon_id):
                         self._resume([fire])
             except StoreError as exc:
                 log.error("store unavailable while resuming stranded fires: %s", exc)

@@ -14,7 +14,7 @@ import socket
 from datetime import datetime, timedelta
 
 from scheduler.clock import utc_iso
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from scheduler.store import DaemonInfo, Fire, Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class Recovery:
 
     def _orphans(self, now: datetime, *, startup: bool) -> list[Fire]:
         """Open fires nobody carries: ours that stopped moving, those of dead daemons, and
-        unowned ones (claimed by a `fire` or `backfill` command) left for long."""
+        unowned ones (claimed by a `fire` or `backfill` command) left for long, the latter
+        two adopted (in one batch); oldest instant first."""
         found = []
         dead = self._dead_daemons(now)
         # A dead daemon is one silent for `dead_after`, so its rows are at least that old.
@@ -71,22 +72,26 @@ class Recovery:
                 continue
             if not (mine or owner is None or owner in dead):
                 continue
-            if not mine:
-                adopted = self.store.adopt(
-                    fire.id, expected_owner=owner, new_owner=self.daemon_id, now=now
-                )
-                if adopted is None:
-                    continue
+            found.append(fire)
+        others = [fire for fire in found if fire.claimed_by != self.daemon_id]
+        adopted: dict[int, Fire] = {}
+        for fire, taken in zip(
+            others, self.store.adopt(others, new_owner=self.daemon_id, now=now), strict=True
+        ):
+            if taken is not None:  # else another daemon was quicker
                 log.info(
                     "adopted fire job=%s scheduled_for=%s from=%s status=%s",
                     fire.job_id,
                     utc_iso(fire.scheduled_for),
-                    owner,
-                    adopted.status,
+                    fire.claimed_by,
+                    taken.status,
                 )
-                fire = adopted
-            found.append(fire)
-        return found
+                adopted[fire.id] = taken
+        return [
+            fire if fire.claimed_by == self.daemon_id else adopted[fire.id]
+            for fire in found
+            if fire.claimed_by == self.daemon_id or fire.id in adopted
+        ]
 
     def _dead_daemons(self, now: datetime) -> set[str]:
         dead = set()

@@ -66,7 +66,7 @@ from scheduler.config import CalendarSettings, Settings, StoreSettings
 from scheduler.definitions import job_from_document
 from scheduler.errors import SchedulerError
 from scheduler.job import Job, LaunchProcess
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import OPEN, FireStatus, Trigger
 from scheduler.runner import request_for_instant
 from scheduler.store import Fire, Store
 from scheduler.timeexpr import BusinessCalendar
@@ -77,9 +77,6 @@ TITLE = "{job} {fire_utc:%Y-%m-%dT%H:%M:%SZ}"
 REVIEW = "beeffbdddf558869a18556731b2da7c2"
 CLIENT_NAME = "16e27d901362e3abffae5c18ea1a8d12"
 REVIEW_DUE = "2024ec22c6346de494cc419191bb01aa"
-OPEN = frozenset(
-    {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
-)
 ONE_MICROSECOND = timedelta(microseconds=1)
 SKIPPED = FireStatus.SKIPPED
 

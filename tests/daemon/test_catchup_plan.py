@@ -15,7 +15,7 @@ from scheduler.catchup import (
 )
 from scheduler.config import CatchUpPolicy
 from scheduler.cron import jitter_delay, parse_schedule
-from scheduler.models import Trigger
+from scheduler.lifecycle import Trigger
 
 EVERY_MINUTE = parse_schedule("* * * * *", "UTC")
 EVERY_SECOND = parse_schedule("* * * * * *", "UTC")

@@ -18,8 +18,8 @@ from daemon_helpers import audit, write_job
 
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
-from scheduler.models import FireStatus, Trigger
-from scheduler.store import Store
+from scheduler.lifecycle import FireStatus, Trigger
+from scheduler.store import Outcome, Skip, Store
 from tallyfy_sandbox import SandboxServer
 
 NOW = datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC)  # a Monday
@@ -99,7 +99,7 @@ def test_backfill_fires_each_instant_of_the_range_once(run: Cli, store: Store) -
 
 def test_backfill_dry_run_says_what_it_would_fire_and_sends_nothing(run: Cli, store: Store) -> None:
     run.apply("hourly", "0 * * * *")
-    store.claim("hourly", hour(7), Trigger.SCHEDULE, now=NOW)
+    store.claim([("hourly", hour(7), Trigger.SCHEDULE)], now=NOW)
     out = run(
         "backfill",
         "hourly",
@@ -120,10 +120,10 @@ def test_backfill_dry_run_says_what_it_would_fire_and_sends_nothing(run: Cli, st
 
 def test_backfill_sends_again_what_failed_or_was_skipped_alone(run: Cli, store: Store) -> None:
     run.apply("hourly", "0 * * * *")
-    failed = store.claim("hourly", hour(6), Trigger.SCHEDULE, now=NOW)
+    (failed,) = store.claim([("hourly", hour(6), Trigger.SCHEDULE)], now=NOW)
     assert failed is not None
-    store.finish(failed.id, FireStatus.FAILED, now=NOW, error="HTTP 422")
-    store.record_skip("hourly", hour(7), reason="missed", trigger=Trigger.CATCH_UP, now=NOW)
+    store.finish([Outcome(failed.id, FireStatus.FAILED, error="HTTP 422")], now=NOW)
+    store.record_skips([Skip("hourly", hour(7), reason="missed")], now=NOW)
     run("backfill", "hourly", "--from", "2026-05-04T06:00Z", "--to", "2026-05-04T07:00Z")
     report = audit(store, run.sandbox, "hourly", hour(5), hour(7)).assert_ok()
     assert report.sent == [hour(6), hour(7)]
@@ -166,20 +166,24 @@ def test_status_shows_the_heartbeat_next_fires_and_open_fires(run: Cli, store: S
         next_fire_at=hour(13),
         state="running",
     )
-    done = store.claim("hourly", hour(11), Trigger.SCHEDULE, now=NOW)
-    assert done is not None
-    store.start_attempt(done.id, now=NOW)
-    store.finish(done.id, FireStatus.SUCCEEDED, now=NOW, remote_id="r1")
-    retry = store.claim("paused", hour(11, 55), Trigger.SCHEDULE, now=NOW)
-    assert retry is not None
-    store.start_attempt(retry.id, now=NOW)
-    store.finish(
-        retry.id, FireStatus.RETRYING, now=NOW, error="HTTP 429", next_attempt_at=hour(12, 5)
+    done, retry, unsure = store.claim(
+        [
+            ("hourly", hour(11), Trigger.SCHEDULE),
+            ("paused", hour(11, 55), Trigger.SCHEDULE),
+            ("hourly", hour(12), Trigger.SCHEDULE),
+        ],
+        now=NOW,
     )
-    unsure = store.claim("hourly", hour(12), Trigger.SCHEDULE, now=NOW)
-    assert unsure is not None
-    store.start_attempt(unsure.id, now=NOW)
-    store.mark_uncertain(unsure.id, now=NOW, error="HTTP 502", http_status=502)
+    assert done is not None and retry is not None and unsure is not None
+    store.start_attempts([done.id, retry.id, unsure.id], now=NOW)
+    store.finish(
+        [
+            Outcome(done.id, FireStatus.SUCCEEDED, remote_id="r1"),
+            Outcome(retry.id, FireStatus.RETRYING, error="HTTP 429", next_attempt_at=hour(12, 5)),
+            Outcome(unsure.id, FireStatus.UNCERTAIN, error="HTTP 502", http_status=502),
+        ],
+        now=NOW,
+    )
 
     report = run.json("status")
     assert report["alive"] is True
@@ -214,10 +218,11 @@ def test_status_says_a_silent_daemon_is_dead_and_flags_a_rejected_token(
         next_fire_at=None,
         state="running",
     )
-    fire = store.claim("hourly", hour(12), Trigger.SCHEDULE, now=NOW)
+    (fire,) = store.claim([("hourly", hour(12), Trigger.SCHEDULE)], now=NOW)
     assert fire is not None
-    store.start_attempt(fire.id, now=NOW)
-    store.finish(fire.id, FireStatus.FAILED, now=NOW, http_status=401, error="HTTP 401")
+    store.start_attempts([fire.id], now=NOW)
+    outcome = Outcome(fire.id, FireStatus.FAILED, http_status=401, error="HTTP 401")
+    store.finish([outcome], now=NOW)
     report = run.json("status")
     assert report["alive"] is False and report["daemons"][0]["alive"] is False
     assert report["credentials_problem"] is True

@@ -27,7 +27,7 @@ from daemon_helpers import (
     write_job,
 )
 
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store import Store
 from tallyfy_sandbox import FaultRule, SandboxServer
 
@@ -282,11 +282,11 @@ def test_a_live_daemon_takes_over_the_open_fires_of_a_dead_one(
     one.kill()
     sandbox.clear_faults()
     wait_until(
-        lambda: dstore.find_fire("shared", flying.scheduled_for).status is FireStatus.SUCCEEDED,
+        lambda: dstore.get_fire(flying.id).status is FireStatus.SUCCEEDED,
         15,
         message="the orphan reconciled by daemon two",
     )
-    taken = dstore.find_fire("shared", flying.scheduled_for)
+    taken = dstore.get_fire(flying.id)
     assert (taken.claimed_by, taken.attempts) == (ids["two"], 1)  # read back, not resent
     until = utc_now()
     wait_until(clean_audit(dstore, sandbox, "shared", since, until), 10, message="settled")
@@ -429,7 +429,7 @@ def test_a_job_removed_while_its_fire_is_in_flight_finishes_that_fire(
     removed = utc_now()
     sandbox.clear_faults()
     wait_until(
-        lambda: dstore.find_fire("leaving", flying.scheduled_for).status is FireStatus.SUCCEEDED,
+        lambda: dstore.get_fire(flying.id).status is FireStatus.SUCCEEDED,
         6,
         message="the flying fire finished",
     )

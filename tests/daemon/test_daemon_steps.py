@@ -20,6 +20,7 @@ import pytest
 from daemon_helpers import audit, write_job
 from hypothesis import given
 from hypothesis import strategies as st
+from store_helpers import row_at
 
 import scheduler.daemon.planner as planner_module
 from scheduler.client import TallyfyClient
@@ -38,7 +39,7 @@ from scheduler.daemon import Daemon
 from scheduler.daemon.planner import CatchUp, gaps
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.errors import StoreUnavailable
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.notify import Notifier
 from scheduler.ratelimit import RateLimiter
 from scheduler.runner import Runner
@@ -220,18 +221,15 @@ def test_a_late_dispatch_accounts_for_every_instant_up_to_it(world: World) -> No
 
 
 class CountingStore(Store):
-    """A store that counts its claim transactions."""
+    """A store that counts its claim transactions and the instants each claimed."""
 
-    claim_many_calls = 0
-    claim_calls = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims: list[int] = []
 
-    def claim_many(self, *args: Any, **kwargs: Any) -> list[Fire]:
-        self.claim_many_calls += 1
-        return super().claim_many(*args, **kwargs)
-
-    def claim(self, *args: Any, **kwargs: Any) -> Fire | None:
-        self.claim_calls += 1
-        return super().claim(*args, **kwargs)
+    def claim(self, instants: Any, *args: Any, **kwargs: Any) -> list[Fire | None]:
+        self.claims.append(len(instants))
+        return super().claim(instants, *args, **kwargs)
 
 
 def test_a_burst_of_jobs_due_at_once_is_planned_in_batches_and_each_fire_sent_once(
@@ -245,7 +243,8 @@ def test_a_burst_of_jobs_due_at_once_is_planned_in_batches_and_each_fire_sent_on
     store = CountingStore(world.store.engine)
     daemon = world.daemon(store=store)
     fire_at(daemon, world, at(1))  # one wake-up for all 26 jobs
-    assert (store.claim_many_calls, store.claim_calls) == (3, 1)  # 25 plain jobs in batches of 10
+    # 25 plain jobs in batches of 10; the capped job alone.
+    assert sorted(store.claims) == [1, 5, 10, 10]
     fire_at(daemon, world, at(1))  # woken again for the same second: nothing more
     for job_id in [*burst, "capped"]:
         fires = world.fires(job_id)
@@ -264,16 +263,16 @@ def test_a_bug_in_the_planner_does_not_stop_later_wake_ups_and_its_batch_is_repl
 ) -> None:
     world.put("j", "* * * * * *")
     daemon = world.daemon()
-    real_claim_many = daemon.store.claim_many
+    real_claim = daemon.store.claim
     calls = []
 
-    def broken_once(*args: Any, **kwargs: Any) -> list[Fire]:
+    def broken_once(*args: Any, **kwargs: Any) -> list[Fire | None]:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("a bug")
-        return real_claim_many(*args, **kwargs)
+        return real_claim(*args, **kwargs)
 
-    monkeypatch.setattr(daemon.store, "claim_many", broken_once)
+    monkeypatch.setattr(daemon.store, "claim", broken_once)
     fire_at(daemon, world, at(1))
     assert world.fires("j") == []
     assert any(r.exc_info for r in caplog.records)  # logged with its traceback
@@ -532,7 +531,7 @@ def test_a_restart_between_an_instant_and_its_jittered_time_fires_it_on_time(
     assert daemon.planner.next_fire_of("j") == instant + delay
     world.clock.set(instant + delay + timedelta(milliseconds=5))
     daemon.wake()
-    fire = world.store.find_fire("j", instant)
+    fire = row_at(world.store, "j", instant)
     assert fire is not None and (fire.trigger, fire.status) == (
         Trigger.SCHEDULE,
         FireStatus.SUCCEEDED,
@@ -644,10 +643,10 @@ def test_open_fires_of_a_dead_daemon_are_adopted_and_settled_once(
         next_fire_at=None,
         state="running",
     )
-    fire = world.store.claim("j", at(1), Trigger.SCHEDULE, now=at(1), daemon_id="dead")
+    (fire,) = world.store.claim([("j", at(1), Trigger.SCHEDULE)], now=at(1), daemon_id="dead")
     assert fire is not None
     if status == "sending":
-        world.store.start_attempt(fire.id, now=at(1), daemon_id="dead")
+        world.store.start_attempts([fire.id], now=at(1), daemon_id="dead")
         runner = world.runner()
         job = job_from_document(world.store.get_job("j").definition, world.settings)
         runner.client.send(runner.request_for(job, fire))
@@ -689,7 +688,7 @@ def test_a_fire_not_sent_because_of_shutdown_stays_claimed_and_the_next_start_se
     daemon.shutdown()
     world.clock.advance(SECOND)
     world.daemon()  # the next start sends it at once (the stopped daemon's claim is adopted)
-    fire = world.store.find_fire("j", at(1))
+    fire = row_at(world.store, "j", at(1))
     assert fire is not None and (fire.status, fire.attempts) == (FireStatus.SUCCEEDED, 1)
     assert world.titles().count(title("j", at(1))) == 1
 
@@ -792,21 +791,13 @@ class FailingStore(Store):
             self.failures[name] -= 1
             raise StoreUnavailable("store is unavailable: database is locked")
 
-    def claim(self, *args: Any, **kwargs: Any) -> Fire | None:
+    def claim(self, *args: Any, **kwargs: Any) -> list[Fire | None]:
         self._maybe_fail("claim")
         return super().claim(*args, **kwargs)
 
-    def claim_many(self, *args: Any, **kwargs: Any) -> list[Fire]:
-        self._maybe_fail("claim")
-        return super().claim_many(*args, **kwargs)
-
-    def finish(self, *args: Any, **kwargs: Any) -> Fire:
+    def finish(self, *args: Any, **kwargs: Any) -> list[Fire | None]:
         self._maybe_fail("finish")
         return super().finish(*args, **kwargs)
-
-    def finish_many(self, *args: Any, **kwargs: Any) -> list[Fire | None]:
-        self._maybe_fail("finish")
-        return super().finish_many(*args, **kwargs)
 
 
 def failing_daemon(world: World) -> tuple[Daemon, FailingStore]:
@@ -848,9 +839,9 @@ def test_an_unowned_fire_a_command_may_still_be_sending_is_left_alone_for_a_whil
     world.clock.set(at(1.2))
     # `tallyfy-scheduler fire` claimed and started sending (no daemon id); its request is
     # still on its way when a daemon starts: reading back now would find nothing, resend.
-    fire = world.store.claim("j", at(1), Trigger.MANUAL, now=world.clock.now())
+    (fire,) = world.store.claim([("j", at(1), Trigger.MANUAL)], now=world.clock.now())
     assert fire is not None
-    world.store.start_attempt(fire.id, now=world.clock.now())
+    world.store.start_attempts([fire.id], now=world.clock.now())
     daemon = world.daemon()
     run_for(daemon, world, 60)
     assert world.fires("j")[0].status is FireStatus.SENDING

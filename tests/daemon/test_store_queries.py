@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scheduler.models import Trigger
-from scheduler.store import Store
+from scheduler.lifecycle import Trigger
+from scheduler.store import Skip, Store
 
 NOW = datetime(2026, 5, 4, 12, tzinfo=UTC)
 
@@ -15,12 +15,9 @@ def at(minute: int) -> datetime:
 
 
 def test_it_finds_the_rows_and_ranges_that_touch_a_span(store: Store) -> None:
-    store.claim("j", at(1), Trigger.SCHEDULE, now=NOW)
-    store.record_skip(
-        "j", at(3), reason="r", trigger=Trigger.CATCH_UP, now=NOW, count=4, until=at(6)
-    )
-    store.claim("j", at(9), Trigger.MANUAL, now=NOW)
-    store.claim("other", at(5), Trigger.SCHEDULE, now=NOW)
+    store.claim([("j", at(1), Trigger.SCHEDULE)], now=NOW)
+    store.record_skips([Skip("j", at(3), reason="r", count=4, until=at(6))], now=NOW)
+    store.claim([("j", at(9), Trigger.MANUAL), ("other", at(5), Trigger.SCHEDULE)], now=NOW)
 
     def touching(first: int, last: int) -> list[datetime]:
         return [f.scheduled_for for f in store.fires_touching("j", at(first), at(last))]

@@ -45,7 +45,7 @@ from scheduler.clock import utc_iso
 from scheduler.config import load_settings
 from scheduler.cron import CronSchedule, parse_schedule
 from scheduler.definitions import load_job_files
-from scheduler.models import FireStatus
+from scheduler.lifecycle import OPEN, FireStatus
 from scheduler.store import Fire, JobDocument, Store
 from tallyfy_sandbox import SandboxServer
 
@@ -59,12 +59,7 @@ OWNER_USER = 1001
 # each item the sandbox holds back to one (job, instant).
 NAME_TEMPLATE = "REL {job} {fire_utc:%Y-%m-%dT%H:%M:%SZ}"
 NAME_PATTERN = re.compile(r"^REL (?P<job>\S+) (?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
-OPEN_STATUSES = (
-    FireStatus.PENDING,
-    FireStatus.SENDING,
-    FireStatus.RETRYING,
-    FireStatus.UNCERTAIN,
-)
+OPEN_STATUSES = sorted(OPEN)  # pending, retrying, sending, uncertain
 
 
 def _find_libfaketime() -> Path:

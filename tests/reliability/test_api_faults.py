@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from tallyfy_sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.slow

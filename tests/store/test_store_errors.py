@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from scheduler.errors import StoreError, StoreUnavailable
-from scheduler.models import Trigger, UTCDateTime
+from scheduler.lifecycle import Trigger
 from scheduler.store import Store, make_engine
+from scheduler.store.tables import UTCDateTime
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Pa55word"
@@ -36,14 +37,14 @@ def test_a_write_to_a_locked_sqlite_database_raises_store_unavailable(sqlite_url
     try:
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="database is locked") as caught:
-            store.claim("job", T0, Trigger.SCHEDULE, now=T0)
+            store.claim([("job", T0, Trigger.SCHEDULE)], now=T0)
         assert time.monotonic() - started < 3  # the short busy timeout, not the default
         assert "another process holds the write lock" in str(caught.value)
         assert store.history() == []  # WAL: reads still work while the writer holds the lock
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert store.claim("job", T0, Trigger.SCHEDULE, now=T0) is not None  # and it passes
+    assert store.claim([("job", T0, Trigger.SCHEDULE)], now=T0) != [None]  # and it passes
     store.close()
 
 

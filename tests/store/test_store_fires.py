@@ -1,8 +1,10 @@
 """The store's fires: claims, conditional state changes, skips and the queries over history.
 
-The lifecycle is guarantees.md "Lifecycle of a fire": claim (pending) -> start_attempt
-(sending) -> succeeded | retrying | uncertain | failed; skipped rows account for instants
-not fired.
+The lifecycle is guarantees.md "Lifecycle of a fire": claim (pending) -> start_attempts
+(sending) -> finish: succeeded | retrying | uncertain | failed; skipped rows account for
+instants not fired. Every write takes a batch and answers one result per item (None where it
+did not apply): a lone fire is a batch of one. test_lifecycle.py walks the transition table;
+this module pins what each operation writes.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from store_helpers import row_at
 
-from scheduler.errors import FireConflict, FireNotFound
-from scheduler.models import FireStatus, Trigger
-from scheduler.store import Fire, Outcome, Store
+from scheduler.errors import FireNotFound
+from scheduler.lifecycle import FireStatus, Trigger
+from scheduler.store import Fire, Outcome, Skip, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -49,38 +52,60 @@ def race(n: int, call: Callable[[int], R]) -> list[R]:
     return results  # type: ignore[return-value]
 
 
-def claimed(store: Store, job_id: str = "job", at: datetime = T0, **kw: str | None) -> Fire:
-    fire = store.claim(job_id, at, Trigger.SCHEDULE, now=at, **kw)
+def claimed(
+    store: Store, job_id: str = "job", at: datetime = T0, daemon_id: str | None = None
+) -> Fire:
+    (fire,) = store.claim([(job_id, at, Trigger.SCHEDULE)], now=at, daemon_id=daemon_id)
     assert fire is not None
     return fire
 
 
 def sending(store: Store, job_id: str = "job", at: datetime = T0) -> Fire:
-    fire = store.start_attempt(claimed(store, job_id, at).id, now=at)
+    (fire,) = store.start_attempts([claimed(store, job_id, at).id], now=at)
     assert fire is not None
+    return fire
+
+
+def finished(store: Store, outcome: Outcome, *, now: datetime) -> Fire:
+    (fire,) = store.finish([outcome], now=now)
+    assert fire is not None
+    return fire
+
+
+def start(
+    store: Store, fire_id: int, *, now: datetime, daemon_id: str | None = None
+) -> Fire | None:
+    (fire,) = store.start_attempts([fire_id], now=now, daemon_id=daemon_id)
+    return fire
+
+
+def skipped(store: Store, skip: Skip, *, now: datetime = T0) -> Fire | None:
+    (fire,) = store.record_skips([skip], now=now)
     return fire
 
 
 # -- claim ------------------------------------------------------------------------------------
 def test_claim_inserts_a_pending_row_for_the_instant(store: Store) -> None:
-    fire = store.claim("job", T0, Trigger.CATCH_UP, now=T0 + MINUTE, daemon_id="d1")
+    (fire,) = store.claim([("job", T0, Trigger.CATCH_UP)], now=T0 + MINUTE, daemon_id="d1")
 
     assert fire is not None
     assert (fire.job_id, fire.scheduled_for, fire.trigger) == ("job", T0, Trigger.CATCH_UP)
     assert (fire.status, fire.attempts, fire.claimed_by) == (FireStatus.PENDING, 0, "d1")
     assert fire.created_at == fire.updated_at == T0 + MINUTE
     assert fire.first_attempt_at is None and fire.next_attempt_at is None
-    assert store.find_fire("job", T0) == fire == store.get_fire(fire.id)
+    assert row_at(store, "job", T0) == fire == store.get_fire(fire.id)
 
 
-def test_claim_returns_none_when_the_instant_is_already_claimed(store: Store) -> None:
+def test_claim_answers_none_when_the_instant_is_already_claimed(store: Store) -> None:
     first = claimed(store)
     same_instant_other_offset = T0.astimezone(ZoneInfo("America/New_York"))
 
-    assert store.claim("job", same_instant_other_offset, Trigger.MANUAL, now=T0) is None
-    assert store.claim("other-job", T0, Trigger.SCHEDULE, now=T0) is not None
-    assert store.claim("job", T0 + timedelta(microseconds=1), Trigger.SCHEDULE, now=T0)
-    assert store.find_fire("job", T0) == first
+    assert store.claim([("job", same_instant_other_offset, Trigger.MANUAL)], now=T0) == [None]
+    assert store.claim([("other-job", T0, Trigger.SCHEDULE)], now=T0) != [None]
+    assert store.claim([("job", T0 + timedelta(microseconds=1), Trigger.SCHEDULE)], now=T0) != [
+        None
+    ]
+    assert row_at(store, "job", T0) == first
 
 
 def test_of_many_threads_claiming_one_instant_exactly_one_wins(store: Store) -> None:
@@ -88,35 +113,37 @@ def test_of_many_threads_claiming_one_instant_exactly_one_wins(store: Store) -> 
         at = T0 + round_ * HOUR
 
         def claim(i: int, at: datetime = at) -> Fire | None:
-            return store.claim("job", at, Trigger.SCHEDULE, now=at, daemon_id=f"d{i}")
+            (fire,) = store.claim([("job", at, Trigger.SCHEDULE)], now=at, daemon_id=f"d{i}")
+            return fire
 
         winners = [r for r in race(12, claim) if r is not None]
         assert len(winners) == 1
-        assert store.find_fire("job", at) == winners[0]
+        assert row_at(store, "job", at) == winners[0]
     assert len(store.history("job")) == 3
 
 
 def test_claim_refuses_a_naive_instant(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
-        store.claim("job", datetime(2026, 3, 1, 12), Trigger.SCHEDULE, now=T0)
+        store.claim([("job", datetime(2026, 3, 1, 12), Trigger.SCHEDULE)], now=T0)
 
 
-# -- start_attempt ----------------------------------------------------------------------------
-def test_start_attempt_marks_sending_counts_the_attempt_and_keeps_the_first_start(
+# -- start_attempts ---------------------------------------------------------------------------
+def test_start_marks_sending_counts_the_attempt_and_keeps_the_first_start(
     store: Store,
 ) -> None:
     fire = claimed(store, daemon_id="d1")
 
-    first = store.start_attempt(fire.id, now=T0 + MINUTE, daemon_id="d1")
+    first = start(store, fire.id, now=T0 + MINUTE, daemon_id="d1")
     assert first is not None
     assert (first.status, first.attempts, first.first_attempt_at) == (
         FireStatus.SENDING,
         1,
         T0 + MINUTE,
     )
-    store.finish(fire.id, FireStatus.RETRYING, now=T0 + 2 * MINUTE, next_attempt_at=T0 + HOUR)
+    retry = Outcome(fire.id, FireStatus.RETRYING, next_attempt_at=T0 + HOUR)
+    finished(store, retry, now=T0 + 2 * MINUTE)
 
-    second = store.start_attempt(fire.id, now=T0 + HOUR, daemon_id="d2")
+    second = start(store, fire.id, now=T0 + HOUR, daemon_id="d2")
     assert second is not None
     assert (second.attempts, second.first_attempt_at, second.claimed_by) == (2, T0 + MINUTE, "d2")
     assert second.updated_at == T0 + HOUR
@@ -127,34 +154,33 @@ def test_start_attempt_marks_sending_counts_the_attempt_and_keeps_the_first_star
     [FireStatus.SENDING, FireStatus.SUCCEEDED, FireStatus.FAILED, FireStatus.SKIPPED],
     ids=str,
 )
-def test_start_attempt_refuses_a_fire_that_is_not_waiting_to_be_sent(
+def test_start_refuses_a_fire_that_is_not_waiting_to_be_sent(
     store: Store, status: FireStatus
 ) -> None:
     if status is FireStatus.SKIPPED:
-        store.record_skip("job", T0, reason="policy", trigger=Trigger.CATCH_UP, now=T0)
-        fire = store.find_fire("job", T0)
+        fire = skipped(store, Skip("job", T0, reason="policy"))
         assert fire is not None
     else:
         fire = sending(store)
         if status is not FireStatus.SENDING:
-            store.finish(fire.id, status, now=T0)
+            finished(store, Outcome(fire.id, status), now=T0)
 
-    assert store.start_attempt(fire.id, now=T0 + MINUTE) is None
+    assert start(store, fire.id, now=T0 + MINUTE) is None
     assert store.get_fire(fire.id).status is status
 
 
-def test_start_attempt_refuses_a_fire_another_daemon_owns(store: Store) -> None:
+def test_start_refuses_a_fire_another_daemon_owns(store: Store) -> None:
     fire = claimed(store, daemon_id="d1")
 
-    assert store.start_attempt(fire.id, now=T0, daemon_id="d2") is None
-    assert store.start_attempt(fire.id, now=T0) is None  # no id: only unowned fires
+    assert start(store, fire.id, now=T0, daemon_id="d2") is None
+    assert start(store, fire.id, now=T0) is None  # no id: only unowned fires
     assert store.get_fire(fire.id).status is FireStatus.PENDING
-    assert store.start_attempt(fire.id, now=T0, daemon_id="d1") is not None
+    assert start(store, fire.id, now=T0, daemon_id="d1") is not None
 
 
 def test_an_unowned_fire_can_be_started_by_anyone_who_then_owns_it(store: Store) -> None:
     fire = claimed(store)  # the CLI's `fire` claims without a daemon id
-    started = store.start_attempt(fire.id, now=T0, daemon_id="d7")
+    started = start(store, fire.id, now=T0, daemon_id="d7")
     assert started is not None and started.claimed_by == "d7"
 
 
@@ -162,22 +188,24 @@ def test_of_two_threads_starting_one_fire_exactly_one_wins(store: Store) -> None
     for round_ in range(10):
         fire = claimed(store, at=T0 + round_ * HOUR)
 
-        def start(i: int, fire_id: int = fire.id) -> Fire | None:
-            return store.start_attempt(fire_id, now=T0, daemon_id=f"d{i}")
+        def start_it(i: int, fire_id: int = fire.id) -> Fire | None:
+            return start(store, fire_id, now=T0, daemon_id=f"d{i}")
 
-        assert sum(r is not None for r in race(2, start)) == 1
+        assert sum(r is not None for r in race(2, start_it)) == 1
         assert store.get_fire(fire.id).attempts == 1
 
 
 # -- finish, retry, uncertain -----------------------------------------------------------------
 def test_finish_records_success_and_clears_the_retry_time(store: Store) -> None:
     fire = sending(store)
-    store.finish(fire.id, FireStatus.RETRYING, now=T0, next_attempt_at=T0 + HOUR)
-    fire = store.start_attempt(fire.id, now=T0 + HOUR)
-    assert fire is not None
+    finished(store, Outcome(fire.id, FireStatus.RETRYING, next_attempt_at=T0 + HOUR), now=T0)
+    again = start(store, fire.id, now=T0 + HOUR)
+    assert again is not None
 
-    done = store.finish(
-        fire.id, FireStatus.SUCCEEDED, now=T0 + HOUR, remote_id="run-1", http_status=201
+    done = finished(
+        store,
+        Outcome(fire.id, FireStatus.SUCCEEDED, remote_id="run-1", http_status=201),
+        now=T0 + HOUR,
     )
 
     assert (done.status, done.remote_id, done.http_status) == (FireStatus.SUCCEEDED, "run-1", 201)
@@ -190,42 +218,47 @@ def test_retrying_keeps_the_time_and_the_reason_and_frees_the_fire_for_any_daemo
     store: Store,
 ) -> None:
     fire = claimed(store, daemon_id="d1")
-    store.start_attempt(fire.id, now=T0, daemon_id="d1")
+    start(store, fire.id, now=T0, daemon_id="d1")
 
-    retrying = store.finish(
-        fire.id,
-        FireStatus.RETRYING,
+    retrying = finished(
+        store,
+        Outcome(
+            fire.id,
+            FireStatus.RETRYING,
+            error="connection refused",
+            http_status=429,
+            next_attempt_at=T0 + 5 * MINUTE,
+        ),
         now=T0,
-        error="connection refused",
-        http_status=429,
-        next_attempt_at=T0 + 5 * MINUTE,
     )
 
     assert retrying.status is FireStatus.RETRYING
     assert (retrying.next_attempt_at, retrying.error) == (T0 + 5 * MINUTE, "connection refused")
     assert retrying.claimed_by is None
-    assert store.start_attempt(fire.id, now=T0 + 5 * MINUTE, daemon_id="d2") is not None
+    assert start(store, fire.id, now=T0 + 5 * MINUTE, daemon_id="d2") is not None
 
 
 def test_retrying_without_a_time_is_refused(store: Store) -> None:
     fire = sending(store)
     with pytest.raises(ValueError, match="next_attempt_at"):
-        store.finish(fire.id, FireStatus.RETRYING, now=T0)
+        store.finish([Outcome(fire.id, FireStatus.RETRYING)], now=T0)
 
 
 @pytest.mark.parametrize("status", [FireStatus.PENDING, FireStatus.SENDING], ids=str)
 def test_finish_refuses_a_status_that_is_not_an_outcome(store: Store, status: FireStatus) -> None:
     fire = sending(store)
     with pytest.raises(ValueError, match="cannot finish"):
-        store.finish(fire.id, status, now=T0)
+        store.finish([Outcome(fire.id, status)], now=T0)
 
 
 def test_failure_keeps_the_api_message_and_field_errors(store: Store) -> None:
     fire = sending(store)
     errors = {"kick_off.client": ["is required"], "name": ["too long", "bad chars"]}
 
-    failed = store.finish(
-        fire.id, FireStatus.FAILED, now=T0, error="HTTP 422", http_status=422, field_errors=errors
+    failed = finished(
+        store,
+        Outcome(fire.id, FireStatus.FAILED, error="HTTP 422", http_status=422, field_errors=errors),
+        now=T0,
     )
 
     assert (failed.status, failed.error, failed.http_status) == (FireStatus.FAILED, "HTTP 422", 422)
@@ -236,8 +269,16 @@ def test_failure_keeps_the_api_message_and_field_errors(store: Store) -> None:
 def test_uncertain_then_reconciled_as_succeeded(store: Store) -> None:
     fire = sending(store)
 
-    uncertain = store.mark_uncertain(
-        fire.id, now=T0 + MINUTE, error="read timeout", http_status=502, next_attempt_at=T0 + HOUR
+    uncertain = finished(
+        store,
+        Outcome(
+            fire.id,
+            FireStatus.UNCERTAIN,
+            error="read timeout",
+            http_status=502,
+            next_attempt_at=T0 + HOUR,
+        ),
+        now=T0 + MINUTE,
     )
     assert (uncertain.status, uncertain.error, uncertain.http_status) == (
         FireStatus.UNCERTAIN,
@@ -246,15 +287,17 @@ def test_uncertain_then_reconciled_as_succeeded(store: Store) -> None:
     )
     assert uncertain.next_attempt_at == T0 + HOUR
 
-    found = store.finish(fire.id, FireStatus.SUCCEEDED, now=T0 + HOUR, remote_id="run-9")
+    found = finished(
+        store, Outcome(fire.id, FireStatus.SUCCEEDED, remote_id="run-9"), now=T0 + HOUR
+    )
     assert (found.status, found.remote_id, found.error) == (FireStatus.SUCCEEDED, "run-9", None)
 
 
 def test_uncertain_then_not_found_is_sent_again(store: Store) -> None:
     fire = sending(store)
-    store.mark_uncertain(fire.id, now=T0, error="502")
+    finished(store, Outcome(fire.id, FireStatus.UNCERTAIN, error="502"), now=T0)
 
-    again = store.start_attempt(fire.id, now=T0 + MINUTE)
+    again = start(store, fire.id, now=T0 + MINUTE)
 
     assert again is not None
     assert (again.status, again.attempts) == (FireStatus.SENDING, 2)
@@ -262,54 +305,61 @@ def test_uncertain_then_not_found_is_sent_again(store: Store) -> None:
 
 def test_a_pending_fire_can_be_finished_without_an_attempt(store: Store) -> None:
     fire = claimed(store)
-    failed = store.finish(fire.id, FireStatus.FAILED, now=T0, error="template refused")
+    failed = finished(store, Outcome(fire.id, FireStatus.FAILED, error="template refused"), now=T0)
     assert (failed.status, failed.attempts) == (FireStatus.FAILED, 0)
 
 
 @pytest.mark.parametrize(
     "final", [FireStatus.SUCCEEDED, FireStatus.FAILED, FireStatus.RETRYING], ids=str
 )
-def test_finishing_a_fire_someone_else_moved_on_raises_fire_conflict(
+def test_finishing_a_fire_someone_else_moved_on_is_refused_and_changes_nothing(
     store: Store, final: FireStatus
 ) -> None:
     fire = sending(store)
-    store.finish(fire.id, final, now=T0, next_attempt_at=T0 + HOUR)
+    theirs = finished(store, Outcome(fire.id, final, next_attempt_at=T0 + HOUR), now=T0)
 
-    with pytest.raises(FireConflict, match=f"fire {fire.id} is {final}: cannot finish"):
-        store.finish(fire.id, FireStatus.SUCCEEDED, now=T0 + MINUTE, remote_id="late")
-    with pytest.raises(FireConflict):
-        store.mark_uncertain(fire.id, now=T0 + MINUTE, error="late")
-    assert store.get_fire(fire.id).status is final
+    late = Outcome(fire.id, FireStatus.SUCCEEDED, remote_id="late")
+    assert store.finish([late], now=T0 + MINUTE) == [None]
+    late_read_back = Outcome(fire.id, FireStatus.UNCERTAIN, error="late")
+    assert store.finish([late_read_back], now=T0 + MINUTE) == [None]
+    assert store.get_fire(fire.id) == theirs
 
 
-# -- the same in batches (a burst: one transaction for many fires) ----------------------------
-def test_claim_many_claims_every_free_instant_in_the_order_given(store: Store) -> None:
+# -- batches (a burst: one transaction for many fires) ----------------------------------------
+def test_claim_claims_every_free_instant_and_answers_in_the_order_given(store: Store) -> None:
     taken = claimed(store, "b", T0)
     wanted = [
         ("c", T0 + MINUTE, Trigger.SCHEDULE),
-        ("b", T0, Trigger.SCHEDULE),  # already claimed: left out
+        ("b", T0, Trigger.SCHEDULE),  # already claimed: None
         ("a", T0, Trigger.CATCH_UP),
         ("c", T0, Trigger.SCHEDULE),
+        ("a", T0, Trigger.SCHEDULE),  # twice in one batch: the first one has it
     ]
-    fires = store.claim_many(wanted, now=T0, daemon_id="d1")
-    assert [(f.job_id, f.scheduled_for, f.trigger) for f in fires] == [
+    fires = store.claim(wanted, now=T0, daemon_id="d1")
+    assert [None if f is None else (f.job_id, f.scheduled_for, f.trigger) for f in fires] == [
         ("c", T0 + MINUTE, Trigger.SCHEDULE),
+        None,
         ("a", T0, Trigger.CATCH_UP),
         ("c", T0, Trigger.SCHEDULE),
+        None,
     ]
-    assert {(f.status, f.attempts, f.claimed_by) for f in fires} == {(FireStatus.PENDING, 0, "d1")}
+    new = [f for f in fires if f is not None]
+    assert {(f.status, f.attempts, f.claimed_by) for f in new} == {(FireStatus.PENDING, 0, "d1")}
     assert store.get_fire(taken.id) == taken
-    for fire in fires:
-        assert store.find_fire(fire.job_id, fire.scheduled_for) == fire
-    assert store.claim_many([], now=T0) == []
+    for fire in new:
+        assert row_at(store, fire.job_id, fire.scheduled_for) == fire
+    assert store.claim([], now=T0) == []
 
 
 def test_of_two_threads_claiming_the_same_batch_each_instant_goes_to_exactly_one(
     store: Store,
 ) -> None:
     wanted = [(f"job-{i}", T0, Trigger.SCHEDULE) for i in range(40)]
-    won = race(2, lambda i: store.claim_many(wanted, now=T0, daemon_id=f"d{i}"))
-    assert sorted(f.job_id for fires in won for f in fires) == sorted(j for j, _a, _t in wanted)
+    won = race(2, lambda i: store.claim(wanted, now=T0, daemon_id=f"d{i}"))
+    assert sorted(f.job_id for fires in won for f in fires if f is not None) == sorted(
+        j for j, _a, _t in wanted
+    )
+    assert [(a is None) != (b is None) for a, b in zip(*won, strict=True)] == [True] * 40
 
 
 def test_start_attempts_starts_the_open_fires_this_daemon_may_take_and_no_other(
@@ -319,32 +369,42 @@ def test_start_attempts_starts_the_open_fires_this_daemon_may_take_and_no_other(
     unowned = claimed(store, "b")
     theirs = claimed(store, "c", daemon_id="d2")
     done = sending(store, "d")
-    store.finish(done.id, FireStatus.SUCCEEDED, now=T0, remote_id="r")
-    ids = [mine.id, unowned.id, theirs.id, done.id, 999_999]
+    finished(store, Outcome(done.id, FireStatus.SUCCEEDED, remote_id="r"), now=T0)
+    ids = [mine.id, unowned.id, theirs.id, done.id, 999_999, mine.id]
     started = store.start_attempts(ids, now=T0 + MINUTE, daemon_id="d1")
-    assert sorted(f.id for f in started) == [mine.id, unowned.id]
-    for fire in started:
+    # In the order given; an id twice in one batch is started once, at its first place.
+    assert [None if f is None else f.id for f in started] == [
+        mine.id,
+        unowned.id,
+        None,
+        None,
+        None,
+        None,
+    ]
+    for fire in started[:2]:
+        assert fire is not None
         assert (fire.status, fire.attempts, fire.claimed_by) == (FireStatus.SENDING, 1, "d1")
         assert fire.first_attempt_at == T0 + MINUTE
         assert store.get_fire(fire.id) == fire
     assert store.get_fire(theirs.id).status is FireStatus.PENDING
-    assert store.start_attempts([mine.id], now=T0, daemon_id="d1") == []  # sending already
+    assert store.start_attempts([mine.id], now=T0, daemon_id="d1") == [None]  # sending already
     assert store.start_attempts([], now=T0) == []
 
 
 def test_start_attempts_takes_more_ids_than_one_statement_holds(store: Store) -> None:
-    fires = store.claim_many([(f"j{i}", T0, Trigger.SCHEDULE) for i in range(1203)], now=T0)
-    started = store.start_attempts([f.id for f in fires], now=T0)
-    assert len(started) == 1203 and {f.status for f in started} == {FireStatus.SENDING}
+    fires = store.claim([(f"j{i}", T0, Trigger.SCHEDULE) for i in range(1203)], now=T0)
+    started = store.start_attempts([f.id for f in fires if f is not None], now=T0)
+    assert len(started) == 1203
+    assert {None if f is None else f.status for f in started} == {FireStatus.SENDING}
 
 
-def test_finish_many_records_each_outcome_and_says_which_fires_had_moved_on(
+def test_finish_records_each_outcome_and_says_which_fires_had_moved_on(
     store: Store,
 ) -> None:
     ok, retry, uncertain, failed, moved = (sending(store, f"j{i}") for i in range(5))
-    store.finish(moved.id, FireStatus.SUCCEEDED, now=T0, remote_id="theirs")
+    finished(store, Outcome(moved.id, FireStatus.SUCCEEDED, remote_id="theirs"), now=T0)
     later = T0 + MINUTE
-    done = store.finish_many(
+    done = store.finish(
         [
             Outcome(ok.id, FireStatus.SUCCEEDED, remote_id="r1", http_status=201),
             Outcome(retry.id, FireStatus.RETRYING, error="429", next_attempt_at=later),
@@ -371,10 +431,10 @@ def test_finish_many_records_each_outcome_and_says_which_fires_had_moved_on(
     )
     assert fourth is not None and fourth.field_errors == {"f": ["no"]}
     assert {f.updated_at for f in done[:4] if f is not None} == {later}
-    assert store.finish_many([], now=later) == []
+    assert store.finish([], now=later) == []
 
 
-def test_finish_many_records_a_whole_group_of_open_fires_at_once(store: Store) -> None:
+def test_finish_records_a_whole_group_of_open_fires_at_once(store: Store) -> None:
     group = [sending(store, f"j{i}") for i in range(7)]
     later = T0 + MINUTE
     outcomes = [
@@ -383,7 +443,7 @@ def test_finish_many_records_a_whole_group_of_open_fires_at_once(store: Store) -
     ]
     outcomes.append(Outcome(group[5].id, FireStatus.RETRYING, error="429", next_attempt_at=later))
     outcomes.append(Outcome(group[6].id, FireStatus.FAILED, error="bad"))
-    done = store.finish_many(outcomes, now=later)
+    done = store.finish(outcomes, now=later)
     assert done == [store.get_fire(f.id) for f in group]
     assert [(f.status, f.remote_id) for f in done if f is not None] == [
         *((FireStatus.SUCCEEDED, f"r{i}") for i in range(5)),
@@ -392,52 +452,71 @@ def test_finish_many_records_a_whole_group_of_open_fires_at_once(store: Store) -
     ]
 
 
-def test_finish_many_refuses_a_retry_without_a_time_and_records_nothing(store: Store) -> None:
+def test_finish_refuses_a_retry_without_a_time_and_records_nothing(store: Store) -> None:
     ok, retry = sending(store, "a"), sending(store, "b")
     with pytest.raises(ValueError, match="needs next_attempt_at"):
-        store.finish_many(
+        store.finish(
             [Outcome(ok.id, FireStatus.SUCCEEDED), Outcome(retry.id, FireStatus.RETRYING)],
             now=T0,
         )
     assert store.get_fire(ok.id).status is FireStatus.SENDING
 
 
-def test_an_unknown_fire_raises_fire_not_found(store: Store) -> None:
+def test_an_unknown_fire_is_not_found_and_no_change_applies_to_it(store: Store) -> None:
     with pytest.raises(FireNotFound, match="no fire with id 424242"):
         store.get_fire(424242)
-    with pytest.raises(FireNotFound):
-        store.finish(424242, FireStatus.FAILED, now=T0)
-    assert store.start_attempt(424242, now=T0) is None
-    assert store.find_fire("job", T0) is None
+    assert store.finish([Outcome(424242, FireStatus.FAILED)], now=T0) == [None]
+    assert store.start_attempts([424242], now=T0) == [None]
+    assert store.reopen([424242], Trigger.BACKFILL, now=T0) == [None]
+    assert row_at(store, "job", T0) is None
 
 
 # -- adopt ------------------------------------------------------------------------------------
 def test_adopt_takes_over_a_dead_daemons_fire_once(store: Store) -> None:
     fire = claimed(store, daemon_id="dead")
-    store.start_attempt(fire.id, now=T0, daemon_id="dead")
+    as_seen = start(store, fire.id, now=T0, daemon_id="dead")
+    assert as_seen is not None
 
-    adopted = store.adopt(fire.id, expected_owner="dead", new_owner="live", now=T0 + HOUR)
+    (adopted,) = store.adopt([as_seen], new_owner="live", now=T0 + HOUR)
 
     assert adopted is not None
     # Its request may have left: reconcile before any resend.
     assert (adopted.status, adopted.claimed_by) == (FireStatus.UNCERTAIN, "live")
     assert adopted.updated_at == T0 + HOUR
-    assert store.adopt(fire.id, expected_owner="dead", new_owner="other", now=T0 + HOUR) is None
-    assert store.start_attempt(fire.id, now=T0 + HOUR, daemon_id="live") is not None
+    # Owned by "live" now, not by "dead" as this snapshot says: refused.
+    assert store.adopt([as_seen], new_owner="other", now=T0 + HOUR) == [None]
+    assert start(store, fire.id, now=T0 + HOUR, daemon_id="live") is not None
 
 
 def test_adopt_keeps_a_pending_fire_pending(store: Store) -> None:
     fire = claimed(store)  # unowned
-    adopted = store.adopt(fire.id, expected_owner=None, new_owner="live", now=T0)
+    (adopted,) = store.adopt([fire], new_owner="live", now=T0)
     assert adopted is not None
     assert (adopted.status, adopted.claimed_by) == (FireStatus.PENDING, "live")
 
 
+def test_adopt_takes_a_batch_of_several_owners_each_as_it_was_seen(store: Store) -> None:
+    one = claimed(store, "a", daemon_id="dead-1")
+    two = claimed(store, "b", daemon_id="dead-2")
+    unowned = claimed(store, "c")
+    moved = claimed(store, "d", daemon_id="dead-1")
+    store.adopt([moved], new_owner="quicker", now=T0)
+
+    done = store.adopt([one, two, unowned, moved], new_owner="live", now=T0 + MINUTE)
+
+    assert [None if f is None else (f.id, f.claimed_by) for f in done] == [
+        (one.id, "live"),
+        (two.id, "live"),
+        (unowned.id, "live"),
+        None,
+    ]
+    assert store.get_fire(moved.id).claimed_by == "quicker"
+    assert store.adopt([], new_owner="live", now=T0) == []
+
+
 def test_of_two_daemons_adopting_one_fire_exactly_one_wins(store: Store) -> None:
     fire = claimed(store, daemon_id="dead")
-    results = race(
-        2, lambda i: store.adopt(fire.id, expected_owner="dead", new_owner=f"d{i}", now=T0)
-    )
+    results = race(2, lambda i: store.adopt([fire], new_owner=f"d{i}", now=T0)[0])
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert store.get_fire(fire.id).claimed_by == winners[0].claimed_by
@@ -445,16 +524,54 @@ def test_of_two_daemons_adopting_one_fire_exactly_one_wins(store: Store) -> None
 
 def test_a_settled_fire_cannot_be_adopted(store: Store) -> None:
     fire = sending(store)
-    store.finish(fire.id, FireStatus.SUCCEEDED, now=T0, remote_id="r")
-    assert store.adopt(fire.id, expected_owner=None, new_owner="live", now=T0) is None
+    done = finished(store, Outcome(fire.id, FireStatus.SUCCEEDED, remote_id="r"), now=T0)
+    assert store.adopt([done], new_owner="live", now=T0) == [None]
+
+
+# -- reopen -----------------------------------------------------------------------------------
+def test_reopen_turns_a_failed_fire_into_a_fresh_claim_for_backfill(store: Store) -> None:
+    fire = sending(store)
+    finished(
+        store,
+        Outcome(fire.id, FireStatus.FAILED, error="HTTP 422", http_status=422, field_errors={}),
+        now=T0,
+    )
+
+    (reopened,) = store.reopen([fire.id], Trigger.BACKFILL, now=T0 + HOUR, daemon_id="d1")
+
+    assert reopened is not None
+    assert (reopened.status, reopened.trigger, reopened.claimed_by) == (
+        FireStatus.PENDING,
+        Trigger.BACKFILL,
+        "d1",
+    )
+    assert (reopened.attempts, reopened.first_attempt_at, reopened.error) == (0, None, None)
+    assert (reopened.http_status, reopened.updated_at) == (None, T0 + HOUR)
+    assert store.reopen([fire.id], Trigger.BACKFILL, now=T0 + HOUR) == [None]  # pending now
+
+
+def test_reopen_takes_a_skip_row_of_one_instant_and_never_a_range(store: Store) -> None:
+    single = skipped(store, Skip("job", T0, reason="catch_up = none"))
+    ranged = skipped(store, Skip("job", T0 + HOUR, reason="window", count=3, until=T0 + 3 * HOUR))
+    assert single is not None and ranged is not None
+
+    done = store.reopen([single.id, ranged.id], Trigger.BACKFILL, now=T0 + 4 * HOUR)
+
+    assert done[1] is None
+    assert done[0] is not None
+    assert (done[0].status, done[0].skipped_count, done[0].error) == (
+        FireStatus.PENDING,
+        None,
+        None,
+    )
+    assert store.get_fire(ranged.id) == ranged
 
 
 # -- skips ------------------------------------------------------------------------------------
-def test_record_skip_accounts_for_one_instant_with_its_reason(store: Store) -> None:
-    assert store.record_skip("job", T0, reason="catch_up = none", trigger=Trigger.CATCH_UP, now=T0)
+def test_record_skips_accounts_for_one_instant_with_its_reason(store: Store) -> None:
+    skip = skipped(store, Skip("job", T0, reason="catch_up = none"))
 
-    skip = store.find_fire("job", T0)
-    assert skip is not None
+    assert skip is not None and row_at(store, "job", T0) == skip
     assert (skip.status, skip.trigger, skip.error) == (
         FireStatus.SKIPPED,
         Trigger.CATCH_UP,
@@ -463,20 +580,21 @@ def test_record_skip_accounts_for_one_instant_with_its_reason(store: Store) -> N
     assert (skip.skipped_count, skip.skipped_until, skip.attempts) == (1, None, 0)
 
 
-def test_record_skip_stands_for_a_range_with_its_count(store: Store) -> None:
+def test_record_skips_stands_for_a_range_with_its_count(store: Store) -> None:
     until = T0 + 99 * HOUR
-    assert store.record_skip(
-        "job", T0, reason="outside window", trigger=Trigger.CATCH_UP, now=T0, count=100, until=until
-    )
-    skip = store.find_fire("job", T0)
+    skip = skipped(store, Skip("job", T0, reason="outside window", count=100, until=until))
     assert skip is not None
     assert (skip.skipped_count, skip.skipped_until) == (100, until)
 
 
-def test_record_skip_returns_false_when_the_instant_already_has_a_row(store: Store) -> None:
+def test_record_skips_answers_none_when_the_instant_already_has_a_row(store: Store) -> None:
     fire = claimed(store)
-    assert not store.record_skip("job", T0, reason="x", trigger=Trigger.CATCH_UP, now=T0)
+    done = store.record_skips(
+        [Skip("job", T0, reason="x"), Skip("job", T0 + HOUR, reason="y")], now=T0
+    )
+    assert done[0] is None and done[1] is not None
     assert store.get_fire(fire.id).status is FireStatus.PENDING
+    assert store.record_skips([], now=T0) == []
 
 
 @pytest.mark.parametrize(
@@ -484,13 +602,13 @@ def test_record_skip_returns_false_when_the_instant_already_has_a_row(store: Sto
     [(0, None, "at least 1"), (3, None, "needs `until`"), (2, T0 - HOUR, "must not be before")],
     ids=["zero", "range-without-until", "until-before-start"],
 )
-def test_record_skip_refuses_a_malformed_range(
+def test_record_skips_refuses_a_malformed_range_and_records_nothing(
     store: Store, count: int, until: datetime | None, message: str
 ) -> None:
+    good = Skip("other", T0, reason="fine")
     with pytest.raises(ValueError, match=message):
-        store.record_skip(
-            "job", T0, reason="x", trigger=Trigger.CATCH_UP, now=T0, count=count, until=until
-        )
+        store.record_skips([good, Skip("job", T0, reason="x", count=count, until=until)], now=T0)
+    assert store.history() == []
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -498,30 +616,25 @@ def make_history(store: Store) -> dict[str, Fire]:
     """a: ok@0h, failed@1h, skip 2h..4h, retrying@5h; b: ok@3h (manual), pending@6h."""
     out = {}
     ok = sending(store, "a", T0)
-    out["a-ok"] = store.finish(ok.id, FireStatus.SUCCEEDED, now=T0, remote_id="r1")
+    out["a-ok"] = finished(store, Outcome(ok.id, FireStatus.SUCCEEDED, remote_id="r1"), now=T0)
     bad = sending(store, "a", T0 + HOUR)
-    out["a-failed"] = store.finish(bad.id, FireStatus.FAILED, now=T0 + HOUR, error="422")
-    store.record_skip(
-        "a",
-        T0 + 2 * HOUR,
-        reason="window",
-        trigger=Trigger.CATCH_UP,
-        now=T0,
-        count=3,
-        until=T0 + 4 * HOUR,
+    out["a-failed"] = finished(
+        store, Outcome(bad.id, FireStatus.FAILED, error="422"), now=T0 + HOUR
     )
-    skip = store.find_fire("a", T0 + 2 * HOUR)
+    skip = skipped(store, Skip("a", T0 + 2 * HOUR, reason="window", count=3, until=T0 + 4 * HOUR))
     assert skip is not None
     out["a-skip"] = skip
     retry = sending(store, "a", T0 + 5 * HOUR)
-    out["a-retrying"] = store.finish(
-        retry.id, FireStatus.RETRYING, now=T0 + 5 * HOUR, next_attempt_at=T0 + 6 * HOUR
+    out["a-retrying"] = finished(
+        store,
+        Outcome(retry.id, FireStatus.RETRYING, next_attempt_at=T0 + 6 * HOUR),
+        now=T0 + 5 * HOUR,
     )
-    manual = store.claim("b", T0 + 3 * HOUR, Trigger.MANUAL, now=T0 + 3 * HOUR)
+    (manual,) = store.claim([("b", T0 + 3 * HOUR, Trigger.MANUAL)], now=T0 + 3 * HOUR)
     assert manual is not None
-    manual = store.start_attempt(manual.id, now=T0 + 3 * HOUR)
+    manual = start(store, manual.id, now=T0 + 3 * HOUR)
     assert manual is not None
-    out["b-ok"] = store.finish(manual.id, FireStatus.SUCCEEDED, now=T0, remote_id="r2")
+    out["b-ok"] = finished(store, Outcome(manual.id, FireStatus.SUCCEEDED, remote_id="r2"), now=T0)
     out["b-pending"] = claimed(store, "b", T0 + 6 * HOUR)
     return out
 
@@ -560,7 +673,7 @@ def test_history_since_includes_a_skip_range_that_reaches_it(store: Store) -> No
 def test_due_retries_are_the_retrying_fires_whose_time_has_come(store: Store) -> None:
     h = make_history(store)
     later = sending(store, "c", T0)
-    store.finish(later.id, FireStatus.RETRYING, now=T0, next_attempt_at=T0 + 7 * HOUR)
+    finished(store, Outcome(later.id, FireStatus.RETRYING, next_attempt_at=T0 + 7 * HOUR), now=T0)
 
     assert store.due_retries(T0 + 6 * HOUR - MINUTE) == []
     assert ids(store.due_retries(T0 + 6 * HOUR), h) == ["a-retrying"]
@@ -581,9 +694,9 @@ def test_unsettled_lists_stale_pending_and_sending_fires_and_every_uncertain_one
     stale_sending = sending(store, "b", T0)
     fresh_pending = claimed(store, "c", T0 + HOUR)
     uncertain = sending(store, "d", T0 + HOUR)
-    store.mark_uncertain(uncertain.id, now=T0 + HOUR, error="timeout")
+    finished(store, Outcome(uncertain.id, FireStatus.UNCERTAIN, error="timeout"), now=T0 + HOUR)
     done = sending(store, "e", T0)
-    store.finish(done.id, FireStatus.SUCCEEDED, now=T0)
+    finished(store, Outcome(done.id, FireStatus.SUCCEEDED), now=T0)
 
     found = store.unsettled(older_than=T0 + 30 * MINUTE)
 
@@ -595,10 +708,8 @@ def test_accounted_until_is_the_newest_instant_per_job_ignoring_manual_fires(
     store: Store,
 ) -> None:
     make_history(store)
-    store.claim("only-manual", T0, Trigger.MANUAL, now=T0)
-    store.record_skip(
-        "c", T0, reason="x", trigger=Trigger.CATCH_UP, now=T0, count=10, until=T0 + 9 * HOUR
-    )
+    store.claim([("only-manual", T0, Trigger.MANUAL)], now=T0)
+    skipped(store, Skip("c", T0, reason="x", count=10, until=T0 + 9 * HOUR))
     claimed(store, "c", T0 + 2 * HOUR)  # inside the range: the range end still wins
 
     assert store.accounted_until() == {
@@ -611,7 +722,7 @@ def test_accounted_until_is_the_newest_instant_per_job_ignoring_manual_fires(
 def test_success_counts_and_latest_success(store: Store) -> None:
     make_history(store)
     later = sending(store, "a", T0 + 10 * HOUR)
-    store.finish(later.id, FireStatus.SUCCEEDED, now=T0, remote_id="r3")
+    finished(store, Outcome(later.id, FireStatus.SUCCEEDED, remote_id="r3"), now=T0)
 
     assert store.success_counts() == {"a": 2, "b": 1}
     assert store.success_count("a") == 2
@@ -629,14 +740,6 @@ def test_count_fires_counts_a_jobs_rows_in_the_given_statuses(store: Store) -> N
     assert store.count_fires("a", statuses=[FireStatus.SUCCEEDED, FireStatus.RETRYING]) == 2
     assert store.count_fires("b", statuses=[FireStatus.FAILED]) == 0
     assert store.count_fires("a", statuses=[]) == 0
-
-
-def test_status_counts_per_job_and_status(store: Store) -> None:
-    make_history(store)
-    assert store.status_counts() == {
-        "a": {"succeeded": 1, "failed": 1, "skipped": 1, "retrying": 1},
-        "b": {"succeeded": 1, "pending": 1},
-    }
 
 
 def test_remote_ids_lists_the_ids_a_job_already_has(store: Store) -> None:
@@ -670,10 +773,7 @@ def test_to_json_writes_instants_with_their_offset_in_the_zone(
 
 
 def test_to_json_has_exactly_the_history_keys(store: Store) -> None:
-    store.record_skip(
-        "job", T0, reason="r", trigger=Trigger.CATCH_UP, now=T0, count=2, until=T0 + HOUR
-    )
-    skip = store.find_fire("job", T0)
+    skip = skipped(store, Skip("job", T0, reason="r", count=2, until=T0 + HOUR))
     assert skip is not None
 
     assert skip.to_json(None) == {
@@ -727,7 +827,3 @@ def test_heartbeat_inserts_then_refreshes_the_daemons_row(store: Store) -> None:
     )
     assert (d1.hostname, d1.pid, d1.started_at) == ("h1", 10, T0)
     assert (d2.id, d2.last_seen) == ("d2", T0 + MINUTE)
-
-    store.remove_daemon("d1")
-    store.remove_daemon("never-there")
-    assert [d.id for d in store.daemons()] == ["d2"]

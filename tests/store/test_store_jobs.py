@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from scheduler.errors import DefinitionError, JobNotFound
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store import ApplyPlan, JobDocument, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -239,7 +239,7 @@ def test_resuming_a_running_job_changes_nothing(store: Store) -> None:
 
 def test_remove_deletes_the_job_and_keeps_its_history(store: Store) -> None:
     store.apply([doc("a")], prune=False, now=T0)
-    fire = store.claim("a", T1, Trigger.SCHEDULE, now=T1)
+    (fire,) = store.claim([("a", T1, Trigger.SCHEDULE)], now=T1)
     assert fire is not None
 
     store.remove_job("a")
@@ -277,7 +277,7 @@ def test_every_job_change_bumps_the_revision_and_nothing_else_does(store: Store)
     assert step() == 0
     store.plan_apply([doc("c")], prune=True)
     assert step() == 0
-    store.claim("a", T1, Trigger.SCHEDULE, now=T1)  # history is not a job change
+    store.claim([("a", T1, Trigger.SCHEDULE)], now=T1)  # history is not a job change
     assert step() == 0
     store.set_enabled("a", False, now=T1)
     assert step() == 1

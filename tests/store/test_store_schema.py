@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, inspect, text
 
-from scheduler.errors import ConfigError, SchemaError
-from scheduler.models import Trigger
+from scheduler.errors import ConfigError, SchemaError, StoreError
+from scheduler.lifecycle import Trigger
 from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Migration, Store, make_engine
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ def test_it_creates_the_sqlite_file_and_its_directory_readable_by_the_owner_only
     path = tmp_path / "a" / "b" / "scheduler.db"
     store = Store.open(f"sqlite:///{path}")
     store.init_schema()
-    store.claim("job", NOW, Trigger.SCHEDULE, now=NOW)  # a write, so WAL files exist
+    store.claim([("job", NOW, Trigger.SCHEDULE)], now=NOW)  # a write, so WAL files exist
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -75,10 +75,19 @@ def test_every_sqlite_connection_uses_wal_and_the_pragmas(sqlite_url: str) -> No
     raw.close()
 
 
+def test_an_sqlite_without_returning_is_refused_when_the_engine_is_made(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    with pytest.raises(StoreError, match=r"SQLite 3\.34\.1 is too old: .* 3\.35\.0 or newer"):
+        make_engine(sqlite_url)
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # refused before creating
+
+
 def test_an_in_memory_sqlite_store_works_for_experiments() -> None:
     store = Store.open("sqlite://")
     assert store.init_schema() == SCHEMA_VERSION
-    assert store.claim("job", NOW, Trigger.MANUAL, now=NOW) is not None
+    assert store.claim([("job", NOW, Trigger.MANUAL)], now=NOW) != [None]
     store.close()
 
 
@@ -97,7 +106,6 @@ def test_a_plain_postgresql_url_means_psycopg_3() -> None:
     engine = make_engine("postgresql://u:pw@127.0.0.1:1/db")
     assert engine.url.drivername == "postgresql+psycopg"
     assert Store(engine).url == "postgresql+psycopg://u:***@127.0.0.1:1/db"
-    assert not Store(engine).is_sqlite
 
 
 # -- schema versioning (both databases) --------------------------------------------------------
@@ -109,12 +117,12 @@ def test_a_new_store_reports_no_version_and_refuses_to_be_used(blank_store: Stor
 
 def test_using_a_store_before_init_says_to_run_init(blank_store: Store) -> None:
     with pytest.raises(SchemaError, match="run `tallyfy-scheduler init`"):
-        blank_store.claim("job", NOW, Trigger.SCHEDULE, now=NOW)
+        blank_store.claim([("job", NOW, Trigger.SCHEDULE)], now=NOW)
 
 
 def test_init_creates_the_schema_and_is_idempotent(blank_store: Store) -> None:
     assert blank_store.init_schema() == SCHEMA_VERSION
-    blank_store.claim("job", NOW, Trigger.SCHEDULE, now=NOW)
+    blank_store.claim([("job", NOW, Trigger.SCHEDULE)], now=NOW)
     revision = blank_store.jobs_revision()
 
     assert blank_store.init_schema() == SCHEMA_VERSION  # again: changes nothing

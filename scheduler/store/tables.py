@@ -1,4 +1,4 @@
-"""The store's tables (SQLModel) and the enums stored in them.
+"""The store's tables (SQLModel), the column type of every instant, and the `meta` keys.
 
 Only `scheduler.store` touches these classes; everything else receives the frozen domain
 objects the store builds from rows (`StoredJob`, `Fire`, `DaemonInfo`).
@@ -6,45 +6,26 @@ objects the store builds from rows (`StoredJob`, `Fire`, `DaemonInfo`).
 Every instant is a `UTCDateTime` column: naive UTC in the database, aware UTC in Python,
 identical on SQLite and PostgreSQL. JSON documents are stored as text, so both databases
 hold byte-identical values and no JSON column type differences leak into the code.
+
+These classes describe the newest schema version; `schema.py` says how a store gets there.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import CheckConstraint, DateTime, Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from scheduler.lifecycle import FireStatus, Trigger
 
-class FireStatus(StrEnum):
-    """Where one fire is in its lifecycle (guarantees.md, "Lifecycle of a fire")."""
-
-    PENDING = "pending"  # claimed (row committed), no request sent yet
-    SENDING = "sending"  # an attempt is under way; `attempts` already counts it
-    SUCCEEDED = "succeeded"  # the API created it; `remote_id` holds the id it returned
-    RETRYING = "retrying"  # certainly not applied; try again at `next_attempt_at`
-    UNCERTAIN = "uncertain"  # may have been applied: reconcile (read back) before any resend
-    FAILED = "failed"  # permanent error or attempts exhausted; `error` says why; never retried
-    SKIPPED = "skipped"  # deliberately not fired; `error` holds the reason, maybe for a range
-
-
-class Trigger(StrEnum):
-    """Why a fire exists."""
-
-    SCHEDULE = "schedule"  # the schedule came due while the daemon ran
-    CATCH_UP = "catch_up"  # a missed instant found at startup or after a stall
-    MANUAL = "manual"  # `tallyfy-scheduler fire`: not a scheduled instant, never catch-up input
-    BACKFILL = "backfill"  # `tallyfy-scheduler backfill` over a past range
-
-
-# Statuses a fire may still leave; the others are final.
-OPEN_STATUSES = frozenset(
-    {FireStatus.PENDING, FireStatus.SENDING, FireStatus.RETRYING, FireStatus.UNCERTAIN}
-)
+# The named values in `meta`.
+SCHEMA_VERSION_KEY: Final = "schema_version"
+JOBS_REVISION_KEY: Final = "jobs_revision"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -155,7 +136,7 @@ class DaemonRow(SQLModel, table=True):
 
 
 class MetaRow(SQLModel, table=True):
-    """Small named values: `schema_version` and `jobs_revision`."""
+    """Small named values: `SCHEMA_VERSION_KEY` and `JOBS_REVISION_KEY`."""
 
     __tablename__ = "meta"
 

@@ -1,0 +1,30 @@
+"""The store: jobs, fire history and daemon heartbeats, on SQLite or PostgreSQL.
+
+`Store` (facade.py) is what the rest of the code uses; the modules beside it each own one
+part of it (facade.py lists them). Everything a caller needs is importable from here.
+"""
+
+from __future__ import annotations
+
+from scheduler.store.database import make_engine
+from scheduler.store.facade import Store
+from scheduler.store.jobs import ApplyPlan, JobDocument, StoredJob
+from scheduler.store.ledger import Claim, Fire, Outcome, Skip
+from scheduler.store.reports import DaemonInfo
+from scheduler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ApplyPlan",
+    "Claim",
+    "DaemonInfo",
+    "Fire",
+    "JobDocument",
+    "Migration",
+    "Outcome",
+    "Skip",
+    "Store",
+    "StoredJob",
+    "make_engine",
+]

@@ -1,0 +1,124 @@
+"""Schema versions: the ordered migrations, and creating, upgrading and checking a store.
+
+A deliberately small replacement for Alembic. `MIGRATIONS` is an ordered tuple of
+`(version, function(connection))`; the store's version lives in `meta.schema_version`.
+`init_schema()` runs, in ONE transaction and under a lock (SQLite's write lock, PostgreSQL's
+advisory lock), every migration newer than the store's version, records the new version, and
+returns it; running it again changes nothing. `check_schema()` refuses a store that is
+missing, older (run `tallyfy-scheduler init`) or newer than this code (upgrade the package).
+
+Adding a migration: append `(N + 1, function)`, change the tables (tables.py) to match, freeze
+whatever earlier migrations derived from the tables (migration 1 builds them from tables.py,
+which is exact only while version 1 is the newest), and commit a snapshot of a version N + 1
+store with data in it (docs/upgrading.md, "Adding a schema version"): the upgrade test then
+upgrades every earlier snapshot and lets the daemon fire on from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from sqlalchemy import Connection, func, inspect, select, update
+
+from scheduler.errors import SchemaError
+from scheduler.store.database import Database
+from scheduler.store.tables import JOBS_REVISION_KEY, META, SCHEMA_VERSION_KEY, TABLES
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaVersions", "checked_migrations"]
+
+Migration = Callable[[Connection], None]
+
+# An arbitrary constant naming our PostgreSQL advisory lock for schema changes.
+_PG_SCHEMA_LOCK = 7_324_811_950_113
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    """Version 1: the jobs, fires, daemons and meta tables; `jobs_revision` starts at 0."""
+    TABLES[0].metadata.create_all(conn, tables=list(TABLES))
+    conn.execute(META.insert().values(key=JOBS_REVISION_KEY, value="0"))
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, _migrate_to_1),)
+SCHEMA_VERSION: Final = 1
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+
+def checked_migrations(
+    migrations: Sequence[tuple[int, Migration]],
+) -> tuple[tuple[int, Migration], ...]:
+    """`migrations` as a tuple; ValueError unless their versions increase from 1 or more."""
+    versions = [v for v, _ in migrations]
+    if not versions or versions != sorted(set(versions)) or versions[0] < 1:
+        raise ValueError("migrations must be a non-empty list with increasing versions >= 1")
+    return tuple(migrations)
+
+
+class SchemaVersions:
+    """The store's part that creates, upgrades and checks its schema (a `Store` mixin).
+
+    `_migrations` are this code's migrations; its schema version is the last one's.
+    """
+
+    _db: Database
+    _migrations: tuple[tuple[int, Migration], ...]
+
+    def init_schema(self) -> int:
+        """Create or upgrade the schema in one transaction; idempotent. Returns the version."""
+        with self._db.tx(write=True) as conn:
+            if self._db.dialect == "postgresql":
+                # Two `init`s at once: the second waits, then finds the work done.
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_SCHEMA_LOCK)))
+            current = _read_version(conn) or 0
+            if current > self._target:
+                raise self._newer_error(current)
+            for version, migrate in self._migrations:
+                if version > current:
+                    migrate(conn)
+                    _write_version(conn, version)
+                    current = version
+            return current
+
+    def check_schema(self) -> None:
+        """Raise SchemaError unless the store is initialized at exactly this code's version."""
+        version = self.schema_version()
+        url = self._db.url
+        if version is None:
+            raise SchemaError(f"store {url} is not initialized: run `tallyfy-scheduler init`")
+        if version < self._target:
+            raise SchemaError(
+                f"store {url} has schema version {version}, older than this "
+                f"tallyfy-scheduler's {self._target}: run `tallyfy-scheduler init` to upgrade it"
+            )
+        if version > self._target:
+            raise self._newer_error(version)
+
+    def schema_version(self) -> int | None:
+        """The store's schema version, or None when it was never initialized."""
+        with self._db.tx() as conn:
+            return _read_version(conn)
+
+    @property
+    def _target(self) -> int:
+        return self._migrations[-1][0]
+
+    def _newer_error(self, version: int) -> SchemaError:
+        return SchemaError(
+            f"store {self._db.url} was created by a newer tallyfy-scheduler "
+            f"(schema {version} > {self._target}); upgrade the package"
+        )
+
+
+def _read_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(META.name):
+        return None
+    value = conn.scalar(select(META.c.value).where(META.c.key == SCHEMA_VERSION_KEY))
+    return None if value is None else int(value)
+
+
+def _write_version(conn: Connection, version: int) -> None:
+    changed = conn.execute(
+        update(META).where(META.c.key == SCHEMA_VERSION_KEY).values(value=str(version))
+    ).rowcount
+    if not changed:
+        conn.execute(META.insert().values(key=SCHEMA_VERSION_KEY, value=str(version)))
