@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -104,7 +104,7 @@ def diagnose(
             "cannot be used",
             tuple(f"{p} (fix the config file or the environment)" for p in exc.problems),
         )
-        rest = ("token", "organization", "store", "jobs", "api", "templates")
+        rest: tuple[str, ...] = ("token", "organization", "store", "jobs", "api", "templates")
         if config_only:
             rest = rest[:2]
         return [failed, *(Check(n, CheckStatus.SKIPPED, "needs a valid config") for n in rest)]

@@ -26,7 +26,7 @@ from scheduler.config import Settings
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
 from scheduler.errors import ConfigError, FireFailed, InvalidInput, problem
 from scheduler.job import Job
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.runner import Runner, request_for_instant
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store
 from scheduler.timeexpr import BusinessCalendar

@@ -26,7 +26,7 @@ from scheduler.errors import (
     InvalidInput,
     SchedulerError,
 )
-from scheduler.models import FireStatus, Trigger
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.operations import (
     MAX_BACKFILL,
     BackfillRange,

@@ -30,7 +30,7 @@ from scheduler.daemon import Daemon
 from scheduler.daemon.reload import merge
 from scheduler.definitions import load_job_files
 from scheduler.errors import ConfigError, problem
-from scheduler.models import FireStatus
+from scheduler.lifecycle import FireStatus
 from scheduler.notify import Notifier
 from scheduler.ratelimit import RateLimiter
 from scheduler.store import JobDocument, Store
