@@ -81,14 +81,16 @@ class App:
         """The current instant; a command reads it once and passes it down."""
         return self.clock.now()
 
-    def open_store(self, *, check: bool = True) -> Store:
+    def open_store(self, *, init: bool = False) -> Store:
         """The store, checked to be initialized at this version (SchemaError says what to do).
 
+        Only `init` creates one (`init=True`: created if missing, not checked); every other
+        command refuses a store that is not there, and never creates it or its directories.
         Closed by `close()` when the command ends.
         """
-        store = Store.open(self.settings.store.url)
+        store = Store.open(self.settings.store.url, create=init)
         self._stores.append(store)
-        if check:
+        if not init:
             store.check_schema()
         return store
 
@@ -208,7 +210,7 @@ def main() -> None:
 @click.pass_obj
 def init(app: App) -> None:
     """Create or upgrade the store's schema; safe to run again."""
-    store = app.open_store(check=False)
+    store = app.open_store(init=True)
     version = store.init_schema()
     click.echo(f"store {store.url} is ready (schema version {version})")
 

@@ -181,7 +181,7 @@ class _Doctor:
     def open_store(self) -> Check:
         url = self.settings.store.url
         try:
-            self.store = Store.open(url)
+            self.store = Store.open(url, create=False)  # doctor never makes a store
             self.store.check_schema()
             version = self.store.schema_version()
         except SchemaError as exc:

@@ -119,6 +119,7 @@ class Daemon:
         self.reload_event = threading.Event()  # set by SIGHUP
         self.wake_event = threading.Event()  # wakes the main loop early
         self.unfinished = 0  # workers still busy when shutdown gave up waiting
+        self.exit_code = 0  # 1 once the daemon stops because it cannot go on (its store went)
         self.runner = Runner(
             store,
             client,
@@ -163,6 +164,10 @@ class Daemon:
         self._last_watchdog = -1e18
         self._last_reload_poll = -1e18
         self._signals_seen = 0
+        # The SQLite file's identity (device, inode) when the daemon started: a file deleted
+        # or replaced under it would take every later fire with it (docs/design.md).
+        self._store_file = store.file_path
+        self._store_identity: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
@@ -178,7 +183,7 @@ class Daemon:
                 self.clock.wait(self.wake_event, timeout)
         finally:
             self.shutdown()
-        return 0
+        return self.exit_code
 
     def prepare(self) -> None:
         """Check the store, load every job and plan the startup catch-up, on this thread.
@@ -193,6 +198,7 @@ class Daemon:
            and planning would otherwise fight over the GIL and SQLite's write lock.
         """
         self.store.check_schema()
+        self._store_identity = self._file_identity()
         now = self.clock.now()
         self._started_at = now
         self._heartbeat(now, state="starting")
@@ -263,6 +269,8 @@ class Daemon:
         """
         now = self.clock.now()
         mono = self.clock.monotonic()
+        if not self._store_file_intact():
+            return 0.0
         self.detect_stall(now, mono)
         try:
             if self.reload_event.is_set():
@@ -324,6 +332,32 @@ class Daemon:
             self.planner.post(CatchUp(now))
             self.timer.look_again()
             return True
+        return False
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._store_file is None:
+            return None
+        try:
+            found = os.stat(self._store_file)
+        except FileNotFoundError:
+            return None
+        return (found.st_dev, found.st_ino)
+
+    def _store_file_intact(self) -> bool:
+        """False, and the daemon stopping with exit code 1, once the SQLite file it started
+        with is gone or replaced: what it records from then on would be lost, and what it
+        claims would be claimed again by the next start. Checked at every pass (a stat)."""
+        if self._store_identity is None or self.stop_event.is_set():
+            return True
+        if self._file_identity() == self._store_identity:
+            return True
+        log.error(
+            "the store's file %s was deleted or replaced while the daemon ran; stopping "
+            "(restore it, or run `tallyfy-scheduler init` for a new store, then start again)",
+            self._store_file,
+        )
+        self.exit_code = 1
+        self.request_stop()
         return False
 
     def healthy(self) -> bool:

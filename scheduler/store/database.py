@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -79,11 +80,14 @@ def make_engine(
     *,
     connect_args: Mapping[str, Any] | None = None,
     busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT,
+    create: bool = True,
 ) -> Engine:
     """An engine for `sqlite:///path` or `postgresql+psycopg://...`, set up for the store.
 
-    SQLite: refuses a library older than `MIN_SQLITE`; creates the parent directory and the
-    file (mode 0600) before SQLAlchemy opens it, and sets WAL, foreign keys, `busy_timeout`
+    SQLite: refuses a library older than `MIN_SQLITE`; with `create`, makes the parent
+    directory and the file (mode 0600) before SQLAlchemy opens it; without, refuses a file
+    that is not there (SchemaError: run `init`) and opens it so that SQLite cannot create it
+    either (`mode=rw`): only `init` creates a store. Sets WAL, foreign keys, `busy_timeout`
     and `synchronous=NORMAL` on every connection. `sqlite://` (in memory) works too, for
     experiments: one shared connection, serialized.
     PostgreSQL: `postgresql://` means the psycopg 3 driver; connections are pinged before use.
@@ -105,7 +109,7 @@ def make_engine(
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed, dict(connect_args or {}), busy_timeout)
+        return _sqlite_engine(parsed, dict(connect_args or {}), busy_timeout, create)
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -147,7 +151,9 @@ def _check_sqlite_version() -> None:
         )
 
 
-def _sqlite_engine(url: URL, connect_args: dict[str, Any], busy_timeout: timedelta) -> Engine:
+def _sqlite_engine(
+    url: URL, connect_args: dict[str, Any], busy_timeout: timedelta, create: bool
+) -> Engine:
     _check_sqlite_version()
     database = url.database or ""
     memory = database in ("", ":memory:")
@@ -157,9 +163,14 @@ def _sqlite_engine(url: URL, connect_args: dict[str, Any], busy_timeout: timedel
         engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
     else:
         path = Path(database).expanduser()
-        _create_private_file(path)
+        if create:
+            _create_private_file(path)
+        elif not path.is_file():
+            raise SchemaError(f"no store at {path}: run `tallyfy-scheduler init` to create it")
         engine = create_engine(
-            url.set(database=str(path)),
+            # A URI with mode=rw: should the file go, a new connection fails instead of
+            # creating an empty store in its place.
+            url.set(database=f"file:{quote(str(path))}", query={"mode": "rw", "uri": "true"}),
             pool_size=POOL_SIZE,
             max_overflow=POOL_MAX_OVERFLOW,
             pool_timeout=POOL_TIMEOUT.total_seconds(),
@@ -224,8 +235,21 @@ class Database:
 
     @property
     def url(self) -> str:
-        """The database URL with any password masked."""
+        """The database URL with any password masked (a SQLite file as `sqlite:///PATH`)."""
+        path = self.file_path
+        if path is not None:
+            return f"sqlite:///{path}"
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def file_path(self) -> Path | None:
+        """The SQLite database file, or None (PostgreSQL, or SQLite in memory)."""
+        database = self.engine.url.database or ""
+        if not self.is_sqlite or database in ("", ":memory:"):
+            return None
+        if database.startswith("file:"):  # opened as a URI (`mode=rw`)
+            return Path(unquote(database.removeprefix("file:")))
+        return Path(database)
 
     def insert(self, table: Table) -> Any:
         """This dialect's INSERT for `table` (it has `on_conflict_do_nothing/update`)."""

@@ -17,6 +17,7 @@ A facade over the store's modules, each owning one concept, all on one `Database
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -52,9 +53,10 @@ class Store(SchemaVersions, JobRepository, FireLedger, Reports):
         self._db = Database(engine)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """A store on the database at `url` (see `make_engine`)."""
-        return cls(make_engine(url))
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """A store on the database at `url` (see `make_engine`); without `create`, a SQLite
+        file that is not there is refused (SchemaError), never made."""
+        return cls(make_engine(url, create=create))
 
     @property
     def engine(self) -> Engine:
@@ -65,6 +67,11 @@ class Store(SchemaVersions, JobRepository, FireLedger, Reports):
     def url(self) -> str:
         """The database URL with any password masked."""
         return self._db.url
+
+    @property
+    def file_path(self) -> Path | None:
+        """The SQLite database file (None for PostgreSQL or memory): the daemon watches it."""
+        return self._db.file_path
 
     def close(self) -> None:
         """Close every pooled connection."""

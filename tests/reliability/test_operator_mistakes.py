@@ -205,6 +205,7 @@ def test_doctor_says_where_each_setting_came_from_and_never_a_secret(
         "scheduler.reload_interval: default",
         "scheduler.heartbeat_interval: default",
         "scheduler.dead_after: default",
+        "scheduler.log_level: default",
         "retry.max_attempts: default",
         "retry.initial_backoff: default",
         "retry.max_backoff: default",
