@@ -1,6 +1,7 @@
 """`doctor`: one check per part of the setup, each problem with how to fix it.
 
-`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid), the
+`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid; a
+warning for plain http:// to another machine, which `allow_insecure_http` let through), the
 token (present; never printed, only where it came from), the organization id, the store
 (reachable, at this schema version), every stored job (valid, with a zone this machine knows),
 the API (reachable, token accepted: `GET /me`), and every stored job against its template
@@ -21,7 +22,7 @@ import requests
 
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock
-from scheduler.config import Settings, is_valid_zone, load_settings
+from scheduler.config import Settings, is_insecure, is_valid_zone, load_settings
 from scheduler.definitions import (
     job_from_document,
 )
@@ -53,6 +54,7 @@ class CheckStatus(StrEnum):
     """The outcome of one `doctor` check."""
 
     OK = "ok"  # the check passed
+    WARNING = "warn"  # it passed, but something is risky; each warning says what to do
     FAILED = "FAIL"  # at least one problem; each says how to fix it
     SKIPPED = "skip"  # not run, because a check it needs failed
 
@@ -138,6 +140,17 @@ class _Doctor:
             )
         else:
             summary = f"{path} (valid)"
+        if is_insecure(self.settings.tallyfy):  # loaded, so allow_insecure_http is set
+            return Check(
+                "config",
+                CheckStatus.WARNING,
+                summary,
+                (
+                    f"[tallyfy] base_url {self.settings.tallyfy.base_url!r} is plain http:// to "
+                    "a host other than this machine: the access token travels unencrypted "
+                    "(allowed by allow_insecure_http = true); use https://",
+                ),
+            )
         return Check("config", CheckStatus.OK, summary)
 
     def token(self) -> Check:
@@ -230,6 +243,8 @@ class _Doctor:
                 session=self.session,
                 timeout=tallyfy.timeout.total_seconds(),
                 connect_timeout=tallyfy.connect_timeout.total_seconds(),
+                request_deadline=tallyfy.request_deadline.total_seconds(),
+                max_response_bytes=tallyfy.max_response_bytes,
                 clock=self.clock,
             )
         except ValueError as exc:
