@@ -23,6 +23,7 @@ traceback, and the token nowhere (output, log records, the store file).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -315,12 +316,15 @@ def endless_chunks(peer: Peer) -> None:
         peer.stream(chunk(b" " * 65536))
 
 
-BOMB = gzip.compress(b" " * (64 * 2**20), compresslevel=9)  # 64 MiB of JSON white space
+@functools.cache
+def bomb() -> bytes:
+    """64 MiB of JSON white space, gzipped to 64 KiB."""
+    return gzip.compress(b" " * (64 * 2**20), compresslevel=9)
 
 
 def gzip_bomb(peer: Peer) -> None:
     if peer.read_request() is not None:
-        peer.send(answer("201 Created", BOMB, content_encoding="gzip"))
+        peer.send(answer("201 Created", bomb(), content_encoding="gzip"))
         peer.linger()
 
 
