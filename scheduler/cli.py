@@ -35,6 +35,7 @@ from scheduler.definitions import load_job_files
 from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
+    FireFailed,
     InvalidInput,
     JobNotFound,
     SchedulerError,
@@ -42,7 +43,7 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.lifecycle import FireStatus
-from scheduler.logs import configure_logging
+from scheduler.logs import configure_logging, escape_controls, escape_json_controls
 from scheduler.runner import Observer, Runner
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, Store, StoredJob
@@ -140,10 +141,12 @@ class Failed(click.ClickException):
     def show(self, file: IO[Any] | None = None) -> None:
         if isinstance(self.error, InvalidInput):
             lines = [str(p) for p in self.error.problems]
+        elif isinstance(self.error, FireFailed):  # one line per fire, whatever its error holds
+            lines = [f"error: {line}" for line in self.error.lines]
         else:
             lines = [f"error: {line}" for line in str(self.error).splitlines() or [""]]
         for line in lines:
-            click.echo(line, err=True, file=file)
+            click.echo(escape_controls(line), err=True, file=file)
 
 
 class _Group(click.Group):
@@ -173,8 +176,24 @@ class _Instant(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
 INSTANT = _Instant()
 
 
+def _say(line: str, *, err: bool = False) -> None:
+    """One line of human output. Text from outside (an API's error message, a remote id, a
+    job file) is shown escaped, so it can neither split the line nor paint the terminal."""
+    click.echo(escape_controls(line), err=err)
+
+
+def _say_lines(text: str) -> None:
+    """Text of several lines of ours (the demo's), each line shown as `_say` shows one."""
+    click.echo("\n".join(escape_controls(line) for line in text.split("\n")))
+
+
+def _json_text(data: Any, *, indent: int | None = None) -> str:
+    """`data` as JSON: text kept as it is, the characters a terminal would act on escaped."""
+    return escape_json_controls(json.dumps(data, indent=indent, ensure_ascii=False))
+
+
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False))
+    click.echo(_json_text(data))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["--help", "-h"]})
@@ -212,7 +231,7 @@ def init(app: App) -> None:
     """Create or upgrade the store's schema; safe to run again."""
     store = app.open_store(init=True)
     version = store.init_schema()
-    click.echo(f"store {store.url} is ready (schema version {version})")
+    _say(f"store {store.url} is ready (schema version {version})")
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -246,7 +265,7 @@ def jobs_validate(app: App, paths: Sequence[Path], online: bool) -> None:
     else:
         found = load_job_files(paths, app.settings, app.now())
     checked = " (and against Tallyfy)" if online else ""
-    click.echo(f"{len(found)} job(s) valid{checked}: {', '.join(job.id for job in found)}")
+    _say(f"{len(found)} job(s) valid{checked}: {', '.join(job.id for job in found)}")
 
 
 def _stored_definitions(app: App) -> list[dict[str, Any]]:
@@ -272,14 +291,14 @@ def jobs_apply(app: App, paths: Sequence[Path], prune: bool, dry_run: bool) -> N
 
 def _print_plan(plan: ApplyPlan, *, dry_run: bool) -> None:
     if dry_run:
-        click.echo("dry run: nothing was written")
+        _say("dry run: nothing was written")
     for label, ids in (
         ("added", plan.added),
         ("changed", plan.changed),
         ("removed", plan.removed),
         ("unchanged", plan.unchanged),
     ):
-        click.echo(f"{label}: {', '.join(ids) if ids else '-'}")
+        _say(f"{label}: {', '.join(ids) if ids else '-'}")
 
 
 @jobs.command("list")
@@ -291,23 +310,24 @@ def jobs_list(app: App, as_json: bool) -> None:
     if as_json:
         _echo_json({"jobs": rows})
         return
-    table = [("ID", "ENABLED", "SCHEDULE", "ZONE", "NEXT FIRE", "LAST OUTCOME")]
+    table: list[tuple[str, ...]] = [
+        ("ID", "ENABLED", "SCHEDULE", "ZONE", "NEXT FIRE", "LAST OUTCOME")
+    ]
     for row in rows:
         last = row["last_outcome"]
         next_fire = f"invalid: {row['error']}" if "error" in row else row["next_fire"] or "-"
-        table.append(
-            (
-                row["id"],
-                "yes" if row["enabled"] else "paused",
-                str(row["schedule"]),
-                str(row["timezone"]),
-                next_fire,
-                f"{last['status']} ({last['scheduled_for']})" if last else "-",
-            )
+        cells = (
+            row["id"],
+            "yes" if row["enabled"] else "paused",
+            str(row["schedule"]),
+            str(row["timezone"]),
+            next_fire,
+            f"{last['status']} ({last['scheduled_for']})" if last else "-",
         )
+        table.append(tuple(escape_controls(cell) for cell in cells))  # widths as shown
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        _say("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
 
 
 @jobs.command("show")
@@ -337,16 +357,16 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
         _echo_json(data)
         return
     for key in ("id", "enabled", "source", "next_fire", "active_since", "updated_at"):
-        click.echo(f"{key}: {data['job'][key]}")
+        _say(f"{key}: {data['job'][key]}")
     if "error" in summary:
-        click.echo(f"invalid: {summary['error']}")
-    click.echo("definition:")
-    click.echo(json.dumps(stored.definition, indent=2, ensure_ascii=False))
-    click.echo(f"history (newest first, at most {SHOW_HISTORY_LIMIT}):")
+        _say(f"invalid: {summary['error']}")
+    _say("definition:")
+    click.echo(_json_text(stored.definition, indent=2))
+    _say(f"history (newest first, at most {SHOW_HISTORY_LIMIT}):")
     for fire in store.history(job_id, limit=SHOW_HISTORY_LIMIT):
-        click.echo("  " + _fire_line(fire, zone))
+        _say("  " + _fire_line(fire, zone))
     if not fires:
-        click.echo("  (none)")
+        _say("  (none)")
 
 
 @jobs.command("pause")
@@ -355,7 +375,7 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
 def jobs_pause(app: App, job_id: str) -> None:
     """Stop firing a job; it keeps its history."""
     app.open_store().set_enabled(job_id, False, now=app.now())
-    click.echo(f"paused {job_id}")
+    _say(f"paused {job_id}")
 
 
 @jobs.command("resume")
@@ -364,7 +384,7 @@ def jobs_pause(app: App, job_id: str) -> None:
 def jobs_resume(app: App, job_id: str) -> None:
     """Fire a paused job again, from now on (the paused period is not replayed)."""
     app.open_store().set_enabled(job_id, True, now=app.now())
-    click.echo(f"resumed {job_id}: it fires from now on")
+    _say(f"resumed {job_id}: it fires from now on")
 
 
 @jobs.command("remove")
@@ -373,7 +393,7 @@ def jobs_resume(app: App, job_id: str) -> None:
 def jobs_remove(app: App, job_id: str) -> None:
     """Delete a job from the store; its history stays."""
     app.open_store().remove_job(job_id)
-    click.echo(f"removed {job_id} (its history stays)")
+    _say(f"removed {job_id} (its history stays)")
 
 
 # -- next, preview, history ---------------------------------------------------------------------
@@ -425,9 +445,9 @@ def next_(
         )
         return
     for instant in instants:
-        click.echo(f"{iso_in(instant, zone)}  ({utc_iso(instant)})")
+        _say(f"{iso_in(instant, zone)}  ({utc_iso(instant)})")
     if len(instants) < count:
-        click.echo(f"(no more instants: {len(instants)} of {count})", err=True)
+        _say(f"(no more instants: {len(instants)} of {count})", err=True)
 
 
 @cli.command()
@@ -449,9 +469,9 @@ def preview(app: App, job_id: str, at: datetime | None, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
-    click.echo(f"# {shown.job.id}, fire scheduled for {data['scheduled_for']}")
-    click.echo(f"{shown.request.method} {shown.url}")
-    click.echo(json.dumps(shown.request.body, indent=2, ensure_ascii=False))
+    _say(f"# {shown.job.id}, fire scheduled for {data['scheduled_for']}")
+    _say(f"{shown.request.method} {shown.url}")
+    click.echo(_json_text(shown.request.body, indent=2))
 
 
 def _stored_or_none(store: Store, job_id: str) -> list[StoredJob]:
@@ -499,9 +519,9 @@ def history(
         _echo_json({"fires": [fire.to_json(zones.get(fire.job_id, utc)) for fire in fires]})
         return
     for fire in fires:
-        click.echo(_fire_line(fire, zones.get(fire.job_id, utc)))
+        _say(_fire_line(fire, zones.get(fire.job_id, utc)))
     if not fires:
-        click.echo("(no fires)", err=True)
+        _say("(no fires)", err=True)
 
 
 # -- fire, backfill -----------------------------------------------------------------------------
@@ -525,7 +545,7 @@ def fire_(app: App, job_id: str, at: datetime | None) -> None:
     store = app.open_store()
     job = operations.load_job(store, app.settings, job_id)
     done = operations.fire_job(app.runner(store), job, now=app.now(), at=at)
-    click.echo(_outcome_line(done, job.zone))
+    _say(_outcome_line(done, job.zone))
     operations.raise_unless_succeeded([done])
 
 
@@ -539,7 +559,7 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
     """Fire the job's scheduled instants in [--from, --to] that history does not hold as sent."""
     span = operations.backfill_range(start, end, now=app.now())
     if span.note:  # said before anything else can fail
-        click.echo(span.note, err=True)
+        _say(span.note, err=True)
     store = app.open_store()
     plan = operations.backfill_plan(store, app.settings, job_id, span)
     zone = plan.job.zone
@@ -547,16 +567,14 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
         verdict = "to fire" if step.to_fire else "held"
         if step.existing is not None:
             verdict += f" ({step.existing.status})"
-        click.echo(f"{iso_in(step.instant, zone)}  {verdict}")
+        _say(f"{iso_in(step.instant, zone)}  {verdict}")
     todo = plan.todo
-    click.echo(
-        f"{len(todo)} of {len(plan.steps)} instants {'would be' if dry_run else 'are'} fired"
-    )
+    _say(f"{len(todo)} of {len(plan.steps)} instants {'would be' if dry_run else 'are'} fired")
     if dry_run or not todo:
         return  # no runner: a dry run needs no token
     results = []
     for done in operations.backfill(app.runner(store), plan):
-        click.echo(_outcome_line(done, zone))  # as each settles: a long backfill shows progress
+        _say(_outcome_line(done, zone))  # as each settles: a long backfill shows progress
         results.append(done)
     operations.raise_unless_succeeded(results)
 
@@ -578,24 +596,24 @@ def status(app: App, as_json: bool) -> None:
     alive = [d for d in report["daemons"] if d["alive"]]
     if alive:
         for d in alive:
-            click.echo(
+            _say(
                 f"daemon {d['id']} alive (last heartbeat {d['last_seen']}, next fire "
                 f"{d['next_fire_at'] or '-'})"
             )
     else:
-        click.echo("no daemon is alive (no heartbeat in the store recently)")
+        _say("no daemon is alive (no heartbeat in the store recently)")
     if report["credentials_problem"]:
-        click.echo("CREDENTIALS: the API rejected the token (HTTP 401); fix it, then reload")
+        _say("CREDENTIALS: the API rejected the token (HTTP 401); fix it, then reload")
     for job in report["jobs"]:
         last = job["last_outcome"]
-        click.echo(
+        _say(
             f"{job['id']:<32} {'enabled' if job['enabled'] else 'paused ':<8} "
             f"next {job['next_fire'] or '-':<26} last "
             f"{(last['status'] + ' ' + (last['scheduled_for'] or '')) if last else '-'}"
         )
     for key in ("retrying", "uncertain"):
         for fire in report[key]:
-            click.echo(
+            _say(
                 f"{key}: {fire['job_id']} {fire['scheduled_for']} attempts={fire['attempts']} "
                 f"next={fire['next_attempt_at'] or '-'} {fire['error'] or ''}".rstrip()
             )
@@ -621,19 +639,19 @@ def doctor(app: App, config_only: bool) -> None:
     )
     failed = warned = 0
     for check in checks:
-        click.echo(f"{check.status.value:<4}  {check.name}: {check.summary}")
+        _say(f"{check.status.value:<4}  {check.name}: {check.summary}")
         for detail in check.details:
-            click.echo(f"      {detail}")
+            _say(f"      {detail}")
         for line in check.problems:
-            click.echo(f"  {check.name}: {line}", err=True)
+            _say(f"  {check.name}: {line}", err=True)
         if check.status is CheckStatus.FAILED:
             failed += max(1, len(check.problems))
         elif check.status is CheckStatus.WARNING:
             warned += len(check.problems)
     if failed:
-        click.echo(f"doctor: {failed} problem(s) found", err=True)
+        _say(f"doctor: {failed} problem(s) found", err=True)
         raise SystemExit(1)
-    click.echo(
+    _say(
         f"doctor: no problems; {warned} warning(s)" if warned else "doctor: everything looks right"
     )
 
@@ -712,6 +730,6 @@ def demo(app: App, jobs_dir: Path) -> None:
     from scheduler.demo import run_demo  # it loads the sandbox: only for this command
 
     configure_logging("WARNING")
-    code = run_demo(jobs_dir, write=click.echo, clock=app.clock)
+    code = run_demo(jobs_dir, write=_say_lines, clock=app.clock)
     if code:
         raise SystemExit(code)

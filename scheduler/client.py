@@ -7,7 +7,11 @@ error (`ApiError.transient`), following guarantees.md, "Lifecycle of a fire", st
 | what happened                                       | raised                 | applied?         |
 | --------------------------------------------------- | ---------------------- | ---------------- |
 | 2xx with `data.id`                                  | `Created`              | yes              |
-| 2xx without an id, or a body that is not JSON       | `Uncertain`            | maybe: read back |
+| 2xx without a usable id, or a body that is not JSON | `Uncertain`            | maybe: read back |
+|   (not UTF-8, nested too deeply)                    |                        |                  |
+| an answer over `max_response_bytes` (not read)      | `Uncertain`            | maybe: read back |
+| `request_deadline` passed: some byte of the request | `Uncertain`            | maybe: read back |
+|   sent; none sent (connecting, TLS handshake)       | `NotSent`              | no: resend       |
 | 429                                                 | `RateLimited`          | no: Retry-After  |
 | connection refused, DNS failure, connect timeout    | `NotSent`              | no: resend       |
 |   (urllib3 NewConnectionError, NameResolutionError, |                        |                  |
@@ -20,9 +24,14 @@ error (`ApiError.transient`), following guarantees.md, "Lifecycle of a fire", st
 |   into a GET); an invalid URL or header             |                        |                  |
 
 `requests` raises `ConnectionError` both for a connection that never opened and for one that
-broke after the request went out; the two are told apart by the urllib3 exception it wraps
-(`_is_connect_failure`). When in doubt the answer is `Uncertain`, which costs a read-back,
-never a duplicate.
+broke after the request went out; the two are told apart by whether any byte of the request
+was handed to the socket (`transport.Exchange.sent`, known for the client's own transport),
+else by the urllib3 exception it wraps (`_is_connect_failure`). When in doubt the answer is
+`Uncertain`, which costs a read-back, never a duplicate.
+
+Every exchange is bounded as a whole by `request_deadline` (`scheduler/transport.py`: a
+watchdog ends it), and an answer is read only up to `max_response_bytes`. A body is JSON only
+in UTF-8 (RFC 8259), and an id is recorded only if it can be (`usable_id`).
 
 `send` never retries (the runner decides, after reading back). The read methods retry
 transient failures a few times, since a GET cannot create anything.
@@ -47,7 +56,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NewConnectionError,
@@ -59,6 +68,8 @@ from scheduler import __version__
 from scheduler.clock import Clock, SystemClock, to_utc
 from scheduler.config import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TIMEOUT,
     Secret,
     TallyfySettings,
@@ -76,6 +87,7 @@ from scheduler.errors import (
 )
 from scheduler.logs import redact, register_secret
 from scheduler.ratelimit import RateLimiter
+from scheduler.transport import DeadlineAdapter, Exchange, exchange
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +105,8 @@ MAX_READ_WAIT = 30.0  # longest pause between two tries of a GET (also caps Retr
 # must not stall every other job. The failing request itself keeps the full Retry-After.
 MAX_SHARED_PAUSE = 60.0
 MAX_PREPARED_URLS = 64  # URLs whose prepared form a client keeps (writes go to two)
+BODY_CHUNK = 65536  # bytes read from an answer at a time (the size cap is checked after each)
+MAX_ID_LENGTH = 255  # the longest remote id recorded (Tallyfy's are 32 hex digits)
 
 
 @dataclass(frozen=True)
@@ -143,20 +157,27 @@ class TallyfyClient:
         session: requests.Session | None = None,
         timeout: float = DEFAULT_TIMEOUT.total_seconds(),
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT.total_seconds(),
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE.total_seconds(),
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limiter: RateLimiter | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         clock: Clock | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, not {base_url!r}")
-        if timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("timeouts must be greater than 0")
+        if "@" in base_url.split("/", 3)[2]:
+            # Never echoed: the part before the @ is a password.
+            raise ValueError("base_url must not hold a user name or password")
+        if min(timeout, connect_timeout, request_deadline) <= 0 or max_response_bytes <= 0:
+            raise ValueError("timeouts, the request deadline and the size cap must be above 0")
         self.base_url = base_url.rstrip("/")
         self.organization_id = organization_id
         self._token = token
         register_secret(token.reveal())
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
         self.rate_limiter = rate_limiter
         self._clock: Clock = clock or SystemClock()
         self._never = threading.Event()
@@ -164,7 +185,8 @@ class TallyfyClient:
         if session is None:
             session = requests.Session()
             # Retry(0, read=False): a failed request raises at once, a read error as itself.
-            adapter = HTTPAdapter(
+            # DeadlineAdapter: its connections let the watchdog end an exchange at its deadline.
+            adapter = DeadlineAdapter(
                 pool_connections=pool_size,
                 pool_maxsize=pool_size,
                 max_retries=Retry(total=0, read=False, redirect=False),
@@ -228,6 +250,8 @@ class TallyfyClient:
             session=session,
             timeout=settings.timeout.total_seconds(),
             connect_timeout=settings.connect_timeout.total_seconds(),
+            request_deadline=settings.request_deadline.total_seconds(),
+            max_response_bytes=settings.max_response_bytes,
             rate_limiter=rate_limiter,
         )
 
@@ -272,7 +296,7 @@ class TallyfyClient:
         response = self._request(
             request.method, request.path, body=request.body, stop=stop, paced=not slot_taken
         )
-        return created_from(response)
+        return created_from(response, f"{request.method.upper()} {request.path}")
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -289,20 +313,26 @@ class TallyfyClient:
             self._org_path("runs"),
             {"q": name, "checklist_id": checklist_id, "sort": "-created_at"},
         )
-        return [
-            item
-            for item in items
-            if item.get("name") == name and _created_since(item, created_since)
-        ]
+        return _recordable(
+            "GET runs",
+            [
+                item
+                for item in items
+                if item.get("name") == name and _created_since(item, created_since)
+            ],
+        )
 
     def find_tasks(self, title: str, created_since: datetime | None = None) -> list[dict[str, Any]]:
         """One-off tasks titled exactly `title` (created at or after `created_since`)."""
         items = self._get_all(self._org_path("tasks"), {"q": title, "is_oneoff": "true"})
-        return [
-            item
-            for item in items
-            if item.get("title") == title and _created_since(item, created_since)
-        ]
+        return _recordable(
+            "GET tasks",
+            [
+                item
+                for item in items
+                if item.get("title") == title and _created_since(item, created_since)
+            ],
+        )
 
     def get_checklist(self, checklist_id: str, with_steps: bool = True) -> dict[str, Any]:
         """A template with its kick-off fields (`prerun`) and, by default, its `steps`."""
@@ -413,15 +443,21 @@ class TallyfyClient:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode("utf-8")
         started = self._clock.monotonic()
-        try:
-            response = self._exchange(method, url, headers, data)
-        except requests.RequestException as exc:
-            error = classify_exception(exc, label)
-            log.debug("%s: %s", label, error)
-            if redact(str(exc)) != str(exc):
-                # Chaining would print a secret in the traceback (InvalidHeader quotes values).
-                raise error from None
-            raise error from exc
+        with exchange(self.request_deadline) as current:
+            try:
+                response = self._exchange(method, url, headers, data, label)
+            except requests.RequestException as exc:
+                error = self._classify_failure(exc, label, current)
+                log.debug("%s: %s", label, error)
+                if redact(str(exc)) != str(exc):
+                    # Chaining would print a secret in the traceback (InvalidHeader quotes
+                    # values).
+                    raise error from None
+                raise error from exc
+            if current.expired and current.watched:
+                # Ended by the watchdog after all: a status line or headers cut short read as
+                # whole ones, and a body without a length ends where the socket was shut.
+                raise self._past_deadline(label, current)
         elapsed_ms = (self._clock.monotonic() - started) * 1000
         log.debug("%s -> %d in %.0f ms", label, response.status_code, elapsed_ms)
         if 200 <= response.status_code < 300:
@@ -432,8 +468,30 @@ class TallyfyClient:
                 self.rate_limiter.delay(min(error.retry_after, MAX_SHARED_PAUSE))
         raise error
 
+    def _classify_failure(
+        self, exc: requests.RequestException, label: str, current: Exchange
+    ) -> ApiError:
+        """What a failed exchange means, knowing (on the client's own transport) whether any
+        byte of the request was sent and whether the deadline ended it."""
+        error = classify_exception(exc, label)
+        if isinstance(error, PermanentApiError) or not current.watched:
+            return error  # an invalid request; or a transport we cannot see into
+        if current.expired:
+            return self._past_deadline(label, current)
+        if not current.sent and not isinstance(error, NotSent):
+            # Nothing of the request left (a TLS handshake that timed out, say): resend.
+            return NotSent(f"{label}: could not connect: {redact(_describe(exc))}")
+        return error
+
+    def _past_deadline(self, label: str, current: Exchange) -> ApiError:
+        """The watchdog ended the exchange: uncertain once a byte of the request was sent."""
+        deadline = f"the request deadline ({self.request_deadline:g} s)"
+        if not current.sent:
+            return NotSent(f"{label}: {deadline} passed before any of the request was sent")
+        return Uncertain(f"{label}: no complete answer within {deadline}; it may have been applied")
+
     def _exchange(
-        self, method: str, url: str, headers: dict[str, str], data: bytes | None
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None, label: str
     ) -> requests.Response:
         """One request through the session's adapter for `url`, no redirects followed.
 
@@ -453,13 +511,52 @@ class TallyfyClient:
         response = adapter.send(
             prepared,
             stream=False,
-            timeout=(self.connect_timeout, self.timeout),
+            # The connect is the one phase the watchdog cannot end (no socket to shut yet).
+            timeout=(min(self.connect_timeout, self.request_deadline), self.timeout),
             verify=True if settings["verify"] is None else settings["verify"],
             cert=settings["cert"],
             proxies=settings["proxies"],
         )
-        response.content  # noqa: B018 - read the body now: the connection goes back to the pool
+        # Read the body now (the connection goes back to the pool), up to the cap.
+        self._read_body(response, label)
         return response
+
+    def _read_body(self, response: requests.Response, label: str) -> None:
+        """Read the whole body into `response`, or raise Uncertain once it passes
+        `max_response_bytes` (decoded: a small gzip body can inflate to gigabytes); the
+        connection is closed then, rather than drained."""
+        cap = self.max_response_bytes
+
+        def too_large() -> Uncertain:
+            return Uncertain(
+                f"{label}: answer larger than max_response_bytes ({cap} bytes), not read; "
+                "it may have been applied",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-Id"),
+            )
+
+        if not isinstance(response.raw, urllib3.BaseHTTPResponse):
+            # A transport that read the body itself (the tests' fakes): check its size only.
+            if len(response.content) > cap:
+                raise too_large()
+            return
+        headers = response.headers
+        announced = headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > cap:
+            response.close()
+            raise too_large()
+        if announced.isdigit() and headers.get("Content-Encoding", "identity") == "identity":
+            # The usual answer: at most `announced` bytes (urllib3 holds the server to it).
+            response.content  # noqa: B018 - reads the body
+            return
+        body = bytearray()
+        for part in response.iter_content(BODY_CHUNK):
+            body += part
+            if len(body) > cap:
+                response.close()
+                raise too_large()
+        # What `Response.content` would hold had requests read it (the only way to set it).
+        response._content = bytes(body)
 
     def _prepared_url(self, url: str) -> str:
         """`url` as `requests` sends it (IDNA host, quoted path), worked out once per URL: a
@@ -478,40 +575,90 @@ class TallyfyClient:
 # -- classification (pure functions, tested one by one) ---------------------------------------
 
 
-def created_from(response: requests.Response) -> Created:
-    """A 2xx response -> Created; Uncertain when it names no id (the object may exist)."""
-    label = f"{response.request.method if response.request else ''} {response.url}".strip()
-    try:
-        body = response.json()
-    except ValueError:
-        raise Uncertain(
-            f"{label}: HTTP {response.status_code} with a body that is not JSON",
+def created_from(response: requests.Response, label: str | None = None) -> Created:
+    """A 2xx response -> Created; Uncertain when it names no id that can be recorded (the
+    object may exist). `label` names the request in messages (default: method and URL)."""
+    if label is None:
+        label = f"{response.request.method if response.request else ''} {response.url}".strip()
+
+    def uncertain(reason: str) -> Uncertain:
+        return Uncertain(
+            f"{label}: {reason}; it may have been applied",
             status=response.status_code,
-            raw_body=_raw(response.text),
-            request_id=response.headers.get("X-Request-Id"),
-        ) from None
-    data = body.get("data") if isinstance(body, dict) else None
-    remote_id = data.get("id") if isinstance(data, dict) else None
-    if remote_id is None or remote_id == "" or isinstance(remote_id, bool | dict | list):
-        raise Uncertain(
-            f"{label}: HTTP {response.status_code} without data.id; it may have been created",
-            status=response.status_code,
-            raw_body=_raw(response.text),
+            raw_body=_raw(body_text(response)),
             request_id=response.headers.get("X-Request-Id"),
         )
+
+    try:
+        body = json_body(response)
+    except ValueError as exc:
+        raise uncertain(f"the body is not JSON ({exc})") from None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or data.get("id") in (None, ""):
+        raise uncertain("no data.id in the answer")
+    remote_id = usable_id(data["id"])
+    if remote_id is None:
+        raise uncertain("data.id is not an id that can be recorded")
     assert isinstance(body, dict)
-    return Created(remote_id=str(remote_id), http_status=response.status_code, body=body)
+    return Created(remote_id=remote_id, http_status=response.status_code, body=body)
+
+
+def usable_id(value: object) -> str | None:
+    """`value` as a remote id, or None if it cannot be one: a whole number, or a string of at
+    most MAX_ID_LENGTH printable characters (no control characters, lone surrogates or line
+    separators, which would break the store or a terminal), without surrounding spaces."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 800:
+        value = str(value)  # (800 bits: 241 digits at most)
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isprintable()
+        and value == value.strip()
+    ):
+        return value
+    return None
+
+
+def json_body(response: requests.Response) -> Any:
+    """The body as JSON; ValueError saying why it is not (RFC 8259: JSON is UTF-8, whatever
+    charset a header claims; nesting too deep for the parser is not JSON we can use)."""
+    try:
+        text = response.content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError:
+        raise ValueError("invalid") from None
+
+
+def body_text(response: requests.Response) -> str:
+    """The body as text for messages: UTF-8 with bytes that are not shown as U+FFFD (never a
+    charset guess: guessing reads the whole body and can be wrong)."""
+    return response.content.decode("utf-8", "replace")
+
+
+def _recordable(label: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Read-back matches, each with an id that can be recorded; Uncertain otherwise (a match
+    whose id cannot be stored must not crash the store, nor be taken for no match)."""
+    for item in items:
+        if usable_id(item.get("id")) is None:
+            raise Uncertain(f"{label}: a match whose id cannot be recorded")
+    return items
 
 
 def classify_response(response: requests.Response, label: str, *, now: datetime) -> ApiError:
     """A non-2xx response -> the ApiError it means (see the table in the module docstring)."""
     status = response.status_code
-    message, field_errors = parse_error_body(response.text)
-    message = f"{label}: {message or response.reason or 'no message'}"
+    text = body_text(response)
+    message, field_errors = parse_error_body(text)
+    message = f"{label}: {message or _clip(response.reason or '') or 'no message'}"
     context: dict[str, Any] = {
         "status": status,
         "field_errors": field_errors,
-        "raw_body": _raw(response.text),
+        "raw_body": _raw(text),
         "request_id": response.headers.get("X-Request-Id"),
     }
     if status == 429:
@@ -615,7 +762,7 @@ def parse_error_body(text: str) -> tuple[str, dict[str, list[str]]]:
         return "", {}
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return _clip(text), {}
     if isinstance(body, str):
         return _clip(body), {}
@@ -656,9 +803,9 @@ def _field_errors(value: object) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, msgs in value.items():
         if isinstance(msgs, list):
-            out[str(name)] = [_as_text(m) for m in msgs]
+            out[_clip(str(name))] = [_as_text(m) for m in msgs]
         elif msgs is not None:
-            out[str(name)] = [_as_text(msgs)]
+            out[_clip(str(name))] = [_as_text(msgs)]
     return out
 
 
@@ -667,16 +814,20 @@ def _general_errors(value: object) -> list[str]:
     if isinstance(value, list):
         return [_as_text(m) for m in value]
     if isinstance(value, str):
-        return [value]
+        return [_clip(value)]
     return []
 
 
 def _as_text(value: object) -> str:
+    """One error message from the body, as text the store can hold (clipped, redacted)."""
     if isinstance(value, str):
-        return value
+        return _clip(value)
     if isinstance(value, dict) and isinstance(value.get("message"), str):
-        return str(value["message"])
-    return json.dumps(value, ensure_ascii=False)
+        return _clip(str(value["message"]))
+    try:
+        return _clip(json.dumps(value, ensure_ascii=False))
+    except (ValueError, RecursionError):  # nested too deeply to write back
+        return "(unreadable)"
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -756,12 +907,12 @@ def _created_since(item: Mapping[str, Any], since: datetime | None) -> bool:
 
 def _json_object(response: requests.Response) -> dict[str, Any]:
     try:
-        body = response.json()
-    except ValueError:
+        body = json_body(response)
+    except ValueError as exc:
         raise Uncertain(
-            f"GET {response.url}: HTTP {response.status_code} with a body that is not JSON",
+            f"GET {response.url}: HTTP {response.status_code} with a body that is not JSON ({exc})",
             status=response.status_code,
-            raw_body=_raw(response.text),
+            raw_body=_raw(body_text(response)),
         ) from None
     if not isinstance(body, dict):
         raise Uncertain(f"GET {response.url}: expected a JSON object", status=response.status_code)
@@ -784,10 +935,18 @@ def _as_int(value: object, default: int) -> int:
 
 
 def _raw(text: str) -> str:
-    text = redact(text)
+    # Redacted before the cut (half a token is still a secret); what is redacted is cut to
+    # twice the limit first, so that a large body costs little (a token is shorter).
+    text = redact(_storable(text[: 2 * MAX_RAW_BODY]))
     return text if len(text) <= MAX_RAW_BODY else text[:MAX_RAW_BODY] + "...[truncated]"
 
 
 def _clip(text: str, limit: int = 500) -> str:
-    text = redact(" ".join(text.split()))
+    text = redact(_storable(" ".join(text.split())))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _storable(text: str) -> str:
+    """`text` without lone surrogates (JSON's `\\udcff` escapes make them), which no UTF-8
+    store or terminal takes: each is written as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -23,6 +23,7 @@ each setting came from, never its value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import tomllib
@@ -34,6 +35,7 @@ from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -44,6 +46,12 @@ from scheduler.errors import ConfigError, Problems, problem
 DEFAULT_BASE_URL = "https://go.tallyfy.com/api"
 DEFAULT_TIMEOUT = timedelta(seconds=30)  # read timeout of one request
 DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=10)  # a connect failure means "not sent": retry
+# The whole exchange (connect, send, status line, headers, body): a server that trickles its
+# answer a byte at a time never trips the read timeout, and would hold a send worker forever.
+DEFAULT_REQUEST_DEADLINE = timedelta(seconds=60)
+# The API's answers are a few KiB (a page of 100 runs: well under 1 MiB); a larger one is
+# not read (memory), and the request's outcome is uncertain.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_REQUESTS_PER_MINUTE = 100  # the lower of the published figures (100/min per org)
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_CATCH_UP_WINDOW = timedelta(days=1)
@@ -75,6 +83,7 @@ POSITIVE_DURATIONS = frozenset(
     {
         "tallyfy.timeout",
         "tallyfy.connect_timeout",
+        "tallyfy.request_deadline",
         "scheduler.reload_interval",
         "scheduler.heartbeat_interval",
         "scheduler.dead_after",
@@ -127,7 +136,12 @@ class TallyfySettings:
     access_token_warning: str | None = field(default=None, compare=False)
     timeout: timedelta = DEFAULT_TIMEOUT
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
+    request_deadline: timedelta = DEFAULT_REQUEST_DEADLINE
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
+    # Plain http:// to a host other than this machine sends the token in clear text: refused
+    # unless this says so (the sandbox on 127.0.0.1 needs no such permission).
+    allow_insecure_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -364,6 +378,35 @@ def zone_problem(name: object) -> str | None:
     return UNKNOWN_ZONE
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a URL's host name) is this machine: `localhost` (and names under it,
+    RFC 6761), or a loopback address (127.0.0.0/8, ::1). Names are not resolved."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_insecure(settings: TallyfySettings) -> bool:
+    """Whether requests go over plain http:// to another machine (allowed, or not loaded)."""
+    parts = urlsplit(settings.base_url)
+    return parts.scheme == "http" and not is_loopback(parts.hostname or "")
+
+
+def _without_userinfo(url: str) -> str:
+    """`url` with any user name and password before the host shown as `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***@" + url.rpartition("@")[2] if "@" in url else url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
+
+
 def is_valid_zone(name: object) -> bool:
     """True for a zone a job may be scheduled in (`zone_problem` says why not)."""
     return zone_problem(name) is None
@@ -422,7 +465,8 @@ def _read_token(
     """The token, where it came from, and a warning about the file holding it, if any.
 
     A source that holds only whitespace is passed over; a file that cannot be read is a
-    problem naming it (and no token).
+    problem naming it (and no token); so is a token that cannot be sent in an HTTP header,
+    naming where it came from and never the token.
     """
     for source in _token_sources(environ, from_dotenv):
         if source.path is None:
@@ -435,10 +479,37 @@ def _read_token(
                 problems.add(source.key, reason, file=str(source.path))
                 return _Token()
         if token:
+            fault = unsendable(token)
+            if fault:
+                problems.add(
+                    source.label,
+                    f"the access token cannot be sent in an HTTP header: {fault} (only visible "
+                    "ASCII characters can be); set it again",
+                )
+                return _Token()
             holder = source.holder or source.path
             warning = _readable_by_others(holder, source.path is None) if holder else None
             return _Token(Secret(token), source.label, warning)
     return _Token()
+
+
+def unsendable(token: str) -> str | None:
+    """Why `token` cannot go in an `Authorization: Bearer` header (RFC 6750's token is
+    visible ASCII), naming the first bad character by position and kind, never by value;
+    None if it can be sent."""
+    for position, char in enumerate(token, start=1):
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            kind = "a line break"
+        elif char.isspace() and char.isascii():
+            kind = "white space"
+        elif not char.isascii():
+            kind = "not ASCII"
+        else:
+            kind = "a control character"
+        return f"character {position} is {kind}"
+    return None
 
 
 def _readable_by_others(path: Path, dotenv: bool) -> str | None:
@@ -492,8 +563,15 @@ class _Reader:
         # Read (and type-check) the file's values even when the environment overrides them.
         file_base_url = self.get(tallyfy, "tallyfy", "base_url", str, DEFAULT_BASE_URL)
         file_organization_id = self.get(tallyfy, "tallyfy", "organization_id", str, None)
+        allow_insecure_http = self.get(tallyfy, "tallyfy", "allow_insecure_http", bool, False)
+        base_url = environ.get("TALLYFY_BASE_URL") or file_base_url
+        self.base_url(
+            base_url,
+            "TALLYFY_BASE_URL" if environ.get("TALLYFY_BASE_URL") else "tallyfy.base_url",
+            allow_insecure_http,
+        )
         settings = TallyfySettings(
-            base_url=environ.get("TALLYFY_BASE_URL") or file_base_url,
+            base_url=base_url,
             organization_id=environ.get("TALLYFY_ORGANIZATION_ID") or file_organization_id,
             access_token=token.secret,
             access_token_source=token.source,
@@ -502,9 +580,16 @@ class _Reader:
             connect_timeout=self.duration(
                 tallyfy, "tallyfy", "connect_timeout", DEFAULT_CONNECT_TIMEOUT
             ),
+            request_deadline=self.duration(
+                tallyfy, "tallyfy", "request_deadline", DEFAULT_REQUEST_DEADLINE
+            ),
+            max_response_bytes=self.positive_int(
+                tallyfy, "tallyfy", "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES
+            ),
             max_requests_per_minute=self.positive_int(
                 tallyfy, "tallyfy", "max_requests_per_minute", DEFAULT_MAX_REQUESTS_PER_MINUTE
             ),
+            allow_insecure_http=allow_insecure_http,
         )
         self.no_unknown(
             tallyfy,
@@ -514,11 +599,40 @@ class _Reader:
                 "organization_id",
                 "timeout",
                 "connect_timeout",
+                "request_deadline",
+                "max_response_bytes",
                 "max_requests_per_minute",
+                "allow_insecure_http",
                 "access_token",
             },
         )
         return settings
+
+    def base_url(self, url: str, key: str, allow_insecure_http: bool) -> None:
+        """The API root: http(s), no credentials in it (they would be shown wherever the URL
+        is: history, `preview`, error messages), and plain http:// only to this machine
+        unless allowed (the token would cross the network in clear text)."""
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            self._bad(key, _without_userinfo(url), "not a URL")
+            return
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self._bad(key, _without_userinfo(url), "must be an http:// or https:// URL")
+        elif "@" in parts.netloc:
+            self._bad(
+                key,
+                _without_userinfo(url),
+                "must not hold a user name or password (the access token is what authenticates)",
+            )
+        elif parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+            self._bad(
+                key,
+                url,
+                "plain http:// to a host other than this machine sends the access token "
+                "unencrypted: use https://, or set [tallyfy] allow_insecure_http = true",
+            )
 
     def store_url(self, environ: Mapping[str, str], db_url: str | None) -> str:
         store = self.table("store")

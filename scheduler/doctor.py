@@ -1,11 +1,12 @@
 """`doctor`: one check per part of the setup, each problem with how to fix it.
 
-`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid; and
-where each setting came from, never its value), the token (present; never printed, only where
-it came from; a warning when the file holding it can be read by others), the organization id,
-the store (reachable, at this schema version), every stored job (valid, with a zone this
-machine knows), the API (reachable, token accepted: `GET /me`), and every stored job against
-its template (`templatecheck.check_templates`). A check that cannot run because an earlier one
+`diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid; where
+each setting came from, never its value; a warning for plain http:// to another machine, which
+`allow_insecure_http` let through), the token (present; never printed, only where it came
+from; a warning when the file holding it can be read by others), the organization id, the
+store (reachable, at this schema version), every stored job (valid, with a zone this machine
+knows), the API (reachable, token accepted: `GET /me`), and every stored job against its
+template (`templatecheck.check_templates`). A check that cannot run because an earlier one
 failed is reported as skipped, with what it needs.
 """
 
@@ -22,7 +23,7 @@ import requests
 
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock
-from scheduler.config import UNKNOWN_ZONE, Settings, load_settings, zone_problem
+from scheduler.config import UNKNOWN_ZONE, Settings, is_insecure, load_settings, zone_problem
 from scheduler.definitions import (
     job_from_document,
 )
@@ -54,7 +55,7 @@ class CheckStatus(StrEnum):
     """The outcome of one `doctor` check."""
 
     OK = "ok"  # the check passed
-    WARNING = "warn"  # it passed, but something should be fixed (never makes doctor fail)
+    WARNING = "warn"  # it passed, but something is risky; each warning says what to do
     FAILED = "FAIL"  # at least one problem; each says how to fix it
     SKIPPED = "skip"  # not run, because a check it needs failed
 
@@ -158,6 +159,18 @@ class _Doctor:
         # Never a value: the token and the store URL's password are settings too.
         origins = [f"  {key}: {origin}" for key, origin in self.settings.origins.items()]
         details = ("where each setting came from:", *origins) if origins else ()
+        if is_insecure(self.settings.tallyfy):  # loaded, so allow_insecure_http is set
+            return Check(
+                "config",
+                CheckStatus.WARNING,
+                summary,
+                (
+                    f"[tallyfy] base_url {self.settings.tallyfy.base_url!r} is plain http:// to "
+                    "a host other than this machine: the access token travels unencrypted "
+                    "(allowed by allow_insecure_http = true); use https://",
+                ),
+                details=details,
+            )
         return Check("config", CheckStatus.OK, summary, details=details)
 
     def token(self) -> Check:
@@ -256,6 +269,8 @@ class _Doctor:
                 session=self.session,
                 timeout=tallyfy.timeout.total_seconds(),
                 connect_timeout=tallyfy.connect_timeout.total_seconds(),
+                request_deadline=tallyfy.request_deadline.total_seconds(),
+                max_response_bytes=tallyfy.max_response_bytes,
                 clock=self.clock,
             )
         except ValueError as exc:

@@ -35,14 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Every character str.splitlines() breaks on, and the other C0 controls, shown escaped.
-_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85)} | {
-    0x0A: "\\n",
-    0x0D: "\\r",
-    0x09: "\t",  # a tab does not break a line: keep it
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
+from scheduler.logs import escape_controls
 
 
 @dataclass(frozen=True)
@@ -66,8 +59,9 @@ class Problem:
             head = f"{head} = {self.value!r}" if head else repr(self.value)
         text = f"{head}: {self.message}" if head else self.message
         # One problem is one line (cli.md): user text quoted in a message or a key may hold
-        # line breaks, which must not split it into lines that name no file.
-        return text.translate(_ONE_LINE)
+        # line breaks, which must not split it into lines that name no file (nor escapes
+        # that paint the terminal).
+        return escape_controls(text)
 
 
 def problem(

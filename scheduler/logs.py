@@ -5,8 +5,9 @@ A line reads ``ts level logger message key=value ...``::
     2026-03-08T07:00:00.123Z INFO scheduler.runner fire sent job=weekly-review status=201
 
 `ts` is UTC with milliseconds; values with spaces, quotes or `=` are JSON-quoted; newlines and
-other control characters are escaped, so a traceback stays on its line (`exc="..."`) and
-journald never splits one event into several. There are no colours.
+other control characters are escaped (`escape_controls`, which every human output of the CLI
+uses too), so a traceback stays on its line (`exc="..."`), journald never splits one event
+into several, and no text from outside paints a terminal. There are no colours.
 
 `RedactingFilter`, installed on the handler `configure_logging` puts on the root logger, sees
 every record that reaches it, including those propagated from `urllib3` and `requests`. It
@@ -47,12 +48,23 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
     "taskName",
 }
 
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {
+# What must never reach a terminal or a journal raw: it breaks a line, moves the cursor,
+# paints the screen or reorders what is shown. The C0 controls, DEL, the C1 controls (0x9b is
+# a CSI on its own), the Unicode line and paragraph separators, and the bidirectional
+# embeddings, overrides and isolates.
+UNSAFE_CHARACTERS = frozenset(
+    [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F)]
+    + [*range(0x2066, 0x206A)]
+)
+_SHOWN = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in UNSAFE_CHARACTERS} | {
     ord("\n"): "\\n",
     ord("\r"): "\\r",
     ord("\t"): "\\t",
-    0x7F: "\\x7f",
 }
+_SHOWN_KEEPING_TABS = {c: v for c, v in _SHOWN.items() if c != ord("\t")}
+# In JSON text, as JSON writes them: json.dumps escapes the C0 controls inside strings itself,
+# and the others outside strings are its own layout (the line breaks of `indent=2`).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in UNSAFE_CHARACTERS if c >= 0x20}
 _BARE_VALUE = re.compile(r"[^\s=\"\\]+")
 
 
@@ -123,7 +135,7 @@ class LineFormatter(logging.Formatter):
     """``ts level logger message key=value ...`` on one line, control characters escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = _escape(record.getMessage())
+        message = escape_controls(record.getMessage(), keep_tabs=False)
         ts = datetime.fromtimestamp(record.created, UTC)
         parts = [
             ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
@@ -181,12 +193,24 @@ def configure_logging(
     return handler
 
 
-def _escape(text: str) -> str:
-    return text.translate(_CONTROL)
+def escape_controls(text: str, *, keep_tabs: bool = True) -> str:
+    """`text` as one line safe to show: every character of UNSAFE_CHARACTERS written as its
+    escape (`\\n`, `\\x1b`, `\\u2028`), so that text from outside (an API's error message, a
+    file) can neither split a line nor paint the terminal. Tabs are kept unless told (a log
+    line escapes them too). Every human output, error message and log line goes through it.
+    """
+    return text.translate(_SHOWN_KEEPING_TABS if keep_tabs else _SHOWN)
+
+
+def escape_json_controls(json_text: str) -> str:
+    """JSON text (json.dumps with ensure_ascii=False) with the UNSAFE_CHARACTERS that JSON
+    leaves raw (DEL, C1, separators, bidirectional controls) written as `\\uXXXX`: the same
+    JSON value, which no terminal acts on."""
+    return json_text.translate(_JSON_ESCAPES)
 
 
 def _value(value: Any) -> str:
     text = value.isoformat() if isinstance(value, datetime) else str(value)
-    if _BARE_VALUE.fullmatch(text):
+    if _BARE_VALUE.fullmatch(text) and text.isprintable():
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return escape_json_controls(json.dumps(text, ensure_ascii=False))

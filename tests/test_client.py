@@ -43,6 +43,7 @@ from scheduler.client import (
     classify_exception,
     parse_error_body,
     parse_retry_after,
+    usable_id,
 )
 from scheduler.clock import FakeClock
 from scheduler.config import Secret, TallyfySettings
@@ -365,6 +366,105 @@ def test_a_2xx_without_an_id_is_uncertain_because_it_may_exist(reply: requests.R
     with pytest.raises(Uncertain) as info:
         client.send(LAUNCH)
     assert info.value.status == reply.status_code
+
+
+def raw(status: int, body: bytes, content_type: str = "application/json") -> requests.Response:
+    r = response(status, headers={"Content-Type": content_type})
+    r._content = body
+    return r
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (raw(201, b'{"data": {"id": "\xff\xfe"}}'), "the body is not JSON (not UTF-8)"),
+        (
+            raw(201, b'{"data": {"id": "\xff\xfe"}}', "application/json; charset=latin-1"),
+            "the body is not JSON (not UTF-8)",
+        ),
+        (raw(201, b"[" * 100_000 + b"]" * 100_000), "the body is not JSON (nested too deeply)"),
+        (raw(201, b'{"data": {"id": NaN}}'), "data.id is not an id that can be recorded"),
+        (response(201, {"data": {"id": "\udcff"}}), "data.id is not an id that can be recorded"),
+        (response(201, {"data": {"id": "a\nb"}}), "data.id is not an id that can be recorded"),
+        (response(201, {"data": {"id": ["x"]}}), "data.id is not an id that can be recorded"),
+        (response(201, {"data": {"id": True}}), "data.id is not an id that can be recorded"),
+        (response(201, {"data": {"id": "x" * 256}}), "data.id is not an id that can be recorded"),
+    ],
+    ids=[
+        "not-utf8",
+        "latin1-declared",
+        "nested",
+        "nan",
+        "lone-surrogate",
+        "line-break",
+        "list",
+        "bool",
+        "too-long",
+    ],
+)
+def test_a_2xx_whose_id_cannot_be_read_or_recorded_is_uncertain(
+    reply: requests.Response, reason: str
+) -> None:
+    client, _ = make_client([reply])
+    with pytest.raises(Uncertain) as info:
+        client.send(LAUNCH)
+    assert str(info.value) == (
+        f"HTTP 201: POST /organizations/{ORG}/runs: {reason}; it may have been applied"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("abc123", "abc123"),
+        (42, "42"),
+        (10**240, str(10**240)),
+        (10**300, None),
+        ("x" * 255, "x" * 255),
+        ("Ünïcode", "Ünïcode"),
+        ("", None),
+        (" padded", None),
+        ("\x1b[31m", None),
+        ("\u2028", None),
+        ("x" * 256, None),
+        (True, None),
+        (1.5, None),
+        (None, None),
+    ],
+)
+def test_usable_id_takes_numbers_and_printable_strings_only(value: object, expected: str) -> None:
+    assert usable_id(value) == expected
+
+
+def test_a_read_back_match_whose_id_cannot_be_recorded_is_uncertain_not_a_miss() -> None:
+    name = "Weekly review"
+    client, _ = make_client([page([{"id": "\udcff", "name": name}], 1, 1)])
+    with pytest.raises(Uncertain, match="a match whose id cannot be recorded"):
+        client.find_runs(name, "c" * 32)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"message": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            ('{"message": ' + "[" * 500)[:500] + "...",
+        ),
+        (b'{"message": "bad \\udcff value"}', "bad \\udcff value"),
+        (b'{"message": "not \xff UTF-8"}', "not \ufffd UTF-8"),
+    ],
+    ids=["nested", "lone-surrogate", "not-utf8"],
+)
+def test_an_odd_error_body_still_gives_a_message_the_store_can_hold(
+    body: bytes, message: str
+) -> None:
+    client, _ = make_client([raw(422, body)])
+    with pytest.raises(PermanentApiError) as info:
+        client.send(LAUNCH)
+    assert info.value.status == 422
+    text = str(info.value)
+    text.encode("utf-8")  # no lone surrogate: the store would refuse it
+    assert message in text
 
 
 @pytest.mark.parametrize(
@@ -785,12 +885,21 @@ def test_from_settings_takes_timeouts_and_the_rate_limit_from_settings() -> None
         access_token=Secret(TOKEN),
         timeout=timedelta(seconds=12),
         connect_timeout=timedelta(seconds=3),
+        request_deadline=timedelta(seconds=20),
+        max_response_bytes=1000,
         max_requests_per_minute=42,
     )
     client = TallyfyClient.from_settings(settings)
     assert (client.connect_timeout, client.timeout) == (3.0, 12.0)
+    assert (client.request_deadline, client.max_response_bytes) == (20.0, 1000)
     assert client.rate_limiter is not None and client.rate_limiter.per_minute == 42
     client.close()
+
+
+def test_a_base_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(ValueError) as info:
+        TallyfyClient("https://ops:pw-77e1@tallyfy.test/api", ORG, Secret(TOKEN))
+    assert "pw-77e1" not in str(info.value)
 
 
 def test_the_token_is_not_in_repr_and_is_registered_for_redaction() -> None:

@@ -89,6 +89,9 @@ def test_without_a_file_the_built_in_defaults_apply(tmp_path: Path, no_system_co
     assert settings.scheduler.catch_up is CatchUpPolicy.LATEST
     assert settings.scheduler.catch_up_window == timedelta(days=1)
     assert settings.retry.max_attempts == 8
+    assert settings.tallyfy.request_deadline == timedelta(seconds=60)
+    assert settings.tallyfy.max_response_bytes == 4 * 1024 * 1024
+    assert settings.tallyfy.allow_insecure_http is False
     assert settings.calendar.weekend == frozenset({5, 6})
     assert (
         settings.store.url
@@ -118,6 +121,9 @@ def test_it_reads_every_section_of_the_file(tmp_path: Path) -> None:
 base_url = "http://127.0.0.1:8080/api"
 organization_id = "org-1"
 timeout = "45s"
+request_deadline = "2m"
+max_response_bytes = 1048576
+allow_insecure_http = true
 max_requests_per_minute = 60
 [store]
 url = "sqlite:////tmp/x.db"
@@ -141,6 +147,9 @@ holidays = ["2026-12-24", 2026-12-31]
     assert settings.tallyfy.base_url == "http://127.0.0.1:8080/api"
     assert settings.tallyfy.organization_id == "org-1"
     assert settings.tallyfy.timeout == timedelta(seconds=45)
+    assert settings.tallyfy.request_deadline == timedelta(minutes=2)
+    assert settings.tallyfy.max_response_bytes == 1048576
+    assert settings.tallyfy.allow_insecure_http is True
     assert settings.tallyfy.max_requests_per_minute == 60
     assert settings.store.url == "sqlite:////tmp/x.db"
     assert settings.scheduler.timezone == "Europe/London"
@@ -313,6 +322,114 @@ def test_an_unreadable_token_file_is_an_error_naming_it(tmp_path: Path) -> None:
     assert (found.file, found.key) == (str(missing), "TALLYFY_ACCESS_TOKEN_FILE")
 
 
+@pytest.mark.parametrize(
+    ("token", "fault"),
+    [
+        ("qx7\nzk9-wv3", "character 4 is a line break"),
+        ("qx7\rzk9-wv3", "character 4 is a line break"),
+        ("qx7 zk9-wv3", "character 4 is white space"),
+        ("qx7\x00zk9-wv3", "character 4 is a control character"),
+        ("qx7\x7fzk9-wv3", "character 4 is a control character"),
+        ("qx7déf-wv3", "character 5 is not ASCII"),
+        ("qx7\u2028zk9", "character 4 is not ASCII"),
+    ],
+    ids=["line-feed", "carriage-return", "space", "nul", "del", "latin-1", "line-separator"],
+)
+def test_a_token_that_cannot_be_sent_is_refused_naming_where_it_came_from_not_itself(
+    tmp_path: Path, token: str, fault: str
+) -> None:
+    path = write(tmp_path / "token", token + "\n")
+    for environ, source in (
+        ({"TALLYFY_ACCESS_TOKEN": token}, "TALLYFY_ACCESS_TOKEN in the environment"),
+        ({"TALLYFY_ACCESS_TOKEN_FILE": str(path)}, f"TALLYFY_ACCESS_TOKEN_FILE ({path})"),
+    ):
+        (found,) = problems(tmp_path, environ)
+        assert found.key == source
+        assert found.message.startswith(
+            f"the access token cannot be sent in an HTTP header: {fault}"
+        )
+        for part in ("qx7", "zk9", "wv3"):
+            assert part not in str(found)
+
+
+def test_a_token_of_visible_ascii_is_taken_as_it_is(tmp_path: Path) -> None:
+    token = "eyJ0eXAi.OiJKV1Qi-_~+/=!#$%&'*"
+    assert load(tmp_path, {"TALLYFY_ACCESS_TOKEN": f"  {token}\n"}).tallyfy.access_token == Secret(
+        token
+    )
+
+
+# -- the API's address ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://go.tallyfy.com/api",
+        "https://10.0.0.5/api",  # https anywhere
+        "http://127.0.0.1:8765/api",
+        "http://127.1.2.3/api",
+        "http://localhost:8765/api",
+        "http://LOCALHOST./api",
+        "http://sandbox.localhost/api",
+        "http://[::1]:8765/api",
+    ],
+)
+def test_https_anywhere_and_plain_http_to_this_machine_are_accepted(
+    tmp_path: Path, url: str
+) -> None:
+    assert load(tmp_path, {"TALLYFY_BASE_URL": url}).tallyfy.base_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://go.tallyfy.com/api", "http://10.0.0.5/api", "http://[::ffff:127.0.0.1]/api"],
+    ids=["a-name", "a-private-address", "ipv4-mapped"],
+)
+def test_plain_http_to_another_machine_is_refused_unless_allowed(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path / "config.toml", f'[tallyfy]\nbase_url = "{url}"\n')
+    (found,) = problems(tmp_path, config_path=path)
+    assert (found.key, found.value) == ("tallyfy.base_url", url)
+    assert "allow_insecure_http = true" in found.message
+
+    write(path, f'[tallyfy]\nbase_url = "{url}"\nallow_insecure_http = true\n')
+    assert load(tmp_path, config_path=path).tallyfy.base_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ops:pw-1c9e@go.tallyfy.com/api", "https://***@go.tallyfy.com/api"),
+        ("https://pw-1c9e@go.tallyfy.com/api", "https://***@go.tallyfy.com/api"),
+        ("https://ops:pw-1c9e@evil@go.tallyfy.com/api", "https://***@go.tallyfy.com/api"),
+        ("http://ops:pw-1c9e@127.0.0.1:8765/api", "http://***@127.0.0.1:8765/api"),
+    ],
+    ids=["user-and-password", "user-only", "two-ats", "loopback"],
+)
+def test_credentials_in_the_base_url_are_refused_and_never_echoed(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    (found,) = problems(tmp_path, {"TALLYFY_BASE_URL": url})
+    assert (found.key, found.value) == ("TALLYFY_BASE_URL", shown)
+    assert "pw-1c9e" not in str(found)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://go.tallyfy.com/api", "must be an http:// or https:// URL"),
+        ("go.tallyfy.com/api", "must be an http:// or https:// URL"),
+        ("https:///api", "must be an http:// or https:// URL"),
+        ("https://go.tallyfy.com:port/api", "not a URL"),
+    ],
+    ids=["ftp", "no-scheme", "no-host", "bad-port"],
+)
+def test_a_base_url_that_is_no_http_url_is_refused(tmp_path: Path, url: str, message: str) -> None:
+    path = write(tmp_path / "config.toml", f'[tallyfy]\nbase_url = "{url}"\n')
+    (found,) = problems(tmp_path, config_path=path)
+    assert (found.key, found.value, found.message) == ("tallyfy.base_url", url, message)
+
+
 # -- bad values ----------------------------------------------------------------------------------
 
 BAD_VALUES = [
@@ -331,6 +448,18 @@ BAD_VALUES = [
     ),
     pytest.param("[retry]\nmax_attempts = true", "retry.max_attempts", True, id="bool-for-int"),
     pytest.param("[tallyfy]\ntimeout = 30", "tallyfy.timeout", 30, id="duration-not-string"),
+    pytest.param(
+        '[tallyfy]\nrequest_deadline = "0s"', "tallyfy.request_deadline", "0s", id="no-deadline"
+    ),
+    pytest.param(
+        "[tallyfy]\nmax_response_bytes = 0", "tallyfy.max_response_bytes", 0, id="no-body"
+    ),
+    pytest.param(
+        '[tallyfy]\nallow_insecure_http = "yes"',
+        "tallyfy.allow_insecure_http",
+        "yes",
+        id="bool-not-string",
+    ),
     pytest.param(
         '[calendar]\nweekend = ["Sat", "Caturday"]', "calendar.weekend", "Caturday", id="day"
     ),

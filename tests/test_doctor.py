@@ -256,6 +256,30 @@ def test_an_api_that_is_down(setup: Path, monkeypatch: pytest.MonkeyPatch) -> No
     )
 
 
+def test_plain_http_to_another_machine_when_allowed_is_a_warning_not_a_problem(
+    setup: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("config.toml").write_text("[tallyfy]\nallow_insecure_http = true\n")
+    monkeypatch.setenv("TALLYFY_BASE_URL", "http://tallyfy.invalid/api")
+    with socket.socket() as sock:  # every request goes to a closed local port, never out
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    outcome = doctor()
+
+    assert outcome.statuses["config"] == "warn"
+    assert outcome.line("config") == f"warn  config: {setup / 'config.toml'} (valid)"
+    assert (
+        "  config: [tallyfy] base_url 'http://tallyfy.invalid/api' is plain http:// to a host "
+        "other than this machine: the access token travels unencrypted (allowed by "
+        "allow_insecure_http = true); use https://"
+    ) in outcome.stderr.splitlines()
+    assert outcome.statuses["api"] == "FAIL"  # the proxy's port is closed
+    assert outcome.stderr.splitlines()[-1] == "doctor: 1 problem(s) found"  # the warning is not one
+
+
 def test_a_base_url_without_the_api_prefix(
     setup: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,3 +78,8 @@ def test_it_raises_the_error_asked_for_with_every_problem_in_order() -> None:
 )
 def test_a_key_path_is_shown_as_toml_writes_it(path: tuple[str, ...], shown: str) -> None:
     assert dotted_key(path) == shown
+
+
+def test_a_problem_is_one_line_that_cannot_paint_the_terminal() -> None:
+    found = problem("bad\nvalue\x1b[31m, \x9b2J \u202eright-to-left", file="f.toml", key="k")
+    assert str(found) == "f.toml: k: bad\\nvalue\\x1b[31m, \\x9b2J \\u202eright-to-left"

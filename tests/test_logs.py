@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -10,7 +11,15 @@ from collections.abc import Iterator
 import pytest
 
 from scheduler import logs
-from scheduler.logs import RedactingFilter, configure_logging, parse_level, redact, register_secret
+from scheduler.logs import (
+    RedactingFilter,
+    configure_logging,
+    escape_controls,
+    escape_json_controls,
+    parse_level,
+    redact,
+    register_secret,
+)
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.sig-NATURE_42"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<level>[A-Z]+) (?P<rest>.*)$")
@@ -143,6 +152,41 @@ def test_a_multiline_message_and_its_traceback_stay_on_one_line(output: io.Strin
     assert "line one\\nline two\\x1b[31m" in lines[0]
     assert 'exc="Traceback (most recent call last):\\n' in lines[0]
     assert "\x1b" not in lines[0]
+
+
+def test_a_field_with_terminal_escapes_is_quoted_and_escaped(output: io.StringIO) -> None:
+    logging.getLogger("x").warning("m", extra={"error": "\x1b[31mred\x9b2J\u202eevil"})
+    (line,) = output.getvalue().splitlines()
+    assert line.endswith('error="\\u001b[31mred\\u009b2J\\u202eevil"')
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, accents é and ☃", "plain text, accents é and ☃"),
+        ("two\nlines\r", "two\\nlines\\r"),
+        ("\x1b[31mred\x1b[0m\x07", "\\x1b[31mred\\x1b[0m\\x07"),
+        ("C1 CSI \x9b2J and NEL \x85, DEL \x7f", "C1 CSI \\x9b2J and NEL \\x85, DEL \\x7f"),
+        ("line\u2028separator\u2029", "line\\u2028separator\\u2029"),
+        ("bidi \u202egnp.exe \u2066isolate\u2069", "bidi \\u202egnp.exe \\u2066isolate\\u2069"),
+        ("a\ttab", "a\ttab"),
+    ],
+    ids=["plain", "line-breaks", "ansi-escapes", "c1-and-del", "separators", "bidi", "tab-kept"],
+)
+def test_escape_controls_shows_every_character_a_terminal_would_act_on(
+    text: str, shown: str
+) -> None:
+    assert escape_controls(text) == shown
+    assert escape_controls(shown) == shown  # once is enough: escaping again changes nothing
+    assert escape_controls("a\tb", keep_tabs=False) == "a\\tb"
+
+
+def test_json_keeps_the_text_with_what_json_leaves_raw_escaped_as_json() -> None:
+    text = "\x1b[31m \x9b \x7f \u2028 \u202e é"
+    written = escape_json_controls(json.dumps({"error": text}, ensure_ascii=False))
+    assert json.loads(written) == {"error": text}
+    assert not re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]", written)
+    assert "é" in written
 
 
 def test_configuring_twice_leaves_one_handler(output: io.StringIO) -> None:

@@ -73,14 +73,17 @@ def dump(db_path: Path) -> str:
 
 
 # -- config files: a wrong type for every key -----------------------------------------------------
-TEXT, DURATION, COUNT, ZONE = "text", "duration", "count", "zone"
+TEXT, DURATION, COUNT, ZONE, FLAG = "text", "duration", "count", "zone", "flag"
 # Every key of the config file (config.example.toml) and the kind of value it takes.
 CONFIG_KEYS: list[tuple[str, str, str]] = [
     ("tallyfy", "base_url", TEXT),
     ("tallyfy", "organization_id", TEXT),
     ("tallyfy", "timeout", DURATION),
     ("tallyfy", "connect_timeout", DURATION),
+    ("tallyfy", "request_deadline", DURATION),
+    ("tallyfy", "max_response_bytes", COUNT),
     ("tallyfy", "max_requests_per_minute", COUNT),
+    ("tallyfy", "allow_insecure_http", FLAG),
     ("store", "url", TEXT),
     ("scheduler", "timezone", ZONE),
     ("scheduler", "catch_up", "policy"),
@@ -103,6 +106,7 @@ WRONG: dict[str, list[str]] = {
     DURATION: ["30", '"30 seconds"', '"-1s"', '""', "true", '["30s"]', '"99999999999999999999w"'],
     COUNT: ['"8"', "8.0", "true", "0", "-1", "[8]"],
     ZONE: ["5", '"Mars/Olympus"', '"../../etc/passwd"', '""', '" UTC"', '"utc"'],
+    FLAG: ['"true"', "1", "[true]"],
     "policy": ['"sometimes"', "1", '["all"]'],
     "weekdays": [
         '"Sat"',
