@@ -218,8 +218,12 @@ def test_a_429_burst_is_waited_out_at_the_configured_rate_and_nothing_is_lost(
         assert report.sent == report.instants
     assert daemon.term() == 0
     assert sum(1 for _, _, status in arrivals if status == 429) == 4
-    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert min(gaps) >= 0.4, gaps  # the client's limit, with 0.1 s for scheduling noise
+    # The client's limit: requests leave 0.5 s apart. They are timed here as they arrive, and
+    # one delayed on its way (a busy host) narrows the gap to the next one: so no stretch of
+    # five arrivals is shorter than four intervals, less 0.3 s of such noise at its ends.
+    times = [t for t, _, _ in arrivals]
+    spans = [b - a for a, b in zip(times, times[4:], strict=False)]
+    assert spans and min(spans) >= 4 * 0.5 - 0.3, spans
     for (t, _, status), (t_next, _, _) in zip(arrivals, arrivals[1:], strict=False):
         if status == 429:
             assert t_next - t >= 1.9  # Retry-After: 2 paused every sender
