@@ -224,6 +224,8 @@ def test_a_429_burst_is_waited_out_at_the_configured_rate_and_nothing_is_lost(
     times = [t for t, _, _ in arrivals]
     spans = [b - a for a, b in zip(times, times[4:], strict=False)]
     assert spans and min(spans) >= 4 * 0.5 - 0.3, spans
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.5 - 0.3, gaps  # never two at once (without a limit: three at once)
     for (t, _, status), (t_next, _, _) in zip(arrivals, arrivals[1:], strict=False):
         if status == 429:
             assert t_next - t >= 1.9  # Retry-After: 2 paused every sender
