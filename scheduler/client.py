@@ -549,14 +549,14 @@ class TallyfyClient:
             # The usual answer: at most `announced` bytes (urllib3 holds the server to it).
             response.content  # noqa: B018 - reads the body
             return
-        body = bytearray()
-        for part in response.iter_content(BODY_CHUNK):
-            body += part
-            if len(body) > cap:
-                response.close()
-                raise too_large()
-        # What `Response.content` would hold had requests read it (the only way to set it).
-        response._content = bytes(body)
+        # requests reads the body from `raw.stream()`; a stream that stops at the cap makes
+        # `Response.content` do the reading, through its public surface.
+        response.raw = _CappedStream(response.raw, cap)
+        try:
+            response.content  # noqa: B018 - reads the body
+        except _BodyTooLarge:
+            response.close()
+            raise too_large() from None
 
     def _prepared_url(self, url: str) -> str:
         """`url` as `requests` sends it (IDNA host, quoted path), worked out once per URL: a
@@ -570,6 +570,30 @@ class TallyfyClient:
             if len(self._prepared_urls) < MAX_PREPARED_URLS:  # reads carry their query
                 self._prepared_urls[url] = prepared
         return prepared
+
+
+class _BodyTooLarge(Exception):
+    """An answer's body passed `max_response_bytes` (decoded) while it was read."""
+
+
+class _CappedStream:
+    """A urllib3 response as `requests` reads it (`stream()`), raising _BodyTooLarge once the
+    decoded body passes `cap` bytes; everything else is the response's own."""
+
+    def __init__(self, raw: Any, cap: int) -> None:
+        self.raw = raw
+        self.cap = cap
+
+    def stream(self, amt: int | None = BODY_CHUNK, decode_content: bool | None = None) -> Any:
+        total = 0
+        for chunk in self.raw.stream(amt, decode_content=decode_content):
+            total += len(chunk)
+            if total > self.cap:
+                raise _BodyTooLarge
+            yield chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
 
 
 # -- classification (pure functions, tested one by one) ---------------------------------------

@@ -14,12 +14,14 @@ is blocked in (sending, waiting for the status line or the headers, reading the 
 handshake) returns at once with an error. The client then tells the two cases apart with
 `Exchange.sent`: whether any byte of the request was handed to the socket.
 
-The socket is found through urllib3's connection classes, subclassed here (`DeadlineAdapter`
-mounts them): a connection keeps a duplicate of its TCP socket's descriptor, made when it
-connects, which TLS wrapping does not take away, and attaches it to the exchange running on
-its thread, whether the connection is new or reused from the pool. The connect itself is
-bounded by the connect timeout, which the client caps at the deadline; name resolution is
-not bounded by either (the system resolver has its own timeouts).
+The socket is found through urllib3's connection classes, subclassed here through their
+public methods only (`DeadlineAdapter` mounts them): once a connection is connected, it keeps
+a duplicate of its socket's descriptor (`sock`, TLS-wrapped or not) and attaches it to the
+exchange running on its thread, whether the connection is new or reused from the pool. The
+connect itself (TCP, and a TLS handshake) is bounded by the connect timeout, each step of it,
+which the client caps at the deadline: a TLS handshake a server trickles byte by byte is the
+one exchange the deadline does not cut short; name resolution is not bounded by either (the
+system resolver has its own timeouts).
 
 SOCKS proxies (urllib3's own connection classes) are not watched: with one, only the
 per-operation timeouts apply.
@@ -27,6 +29,7 @@ per-operation timeouts apply.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -46,7 +49,8 @@ class Exchange:
 
     `sent`: some byte of the request was handed to the socket (so it may have arrived).
     `expired`: the deadline passed before the exchange ended; its socket was shut down.
-    `watched`: a connection attached its socket, so the watchdog could end the exchange.
+    `watched`: it runs on our transport (a watched connection began to connect, or attached
+    its socket): `sent` is known, and once a socket is attached the watchdog can end it.
     """
 
     __slots__ = ("deadline", "sent", "expired", "watched", "_sock", "_ended", "_lock")
@@ -103,13 +107,15 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._active: set[Exchange] = set()
+        self._active: set[Exchange] = set()  # in flight, not expired yet
+        self._running: set[Exchange] = set()  # in flight, expired or not
         self._thread: threading.Thread | None = None
         self._wake_at: float | None = None  # when the thread wakes next; None: when told
 
     def arm(self, exchange: Exchange) -> None:
         with self._cond:
             self._active.add(exchange)
+            self._running.add(exchange)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="request-deadline", daemon=True
@@ -123,6 +129,16 @@ class Watchdog:
     def disarm(self, exchange: Exchange) -> None:
         with self._cond:
             self._active.discard(exchange)
+            self._running.discard(exchange)
+
+    def overdue(self) -> float:
+        """How long (seconds) the request most past its deadline has been running since; 0
+        when none is. An expired request whose socket was shut returns at once: one still
+        running well past its deadline is stuck where no socket timeout reaches (a name
+        lookup), which the daemon counts as unhealthy (the systemd watchdog, /healthz)."""
+        now = time.monotonic()
+        with self._cond:
+            return max((now - e.deadline for e in self._running), default=0.0)
 
     def _run(self) -> None:
         with self._cond:
@@ -178,23 +194,23 @@ class _Watched(HTTPConnection):
     _watch: socket.socket | None = None  # a duplicate descriptor of the TCP socket
     _connecting = False
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._forget()
-        # A duplicate descriptor: TLS wrapping detaches `sock` itself, and a shutdown through
-        # any descriptor of a socket ends it for all of them.
-        self._watch = sock.dup()
+    def connect(self) -> None:
         current = _current()
         if current is not None:
-            current.attach(self._watch)
-        return sock
-
-    def connect(self) -> None:
+            # Our transport from here on: `sent` is known, even if the connect (a TLS
+            # handshake) fails before there is a socket to watch.
+            current.watched = True
         self._connecting = True  # a proxy's CONNECT is not the request
         try:
             super().connect()
         finally:
             self._connecting = False
+        self._forget()
+        # A duplicate descriptor of the connected socket (`sock`, TLS-wrapped or not): a
+        # shutdown through any descriptor of a socket ends the connection for all of them.
+        self._watch = socket.socket(fileno=os.dup(self.sock.fileno()))
+        if current is not None:
+            current.attach(self._watch)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         current = _current()

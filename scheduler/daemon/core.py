@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import FrameType
 
+from scheduler import transport
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 DEFAULT_STALL_THRESHOLD = timedelta(seconds=5)
 # The loop never sleeps longer than this, so stalls and reloads are noticed promptly.
 MAX_TICK = 1.0
+# A request still running this long after its deadline (its socket shut, it should have
+# returned) is stuck where no timeout reaches: the daemon is not healthy then.
+REQUEST_OVERDUE = timedelta(seconds=15)
 
 
 def new_daemon_id() -> str:
@@ -361,7 +365,12 @@ class Daemon:
         return False
 
     def healthy(self) -> bool:
-        """The loop runs (we are in it), and so do the timer and the planner once started."""
+        """Judged from this process alone, never from ledger rows (a row left by a crashed
+        process or another daemon must not stop the watchdog): the loop runs (we are in it),
+        the timer and the planner run once started, and no request of this process has run
+        past its deadline by more than REQUEST_OVERDUE (stuck outside every socket timeout)."""
+        if transport.WATCHDOG.overdue() > REQUEST_OVERDUE.total_seconds():
+            return False
         if self._planner_thread is None:
             return True  # not started: `prepare` only (tests), or threads not wanted
         return self.timer.alive and self._planner_thread.is_alive()

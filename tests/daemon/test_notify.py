@@ -17,6 +17,7 @@ from scheduler.config import Secret, Settings, StoreSettings
 from scheduler.daemon import Daemon
 from scheduler.notify import Notifier
 from scheduler.store import Store
+from scheduler.transport import exchange
 
 
 class Listener:
@@ -147,3 +148,39 @@ def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
         "WATCHDOG=1",
         "STOPPING=1",
     ]
+
+
+def test_the_watchdog_is_not_fed_while_a_request_is_stuck_past_its_deadline(
+    listener: Listener, tmp_path: Path
+) -> None:
+    # Judged from this process alone: a request of ours still running 20 s after its deadline
+    # (stuck where no socket timeout reaches, a name lookup say) stops the watchdog; ledger
+    # rows never do.
+    store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    store.init_schema()
+    clock = FakeClock(datetime(2026, 5, 4, 10, tzinfo=UTC))
+    notifier = Notifier({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "2000000"})
+    client = TallyfyClient("http://127.0.0.1:1/api", "org", Secret("token"))
+    daemon = Daemon(
+        Settings(store=StoreSettings(url=store.url)),
+        store,
+        client,
+        clock=clock,
+        notifier=notifier,
+        threaded=False,
+    )
+    try:
+        daemon.prepare()
+        with exchange(-20.0):  # its deadline passed 20 s ago, and it has not returned
+            assert not daemon.healthy()
+            daemon.tick()
+        clock.advance(timedelta(seconds=1.1))
+        assert daemon.healthy()
+        daemon.tick()  # returned: fed again
+    finally:
+        daemon.shutdown()
+        client.close()
+        store.close()
+    messages = listener.messages()
+    assert messages.count("WATCHDOG=1") == 1
+    assert messages.index("WATCHDOG=1") > messages.index("STATUS=0 jobs; nothing scheduled")
