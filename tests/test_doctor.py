@@ -234,10 +234,11 @@ def test_a_store_that_was_never_initialized(setup: Path, monkeypatch: pytest.Mon
     assert outcome.statuses["store"] == "FAIL"
     assert outcome.line("jobs") == "skip  jobs: needs the store"
     assert outcome.line("templates") == "skip  templates: needs the store"
+    # doctor never makes a store: it says there is none (only `init` creates one).
     assert outcome.stderr.splitlines()[0] == (
-        f"  store: store sqlite:///{setup / 'fresh.db'} is not initialized: "
-        "run `tallyfy-scheduler init`"
+        f"  store: no store at {setup / 'fresh.db'}: run `tallyfy-scheduler init` to create it"
     )
+    assert not (setup / "fresh.db").exists()
 
 
 def test_an_api_that_is_down(setup: Path, monkeypatch: pytest.MonkeyPatch) -> None:
