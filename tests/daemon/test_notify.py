@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -113,15 +114,14 @@ def test_a_vanished_socket_is_logged_never_raised(caplog: pytest.LogCaptureFixtu
     assert "sd_notify failed" in caplog.text
 
 
-def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
-    listener: Listener, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def jobless_daemon(listener: Listener, tmp_path: Path) -> Iterator[tuple[Daemon, FakeClock]]:
+    """A daemon without threads or jobs, notifying `listener` (watchdog every second); shut
+    down afterwards. It sends nothing: the client's address is never used."""
     store = Store.open(f"sqlite:///{tmp_path / 'n.db'}")
     store.init_schema()
     clock = FakeClock(datetime(2026, 5, 4, 10, tzinfo=UTC))
     notifier = Notifier({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "2000000"})
-
-    # The loop sends nothing here (no jobs): the client's address is never used.
     client = TallyfyClient("http://127.0.0.1:1/api", "org", Secret("token"))
     daemon = Daemon(
         Settings(store=StoreSettings(url=store.url)),
@@ -133,15 +133,22 @@ def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
     )
     try:
         daemon.prepare()
+        yield daemon, clock
+    finally:
+        daemon.shutdown()
+        client.close()
+        store.close()
+
+
+def test_the_loop_feeds_the_watchdog_reports_status_and_says_stopping(
+    listener: Listener, tmp_path: Path
+) -> None:
+    with jobless_daemon(listener, tmp_path) as (daemon, clock):
         daemon.tick()  # first pass: heartbeat (STATUS) and watchdog
         clock.advance(timedelta(seconds=0.5))
         daemon.tick()  # too soon for either
         clock.advance(timedelta(seconds=0.6))
         daemon.tick()  # watchdog again (every second); status only every heartbeat (5 s)
-    finally:
-        daemon.shutdown()
-        client.close()
-        store.close()
     assert listener.messages() == [
         "STATUS=0 jobs; nothing scheduled",
         "WATCHDOG=1",
@@ -156,31 +163,13 @@ def test_the_watchdog_is_not_fed_while_a_request_is_stuck_past_its_deadline(
     # Judged from this process alone: a request of ours still running 20 s after its deadline
     # (stuck where no socket timeout reaches, a name lookup say) stops the watchdog; ledger
     # rows never do.
-    store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
-    store.init_schema()
-    clock = FakeClock(datetime(2026, 5, 4, 10, tzinfo=UTC))
-    notifier = Notifier({"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "2000000"})
-    client = TallyfyClient("http://127.0.0.1:1/api", "org", Secret("token"))
-    daemon = Daemon(
-        Settings(store=StoreSettings(url=store.url)),
-        store,
-        client,
-        clock=clock,
-        notifier=notifier,
-        threaded=False,
-    )
-    try:
-        daemon.prepare()
+    with jobless_daemon(listener, tmp_path) as (daemon, clock):
         with exchange(-20.0):  # its deadline passed 20 s ago, and it has not returned
             assert not daemon.healthy()
             daemon.tick()
         clock.advance(timedelta(seconds=1.1))
         assert daemon.healthy()
         daemon.tick()  # returned: fed again
-    finally:
-        daemon.shutdown()
-        client.close()
-        store.close()
     messages = listener.messages()
     assert messages.count("WATCHDOG=1") == 1
     assert messages.index("WATCHDOG=1") > messages.index("STATUS=0 jobs; nothing scheduled")
