@@ -3,7 +3,7 @@
 Live firing, catch-up at startup and catch-up after a stall all go through `plan_due`: given
 where a job's history stands (`cursor`: every instant at or before it is accounted for) and how
 far to go (`up_to`), it sorts each instant in between into "fire" or "skip", by the rules of
-shared/spec/guarantees.md ("Catch-up"):
+docs/guarantees.md ("Catch-up"):
 
 * an instant is **live** when it came due while the daemon was running normally: its
   (jittered) fire time at or after `live_since`, and reached no later than `stall_threshold`

@@ -1,6 +1,6 @@
 """Job files -> validated, frozen Jobs, with every error of every file collected.
 
-Two entry points, one set of checks (shared/spec/jobs.md, "Validation"):
+Two entry points, one set of checks (docs/jobs.md, "Validation"):
 
 - `load_job_files(paths, settings, now)` for `jobs validate` and `jobs apply`: reads TOML files
   (a folder means the `*.toml` files directly inside it, sorted by name; sub-folders are not

@@ -1,7 +1,7 @@
 """Request dates as the sandbox accepts them, and the one form it answers with.
 
-Written from the API documentation (shared/spec/tallyfy-api.md: "Decisions", section 3.3 and
-section 9 item 6), independently of the product's client (`scheduler.client`), so that each
+Written from the Tallyfy API's documented date formats (summed up in docs/sandbox.md, "Dates"
+in requests), independently of the product's client (`scheduler.client`), so that each
 checks the other: a differential test (tests/sandbox/test_sandbox_dates.py) compares the two
 on generated dates. It is a hand-written scanner over fixed positions, not a regular
 expression, and it checks every range itself.
