@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import tomllib
 import zoneinfo
@@ -68,6 +69,23 @@ DEFAULT_MAX_BACKOFF = timedelta(minutes=10)
 DEFAULT_WEEKEND = ("Sat", "Sun")
 SYSTEM_CONFIG_PATH = Path("/etc/tallyfy-scheduler/config.toml")
 CREDENTIAL_NAME = "tallyfy-token"
+# Alerts (docs/configuration.md, "[alerts]"): the default target's URLs and the heartbeat URL
+# are secrets, read like the token; `[alerts.targets]` and `heartbeat_url` only name where.
+DEFAULT_TARGET = "default"
+ALERT_URLS_VARIABLE = "TALLYFY_SCHEDULER_ALERT_URLS"
+ALERT_URLS_CREDENTIAL = "alert-urls"
+HEARTBEAT_URL_VARIABLE = "TALLYFY_SCHEDULER_HEARTBEAT_URL"
+HEARTBEAT_URL_CREDENTIAL = "heartbeat-url"
+DEFAULT_LATE_AFTER = timedelta(minutes=5)
+DEFAULT_UNCERTAIN_AFTER = timedelta(minutes=10)
+DEFAULT_STORE_DOWN_AFTER = timedelta(minutes=1)
+DEFAULT_HEARTBEAT_EVERY = timedelta(minutes=1)
+DEFAULT_TEMPLATE_CHECK_EVERY = timedelta(days=1)  # "0s": never
+# Tallyfy's personal tokens live six months; two weeks is time to renew one unhurried.
+DEFAULT_TOKEN_EXPIRY_WARNING = timedelta(days=14)
+TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# An environment variable or a systemd credential: no URL, no path.
+SECRET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # The variables that override a key of the file (`doctor` says which one a setting came from).
 ENV_OVERRIDES = {
     "tallyfy.base_url": "TALLYFY_BASE_URL",
@@ -87,8 +105,17 @@ POSITIVE_DURATIONS = frozenset(
         "scheduler.reload_interval",
         "scheduler.heartbeat_interval",
         "scheduler.dead_after",
+        "alerts.late_after",
+        "alerts.uncertain_after",
+        "alerts.store_down_after",
+        "alerts.heartbeat_every",
     }
 )
+
+
+# Fields of a section that are not keys of the file but what its keys named, read from the
+# environment or a credential (`_origins` says where they came from on their own lines).
+_RESOLVED: Mapping[str, bool] = {"resolved": True}
 
 
 class CatchUpPolicy(StrEnum):
@@ -179,6 +206,43 @@ class CalendarSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """`[alerts]`: when incidents open, and where their messages go.
+
+    `targets` maps each named target to the environment variable or systemd credential that
+    holds its Apprise URLs (never a URL); `heartbeat_url` names the one holding the heartbeat
+    URL. `urls` (target name -> its URLs, space separated; the default target as
+    `DEFAULT_TARGET`) and `heartbeat` are what those names held when the settings loaded:
+    secrets, never shown (`url_sources` and `heartbeat_source` say where they came from).
+    """
+
+    late_after: timedelta = DEFAULT_LATE_AFTER
+    uncertain_after: timedelta = DEFAULT_UNCERTAIN_AFTER
+    store_down_after: timedelta = DEFAULT_STORE_DOWN_AFTER
+    heartbeat_every: timedelta = DEFAULT_HEARTBEAT_EVERY
+    template_check_every: timedelta = DEFAULT_TEMPLATE_CHECK_EVERY
+    token_expiry_warning: timedelta = DEFAULT_TOKEN_EXPIRY_WARNING
+    targets: Mapping[str, str] = field(default_factory=dict)
+    heartbeat_url: str = HEARTBEAT_URL_VARIABLE
+    urls: Mapping[str, Secret] = field(default_factory=dict, repr=False, metadata=_RESOLVED)
+    url_sources: Mapping[str, str] = field(default_factory=dict, compare=False, metadata=_RESOLVED)
+    heartbeat: Secret | None = field(default=None, repr=False, metadata=_RESOLVED)
+    heartbeat_source: str | None = field(default=None, compare=False, metadata=_RESOLVED)
+    # Files holding these secrets that their group or others can read.
+    warnings: tuple[str, ...] = field(default=(), compare=False, metadata=_RESOLVED)
+
+    @property
+    def target_names(self) -> list[str]:
+        """Every target a job may name: the default one and those of `[alerts.targets]`."""
+        return [DEFAULT_TARGET, *sorted(self.targets)]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any target has a URL: without one, alerts are off."""
+        return bool(self.urls)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting, validated; built once by `load_settings` and passed down."""
 
@@ -187,6 +251,7 @@ class Settings:
     scheduler: SchedulerSettings = SchedulerSettings()
     retry: RetrySettings = RetrySettings()
     calendar: CalendarSettings = CalendarSettings()
+    alerts: AlertSettings = AlertSettings()
     config_file: Path | None = None
     # "tallyfy.base_url" -> "the config file", "TALLYFY_BASE_URL in /etc/x/.env", "default",
     # ...: where each setting came from, for `doctor`; never a value (it may be a secret).
@@ -239,7 +304,8 @@ def load_settings(
     scheduler = reader.scheduler()
     retry = reader.retry()
     calendar = reader.calendar()
-    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar"})
+    alerts = reader.alerts(environ, from_dotenv)
+    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar", "alerts"})
     problems.raise_if_any(ConfigError)
     return Settings(
         store=StoreSettings(url=store_url),
@@ -247,8 +313,9 @@ def load_settings(
         scheduler=scheduler,
         retry=retry,
         calendar=calendar,
+        alerts=alerts,
         config_file=path,
-        origins=_origins(data, environ, from_dotenv, db_url, tallyfy.access_token_source),
+        origins=_origins(data, environ, from_dotenv, db_url, tallyfy.access_token_source, alerts),
     )
 
 
@@ -303,6 +370,7 @@ def _origins(
     from_dotenv: Mapping[str, Path],
     db_url: str | None,
     token_source: str | None,
+    alerts: AlertSettings | None = None,
 ) -> dict[str, str]:
     """Where each setting came from, by the precedence of the module docstring.
 
@@ -315,12 +383,13 @@ def _origins(
         "scheduler": SchedulerSettings,
         "retry": RetrySettings,
         "calendar": CalendarSettings,
+        "alerts": AlertSettings,
     }
     origins: dict[str, str] = {}
     for section, kind in sections.items():
         table = data.get(section, {})
         for f in fields(kind):
-            if f.name in ("access_token_source", "access_token_warning"):
+            if f.name in ("access_token_source", "access_token_warning") or f.metadata:
                 continue
             key = f"{section}.{f.name}"
             variable = ENV_OVERRIDES.get(key)
@@ -333,6 +402,11 @@ def _origins(
                 origins[key] = f"{variable} in {dotenv or 'the environment'}"
             else:
                 origins[key] = "the config file" if f.name in table else "default"
+    if alerts is not None:
+        # Where each target's URLs came from (never the URLs: they hold secrets).
+        for name in alerts.target_names:
+            origins[f"alerts.urls.{name}"] = alerts.url_sources.get(name, "not set")
+        origins["alerts.heartbeat"] = alerts.heartbeat_source or "not set"
     return origins
 
 
@@ -433,30 +507,40 @@ def _token_sources(
     environ: Mapping[str, str], from_dotenv: Mapping[str, Path]
 ) -> list[_TokenSource]:
     """Where the token may come from, in the order of the module docstring."""
+    return _secret_sources("TALLYFY_ACCESS_TOKEN", CREDENTIAL_NAME, environ, from_dotenv)
+
+
+def _secret_sources(
+    variable: str, credential: str, environ: Mapping[str, str], from_dotenv: Mapping[str, Path]
+) -> list[_TokenSource]:
+    """Where a secret may come from, in the token's order (module docstring): `variable`, then
+    `variable_FILE`, in the environment; the systemd credential `credential`; the two in the
+    `.env` file."""
+    file_variable = f"{variable}_FILE"
 
     def variables(in_dotenv: bool) -> list[_TokenSource]:
         found = []
         for name, value in (
-            ("TALLYFY_ACCESS_TOKEN", environ.get("TALLYFY_ACCESS_TOKEN")),
-            ("TALLYFY_ACCESS_TOKEN_FILE", environ.get("TALLYFY_ACCESS_TOKEN_FILE")),
+            (variable, environ.get(variable)),
+            (file_variable, environ.get(file_variable)),
         ):
             if not value or (name in from_dotenv) != in_dotenv:
                 continue
             where = f" in {from_dotenv[name]}" if in_dotenv else ""
-            if name == "TALLYFY_ACCESS_TOKEN":
+            if name == variable:
                 label = f"{name}{where or ' in the environment'}"
                 found.append(_TokenSource(name, label, value=value, holder=from_dotenv.get(name)))
             else:
                 found.append(_TokenSource(name, f"{name}{where} ({value})", path=Path(value)))
         return found
 
-    credential = []
-    if environ.get("CREDENTIALS_DIRECTORY"):
-        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+    found_credential = []
+    if environ.get("CREDENTIALS_DIRECTORY") and "/" not in credential:
+        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / credential
         if cred.exists():
-            label = f"systemd credential '{CREDENTIAL_NAME}' ({cred})"
-            credential.append(_TokenSource("CREDENTIALS_DIRECTORY", label, path=cred))
-    return [*variables(in_dotenv=False), *credential, *variables(in_dotenv=True)]
+            label = f"systemd credential '{credential}' ({cred})"
+            found_credential.append(_TokenSource("CREDENTIALS_DIRECTORY", label, path=cred))
+    return [*variables(in_dotenv=False), *found_credential, *variables(in_dotenv=True)]
 
 
 def _read_token(
@@ -468,28 +552,38 @@ def _read_token(
     problem naming it (and no token); so is a token that cannot be sent in an HTTP header,
     naming where it came from and never the token.
     """
-    for source in _token_sources(environ, from_dotenv):
+    found = _read_secret(_token_sources(environ, from_dotenv), problems, what="token")
+    if found.secret is None:
+        return found
+    fault = unsendable(found.secret.reveal())
+    if fault:
+        problems.add(
+            found.source,
+            f"the access token cannot be sent in an HTTP header: {fault} (only visible "
+            "ASCII characters can be); set it again",
+        )
+        return _Token()
+    return found
+
+
+def _read_secret(sources: list[_TokenSource], problems: Problems, *, what: str) -> _Token:
+    """The first source that holds something (surrounding whitespace stripped), where it came
+    from, and a warning when the file holding it can be read by others; a file that cannot be
+    read is a problem naming it (and nothing is read)."""
+    for source in sources:
         if source.path is None:
-            token = (source.value or "").strip()
+            text = (source.value or "").strip()
         else:
             try:
-                token = source.path.read_text(encoding="utf-8").strip()
+                text = source.path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                reason = f"cannot read the token file: {exc.strerror}"
+                reason = f"cannot read the {what} file: {exc.strerror}"
                 problems.add(source.key, reason, file=str(source.path))
                 return _Token()
-        if token:
-            fault = unsendable(token)
-            if fault:
-                problems.add(
-                    source.label,
-                    f"the access token cannot be sent in an HTTP header: {fault} (only visible "
-                    "ASCII characters can be); set it again",
-                )
-                return _Token()
+        if text:
             holder = source.holder or source.path
-            warning = _readable_by_others(holder, source.path is None) if holder else None
-            return _Token(Secret(token), source.label, warning)
+            warning = _readable_by_others(holder, source.path is None, what) if holder else None
+            return _Token(Secret(text), source.label, warning)
     return _Token()
 
 
@@ -512,7 +606,7 @@ def unsendable(token: str) -> str | None:
     return None
 
 
-def _readable_by_others(path: Path, dotenv: bool) -> str | None:
+def _readable_by_others(path: Path, dotenv: bool, what: str = "token") -> str | None:
     """A warning when users other than the file's owner may read it (mode & 0o044)."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -523,9 +617,11 @@ def _readable_by_others(path: Path, dotenv: bool) -> str | None:
     ]
     if not who:
         return None
-    what = f"the .env file {path}, which holds the token," if dotenv else f"the token file {path}"
+    holder = (
+        f"the .env file {path}, which holds the {what}," if dotenv else f"the {what} file {path}"
+    )
     return (
-        f"{what} is readable by {' and '.join(who)} (mode {mode:04o}): run `chmod 600 {path}` "
+        f"{holder} is readable by {' and '.join(who)} (mode {mode:04o}): run `chmod 600 {path}` "
         "so that only its owner can read it"
     )
 
@@ -718,6 +814,114 @@ class _Reader:
         )
         self.no_unknown(cal, "calendar", {"weekend", "holidays_country", "holidays"})
         return settings
+
+    def alerts(self, environ: Mapping[str, str], from_dotenv: Mapping[str, Path]) -> AlertSettings:
+        alerts = self.table("alerts")
+        targets: dict[str, str] = {}
+        raw_targets = alerts.get("targets", {})
+        if not isinstance(raw_targets, dict):
+            self._bad("alerts.targets", raw_targets, 'must be a table: name = "VARIABLE"')
+            raw_targets = {}
+        for name, variable in raw_targets.items():
+            key = f"alerts.targets.{name}"
+            if not TARGET_NAME.fullmatch(name) or name == DEFAULT_TARGET:
+                self._bad(
+                    key,
+                    variable,
+                    f"a target's name is lowercase letters, digits, '_' and '-' (at most 32), "
+                    f"and not {DEFAULT_TARGET!r}, the name of the target "
+                    f"{ALERT_URLS_VARIABLE} sets",
+                )
+            elif self._secret_name(key, variable, "its Apprise URLs"):
+                targets[name] = variable
+        heartbeat_url = self.get(alerts, "alerts", "heartbeat_url", str, HEARTBEAT_URL_VARIABLE)
+        if not self._secret_name("alerts.heartbeat_url", heartbeat_url, "the heartbeat URL"):
+            heartbeat_url = HEARTBEAT_URL_VARIABLE
+        # The secrets themselves: read like the token (environment, credential, .env).
+        urls: dict[str, Secret] = {}
+        sources: dict[str, str] = {}
+        warnings: list[str] = []
+        wanted = [(DEFAULT_TARGET, ALERT_URLS_VARIABLE, ALERT_URLS_CREDENTIAL)]
+        wanted += [(name, variable, variable) for name, variable in targets.items()]
+        for name, variable, credential in wanted:
+            found = _read_secret(
+                _secret_sources(variable, credential, environ, from_dotenv),
+                self.problems,
+                what="alert URLs",
+            )
+            if found.secret is not None and found.source is not None:
+                urls[name], sources[name] = found.secret, found.source
+                warnings += [found.warning] if found.warning else []
+        heartbeat_credential = (
+            HEARTBEAT_URL_CREDENTIAL if heartbeat_url == HEARTBEAT_URL_VARIABLE else heartbeat_url
+        )
+        heartbeat = _read_secret(
+            _secret_sources(heartbeat_url, heartbeat_credential, environ, from_dotenv),
+            self.problems,
+            what="heartbeat URL",
+        )
+        warnings += [heartbeat.warning] if heartbeat.warning else []
+        settings = AlertSettings(
+            late_after=self.duration(alerts, "alerts", "late_after", DEFAULT_LATE_AFTER),
+            uncertain_after=self.duration(
+                alerts, "alerts", "uncertain_after", DEFAULT_UNCERTAIN_AFTER
+            ),
+            store_down_after=self.duration(
+                alerts, "alerts", "store_down_after", DEFAULT_STORE_DOWN_AFTER
+            ),
+            heartbeat_every=self.duration(
+                alerts, "alerts", "heartbeat_every", DEFAULT_HEARTBEAT_EVERY
+            ),
+            template_check_every=self.duration(
+                alerts, "alerts", "template_check_every", DEFAULT_TEMPLATE_CHECK_EVERY
+            ),
+            token_expiry_warning=self.duration(
+                alerts, "alerts", "token_expiry_warning", DEFAULT_TOKEN_EXPIRY_WARNING
+            ),
+            targets=targets,
+            heartbeat_url=heartbeat_url,
+            urls=urls,
+            url_sources=sources,
+            heartbeat=heartbeat.secret,
+            heartbeat_source=heartbeat.source,
+            warnings=tuple(warnings),
+        )
+        self.no_unknown(
+            alerts,
+            "alerts",
+            {
+                "late_after",
+                "uncertain_after",
+                "store_down_after",
+                "heartbeat_every",
+                "heartbeat_url",
+                "template_check_every",
+                "token_expiry_warning",
+                "targets",
+            },
+        )
+        return settings
+
+    def _secret_name(self, key: str, value: Any, holds: str) -> bool:
+        """Whether `value` names an environment variable or a credential (it must never be
+        the secret itself: the config file is copied around, and a URL holds secrets)."""
+        if isinstance(value, str) and SECRET_NAME.fullmatch(value):
+            return True
+        if isinstance(value, str) and ("://" in value or "@" in value):
+            # Never echoed: it is a URL, whose user, password or token must not be shown.
+            self.problems.add(
+                key,
+                f"must name the environment variable or systemd credential holding {holds}, "
+                "never hold a URL: put the URL in that variable or credential",
+            )
+        else:
+            self._bad(
+                key,
+                value,
+                f"must name the environment variable or systemd credential holding {holds} "
+                "(letters, digits, '_', '.', '-')",
+            )
+        return False
 
     # - typed reads -
 

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler.clock import parse_instant, to_utc
-from scheduler.config import CatchUpPolicy, Settings, zone_problem
+from scheduler.config import TARGET_NAME, CatchUpPolicy, Settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.durations import format_duration, parse_duration
 from scheduler.errors import (
@@ -80,7 +80,7 @@ TASK_NAMES = FIRE_NAMES
 
 JOB_KEYS = tuple(
     "id description schedule timezone enabled catch_up catch_up_window jitter start_at end_at "
-    "max_fires action".split()
+    "max_fires alert action".split()
 )
 ACTION_TYPES = ("launch_process", "create_task")
 LAUNCH_KEYS = tuple("type checklist_id name summary tags users groups prerun tasks".split())
@@ -906,6 +906,15 @@ _JOB = _Table(
         "start_at": _Key(None, _instant),
         "end_at": _Key(None, _instant, after=_after_start),
         "max_fires": _Key(int, test=_positive, message="must be a whole number greater than 0"),
+        # Which alert targets hear of the job's incidents; whether each is configured is
+        # checked when the job is applied (`_RenderCheck`), never when a stored job loads: a
+        # target removed from the config must not quarantine the jobs naming it.
+        "alert": _Key(
+            list,
+            item=str,
+            test=TARGET_NAME.fullmatch,
+            message="each must be an alert target's name (lowercase letters, digits, '_', '-')",
+        ),
         "action": _Key(
             dict,
             read=_Reader.action,
@@ -1008,6 +1017,7 @@ class _RenderCheck:
         return self._calendar
 
     def check(self, job: Job, reader: _Reader) -> None:
+        self.alert_targets(job, reader)
         instant = self.sample_instant(job, reader)
         if instant is None:
             return
@@ -1035,6 +1045,18 @@ class _RenderCheck:
             self.render(action.title, values, reader, ("action", "title"), TITLE_MAX_LENGTH)
             if action.summary is not None:
                 self.render(action.summary, values, reader, ("action", "summary"), TEXT_MAX_LENGTH)
+
+    def alert_targets(self, job: Job, reader: _Reader) -> None:
+        """Every target the job names is one the config knows."""
+        known = self.settings.alerts.target_names
+        for name in job.alert:
+            if name not in known:
+                reader.bad(
+                    ("alert",),
+                    f"no alert target of this name: the config knows {', '.join(known)} "
+                    "([alerts.targets] adds more)",
+                    name,
+                )
 
     def sample_instant(self, job: Job, reader: _Reader) -> datetime | None:
         """The next fire after now; failing that (a finished window) the schedule's next one."""

@@ -228,6 +228,7 @@ class Job:
     start_at: datetime | None = None
     end_at: datetime | None = None
     max_fires: int | None = None
+    alert: tuple[str, ...] = ()  # alert targets of its incidents (none: the default target)
     source: str | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
@@ -300,6 +301,8 @@ class Job:
             doc["end_at"] = self.end_at.isoformat()
         if self.max_fires is not None:
             doc["max_fires"] = self.max_fires
+        if self.alert:
+            doc["alert"] = list(self.alert)
         doc["action"] = self.action.to_document()
         return doc
 

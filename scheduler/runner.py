@@ -34,7 +34,6 @@ from scheduler.clock import Clock, utc_iso
 from scheduler.config import RetrySettings
 from scheduler.errors import (
     ApiError,
-    AuthenticationFailed,
     FireRejected,
     InvalidInput,
     NotSent,
@@ -56,6 +55,11 @@ log = logging.getLogger(__name__)
 RECONCILE_SKEW = timedelta(minutes=5)
 # The first read-back after an uncertain outcome waits a moment: the API may be mid-outage.
 FIRST_RECONCILE_DELAY = timedelta(seconds=1)
+# The API refusing the token (401) or its user (403): nothing was applied, and nothing the
+# request holds can fix it. The fire waits for a renewed token (`retrying`), within its
+# job's catch-up window (docs/guarantees.md, "Outcome").
+CREDENTIAL_STATUSES = frozenset({401, 403})
+CREDENTIALS_WAIT = "credentials refused; waiting for a renewed token (systemctl reload)"
 
 Observer = Callable[[Fire, ApiRequest | None], None]
 
@@ -256,7 +260,7 @@ class Runner:
         try:
             created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
-            return Attempt(started, request, self._failed_outcome(started, exc))
+            return Attempt(started, request, self._failed_outcome(job, started, exc))
         return Attempt(
             started,
             request,
@@ -354,9 +358,31 @@ class Runner:
         )
 
     # -- helpers --------------------------------------------------------------------------------
-    def _failed_outcome(self, fire: Fire, exc: ApiError) -> Outcome:
+    def _failed_outcome(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
         """What a failed attempt leaves the fire as (guarantees.md, "Outcome")."""
         now = self.clock.now()
+        if exc.status in CREDENTIAL_STATUSES:
+            log.error(
+                "credentials rejected (HTTP %s): fix the access token, then reload", exc.status
+            )
+            if now - fire.scheduled_for > job.catch_up_window:
+                # Never applied (the API refused who we are), and now too old to send: the
+                # job's catch-up window says so, as it does for an instant missed in downtime.
+                return Outcome(
+                    fire.id,
+                    FireStatus.SKIPPED,
+                    error=f"outside catch-up window: {exc} (the token was refused for longer "
+                    f"than the job's catch_up_window)",
+                    http_status=exc.status,
+                )
+            # Not a fault of the fire: it waits, whatever its attempts, like a 429.
+            return Outcome(
+                fire.id,
+                FireStatus.RETRYING,
+                error=f"{CREDENTIALS_WAIT}: {exc}",
+                http_status=exc.status,
+                next_attempt_at=now + self._backoff(fire),
+            )
         if isinstance(exc, Uncertain):
             return Outcome(
                 fire.id,
@@ -386,8 +412,6 @@ class Runner:
                 error=str(exc),
                 next_attempt_at=now + self._backoff(fire),
             )
-        if isinstance(exc, AuthenticationFailed):
-            log.error("credentials rejected (HTTP 401): fix the access token, then reload")
         return Outcome(
             fire.id,
             FireStatus.FAILED,

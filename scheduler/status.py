@@ -96,7 +96,11 @@ def build_status(store: Store, settings: Settings, now: datetime) -> dict[str, A
         fires = store.history(status=status, limit=OPEN_LIST_LIMIT)
         open_fires[status.value] = [f.to_json(zones.get(f.job_id, utc)) for f in fires]
     recent = store.history(limit=20)
-    credentials_problem = any(f.http_status == 401 for f in recent if f.status is FireStatus.FAILED)
+    # A fire waiting for a renewed token (401/403: `retrying`), or refused before this release.
+    credentials_problem = any(
+        f.http_status in (401, 403) and f.status in (FireStatus.FAILED, FireStatus.RETRYING)
+        for f in [*recent, *store.history(status=FireStatus.RETRYING, limit=OPEN_LIST_LIMIT)]
+    )
     return {
         "now": iso_in(now, utc),
         "alive": any(d["alive"] for d in daemons),

@@ -257,6 +257,8 @@ def test_settings_say_where_each_came_from_and_never_what(tmp_path: Path) -> Non
         "tallyfy.timeout": "the config file",
         "store.url": f"TALLYFY_SCHEDULER_DB in {dotenv}",
         "calendar.holidays": "the config file",
+        "alerts.urls.default": "not set",
+        "alerts.heartbeat": "not set",
     }
     assert "scheduler.timezone" in origins and "retry.max_backoff" in origins
     assert not any(secret in " ".join(origins.values()) for secret in (TOKEN, "pw-77"))

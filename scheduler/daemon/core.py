@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 
 from scheduler import transport
+from scheduler.alerts import Alerts
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
@@ -52,7 +53,7 @@ from scheduler.daemon.sendpool import SendPool
 from scheduler.daemon.timer import Timer
 from scheduler.errors import SchedulerError, StoreError
 from scheduler.notify import Notifier
-from scheduler.runner import Observer, Runner
+from scheduler.runner import CREDENTIAL_STATUSES, Observer, Runner
 from scheduler.store import Store
 from scheduler.timeexpr import BusinessCalendar
 
@@ -153,7 +154,16 @@ class Daemon:
             wake_at=self.timer.wake_at,
             stop=self.stop_event,
         )
-        self.loader = JobLoader(store, settings)
+        # Alerts (scheduler/alerts): threads of their own; the loop hands them heartbeats.
+        self.alerts = Alerts(
+            settings,
+            store,
+            clock=self.clock,
+            daemon_id=self.daemon_id,
+            settings_of=lambda: self.settings,
+            threaded=threaded,
+        )
+        self.loader = JobLoader(store, settings, on_quarantined=self.alerts.note_quarantined)
         self.recovery = Recovery(
             store, daemon_id=self.daemon_id, dead_after=settings.scheduler.dead_after
         )
@@ -202,6 +212,7 @@ class Daemon:
            and planning would otherwise fight over the GIL and SQLite's write lock.
         """
         self.store.check_schema()
+        self.alerts.prepare()
         self._store_identity = self._file_identity()
         now = self.clock.now()
         self._started_at = now
@@ -233,6 +244,7 @@ class Daemon:
         if self._threaded:  # without threads, the caller plays the timer (`wake`)
             self.timer.start()
             self._planner_thread = self.planner.start_thread()
+        self.alerts.start()
         self._heartbeat(self.clock.now(), state="running")
         self.notifier.ready(self.status_line())
         log.info("daemon started id=%s jobs=%d", self.daemon_id, self.planner.job_count)
@@ -251,6 +263,7 @@ class Daemon:
         self.unfinished = self.pool.stop(max(0.0, deadline - self.clock.monotonic()))
         if self._planner_thread is not None and self._planner_thread.is_alive():
             self.unfinished += 1
+        self.alerts.stop()
         if self.unfinished:
             log.warning(
                 "%d fires still in flight after %s; their claims settle at the next start",
@@ -309,6 +322,7 @@ class Daemon:
         if interval is not None and mono - self._last_watchdog >= interval and self.healthy():
             self._last_watchdog = mono
             self.notifier.watchdog()
+        self.alerts.pulse(mono, self.healthy)
         return max(0.0, wait)
 
     def wake(self) -> None:
@@ -432,6 +446,16 @@ class Daemon:
         token = merged.tallyfy.access_token
         if token is not None and token != old.tallyfy.access_token:
             client.set_token(token)
+            # Fires waiting for a renewed token go now, not at their backed-off time.
+            try:
+                waiting = self.store.retry_now(
+                    http_statuses=CREDENTIAL_STATUSES, now=self.clock.now()
+                )
+            except StoreError as exc:
+                log.error("reload: store unavailable; waiting fires go at their time: %s", exc)
+            else:
+                if waiting:
+                    log.info("reload: a new token; %d waiting fires are sent now", waiting)
         rate = merged.tallyfy.max_requests_per_minute
         if rate != old.tallyfy.max_requests_per_minute:
             if client.rate_limiter is not None:

@@ -9,7 +9,7 @@ is the planner's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from scheduler.config import Settings
@@ -26,11 +26,19 @@ LOAD_BATCH = 1000
 
 
 class JobLoader:
-    """Turns the store's enabled jobs into `Load` messages for the planner."""
+    """Turns the store's enabled jobs into `Load` messages for the planner; tells
+    `on_quarantined(job id, reason)` of each stored job that no longer validates."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        on_quarantined: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.on_quarantined = on_quarantined
         self._seen: dict[str, datetime] = {}  # job id -> `updated_at` of the version loaded
         self._revision = -1
 
@@ -64,6 +72,8 @@ class JobLoader:
             except SchedulerError as exc:
                 # Never delete a user's job on our own: leave it stored, say why it is idle.
                 log.error("job quarantined job=%s: stored definition invalid: %s", job_id, exc)
+                if self.on_quarantined is not None:
+                    self.on_quarantined(job_id, str(exc))
                 enabled.discard(job_id)
                 continue
             floor = row.active_since

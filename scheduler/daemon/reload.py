@@ -32,9 +32,15 @@ LIVE = frozenset(
         "scheduler.heartbeat_interval",
         "scheduler.dead_after",
         "scheduler.log_level",
+        # Read by the alert monitor from the daemon's settings at each pass.
+        "alerts.late_after",
+        "alerts.uncertain_after",
+        "alerts.store_down_after",
+        "alerts.template_check_every",
+        "alerts.token_expiry_warning",
     }
 )
-SECTIONS = ("store", "tallyfy", "scheduler", "retry", "calendar")
+SECTIONS = ("store", "tallyfy", "scheduler", "retry", "calendar", "alerts")
 
 
 def is_live(key: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from scheduler.store.database import make_engine
 from scheduler.store.facade import Store
+from scheduler.store.incidents import Delivery, Incident, Message, Notification
 from scheduler.store.jobs import ApplyPlan, JobDocument, StoredJob
 from scheduler.store.ledger import Claim, Fire, Outcome, Skip
 from scheduler.store.reports import DaemonInfo
@@ -19,9 +20,13 @@ __all__ = [
     "ApplyPlan",
     "Claim",
     "DaemonInfo",
+    "Delivery",
     "Fire",
+    "Incident",
     "JobDocument",
+    "Message",
     "Migration",
+    "Notification",
     "Outcome",
     "Skip",
     "Store",

@@ -8,6 +8,8 @@ A facade over the store's modules, each owning one concept, all on one `Database
 - `ledger.py`: the fire ledger, the fire state machine of `scheduler.lifecycle` (claim,
   record_skips, start_attempts, finish, adopt, reopen: batch-shaped) and its reads;
 - `reports.py`: history, per-job counts, daemon heartbeats;
+- `incidents.py`: alerts' incidents, the outbox of their messages, and the ledger reads
+  alerts start from;
 - `tables.py`: the tables themselves.
 
 `Store` is those parts put together (each is a mixin holding no state but the shared
@@ -22,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from scheduler.store.database import Database, make_engine
+from scheduler.store.incidents import IncidentStore
 from scheduler.store.jobs import JobRepository
 from scheduler.store.ledger import FireLedger
 from scheduler.store.reports import Reports
@@ -30,7 +33,7 @@ from scheduler.store.schema import MIGRATIONS, Migration, SchemaVersions, checke
 __all__ = ["Store"]
 
 
-class Store(SchemaVersions, JobRepository, FireLedger, Reports):
+class Store(SchemaVersions, JobRepository, FireLedger, Reports, IncidentStore):
     """Jobs, fire history and heartbeats, on SQLite or PostgreSQL: the single source of truth.
 
     Opens a short transaction per call, commits every write before returning, and hands back

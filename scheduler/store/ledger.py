@@ -316,6 +316,23 @@ class FireLedger:
         with self._db.tx(write=True) as conn:
             return _by_id(fire_ids, _updated(conn, stmt, fire_ids, params))
 
+    def retry_now(self, *, http_statuses: Collection[int], now: datetime) -> int:
+        """Make the retrying fires that wait because of one of these HTTP statuses (401, 403:
+        the credentials) due now, once the token is renewed; how many. Their status stays
+        `retrying` (no lifecycle operation: only when to try again changes)."""
+        now = to_utc(now)
+        with self._db.tx(write=True) as conn:
+            changed = conn.execute(
+                update(FIRES)
+                .where(
+                    FIRES.c.status == str(FireStatus.RETRYING),
+                    FIRES.c.http_status.in_(sorted(http_statuses)),
+                    FIRES.c.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now)
+            ).rowcount
+        return int(changed or 0)
+
     # -- reads that drive the lifecycle ---------------------------------------------------------
     def get_fire(self, fire_id: int) -> Fire:
         """The fire with this id; FireNotFound if there is none."""

@@ -23,7 +23,13 @@ from sqlalchemy import Connection, func, inspect, select, update
 
 from scheduler.errors import SchemaError
 from scheduler.store.database import Database
-from scheduler.store.tables import JOBS_REVISION_KEY, META, SCHEMA_VERSION_KEY, TABLES
+from scheduler.store.tables import (
+    JOBS_REVISION_KEY,
+    META,
+    SCHEMA_VERSION_KEY,
+    V1_TABLES,
+    V2_TABLES,
+)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaVersions", "checked_migrations"]
 
@@ -34,13 +40,22 @@ _PG_SCHEMA_LOCK = 7_324_811_950_113
 
 
 def _migrate_to_1(conn: Connection) -> None:
-    """Version 1: the jobs, fires, daemons and meta tables; `jobs_revision` starts at 0."""
-    TABLES[0].metadata.create_all(conn, tables=list(TABLES))
+    """Version 1: the jobs, fires, daemons and meta tables; `jobs_revision` starts at 0.
+
+    Built from tables.py's version 1 tables, which version 2 left as they were: a version
+    that changes one of them writes this migration out first (docs/upgrading.md).
+    """
+    V1_TABLES[0].metadata.create_all(conn, tables=list(V1_TABLES))
     conn.execute(META.insert().values(key=JOBS_REVISION_KEY, value="0"))
 
 
-MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, _migrate_to_1),)
-SCHEMA_VERSION: Final = 1
+def _migrate_to_2(conn: Connection) -> None:
+    """Version 2: alerts. The incidents and the outbox of their messages (notifications)."""
+    V2_TABLES[0].metadata.create_all(conn, tables=list(V2_TABLES))
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, _migrate_to_1), (2, _migrate_to_2))
+SCHEMA_VERSION: Final = 2
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 

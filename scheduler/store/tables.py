@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from scheduler.alertstate import IncidentKind, NotifyType, OutboxStatus
 from scheduler.lifecycle import FireStatus, Trigger
 
 # The named values in `meta`.
@@ -136,7 +137,8 @@ class DaemonRow(SQLModel, table=True):
 
 
 class MetaRow(SQLModel, table=True):
-    """Small named values: `SCHEMA_VERSION_KEY` and `JOBS_REVISION_KEY`."""
+    """Small named values: `SCHEMA_VERSION_KEY`, `JOBS_REVISION_KEY`, and the marks of the
+    alert evaluation (`store/incidents.py`)."""
 
     __tablename__ = "meta"
 
@@ -144,9 +146,82 @@ class MetaRow(SQLModel, table=True):
     value: str
 
 
+class IncidentRow(SQLModel, table=True):
+    """An incident: opened once (one open row per `open_key`), cleared once (schema 2).
+
+    `open_key` is what makes opening exactly once, across restarts and daemons: an INSERT on
+    its unique index. It names the incident's subject (`failed:JOB`, `late`, ...) while the
+    incident is open, and is set to NULL when it clears, so the next one can open; a one-off
+    (skipped instants) keeps its key, which names the instants it reported. `ref` is the id
+    messages show (a receiver may drop a copy by it).
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("open_key", name="uq_incidents_open_key"),
+        UniqueConstraint("ref", name="uq_incidents_ref"),
+        Index("ix_incidents_state_kind", "state", "kind"),
+        CheckConstraint(_in("kind", IncidentKind), name="ck_incidents_kind"),
+        CheckConstraint("state IN ('open', 'cleared')", name="ck_incidents_state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(sa_type=String(32))
+    kind: str = Field(sa_type=String(16))
+    subject: str = Field(sa_type=Text)  # `failed:JOB`, `late`, ... (kept when cleared)
+    open_key: str | None = Field(default=None, sa_type=Text)
+    job_id: str | None = None
+    state: str = Field(sa_type=String(8))
+    detail: str = Field(sa_type=Text)  # JSON: what the messages and `alerts list` show
+    opened_by: str | None = None  # the daemon that opened it
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    cleared_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class NotificationRow(SQLModel, table=True):
+    """The outbox: one message of one incident to one URL of one target (schema 2).
+
+    Never a URL: `target` is the target's name and `url_index` the place of the URL in its
+    list (the URLs themselves are secrets, read from the environment or a credential).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_notifications_incident_id", "incident_id"),
+        CheckConstraint(_in("status", OutboxStatus), name="ck_notifications_status"),
+        CheckConstraint(_in("notify_type", NotifyType), name="ck_notifications_notify_type"),
+        CheckConstraint("attempts >= 0", name="ck_notifications_attempts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int
+    event: str = Field(sa_type=String(16))  # opened | cleared
+    notify_type: str = Field(sa_type=String(16))
+    target: str = Field(sa_type=String(64))
+    url_index: int = 0
+    title: str = Field(sa_type=Text)
+    body: str = Field(sa_type=Text)
+    status: str = Field(sa_type=String(16))
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 # The Core tables, for set-based queries (SQLModel does not declare `__table__` to mypy).
 JOBS: Table = JobRow.__table__  # type: ignore[attr-defined]
 FIRES: Table = FireRow.__table__  # type: ignore[attr-defined]
 DAEMONS: Table = DaemonRow.__table__  # type: ignore[attr-defined]
 META: Table = MetaRow.__table__  # type: ignore[attr-defined]
-TABLES = (JOBS, FIRES, DAEMONS, META)
+INCIDENTS: Table = IncidentRow.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+# The tables of each schema version's migration (schema.py).
+V1_TABLES = (JOBS, FIRES, DAEMONS, META)
+V2_TABLES = (INCIDENTS, NOTIFICATIONS)
+TABLES = (*V1_TABLES, *V2_TABLES)

@@ -27,7 +27,8 @@ def _has_table(engine: Engine, name: str) -> bool:
         return inspect(conn).has_table(name)
 
 
-WITH_V2: tuple[tuple[int, Migration], ...] = (*MIGRATIONS, (2, _create_extra_table))
+NEXT = SCHEMA_VERSION + 1  # a version this code does not know yet
+WITH_V2: tuple[tuple[int, Migration], ...] = (*MIGRATIONS, (NEXT, _create_extra_table))
 
 
 # -- SQLite file set-up --------------------------------------------------------------------------
@@ -153,13 +154,15 @@ def test_two_inits_at_once_both_succeed(blank_store: Store) -> None:
 
 def test_init_upgrades_an_older_store_through_the_new_migrations(store: Store) -> None:
     newer_code = Store(store.engine, migrations=WITH_V2)
-    with pytest.raises(SchemaError, match=r"older than this tallyfy-scheduler's 2: run `tallyfy"):
+    with pytest.raises(
+        SchemaError, match=rf"older than this tallyfy-scheduler's {NEXT}: run `tallyfy"
+    ):
         newer_code.check_schema()
 
-    assert newer_code.init_schema() == 2
+    assert newer_code.init_schema() == NEXT
     newer_code.check_schema()
     assert _has_table(store.engine, "extra")
-    assert newer_code.init_schema() == 2  # idempotent after an upgrade too
+    assert newer_code.init_schema() == NEXT  # idempotent after an upgrade too
 
 
 def test_a_failing_migration_leaves_the_store_at_its_old_version(store: Store) -> None:
@@ -168,19 +171,22 @@ def test_a_failing_migration_leaves_the_store_at_its_old_version(store: Store) -
         raise RuntimeError("migration bug")
 
     with pytest.raises(RuntimeError, match="migration bug"):
-        Store(store.engine, migrations=(*MIGRATIONS, (2, half_done))).init_schema()
-    assert store.schema_version() == 1
+        Store(store.engine, migrations=(*MIGRATIONS, (NEXT, half_done))).init_schema()
+    assert store.schema_version() == SCHEMA_VERSION
     assert not _has_table(store.engine, "extra")  # the DDL was rolled back with it
 
 
 def test_it_refuses_a_store_created_by_a_newer_version(store: Store) -> None:
     Store(store.engine, migrations=WITH_V2).init_schema()
-    message = r"created by a newer tallyfy-scheduler \(schema 2 > 1\); upgrade the package"
+    message = (
+        rf"created by a newer tallyfy-scheduler \(schema {NEXT} > {SCHEMA_VERSION}\); "
+        "upgrade the package"
+    )
     with pytest.raises(SchemaError, match=message):
         store.check_schema()
     with pytest.raises(SchemaError, match=message):  # and never "downgrades" it
         store.init_schema()
-    assert store.schema_version() == 2
+    assert store.schema_version() == NEXT
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ instants around `ANCHOR` (the moment its daemon stopped; the test moves every in
   read-back, and a pending and a sending fire of the daemon that stopped;
 - `latest` (every second, catch_up = latest): succeeded fires and a manual fire;
 - `paused` (every second): succeeded fires, then paused;
-- the stopped daemon's heartbeat.
+- the stopped daemon's heartbeat;
+- from schema version 2: the `failed` incident of `all`'s failure, open, with one message
+  sent and one still queued, and a cleared `late` incident.
 
 Every schedule is per second in UTC, so moving the instants by whole minutes keeps them on it.
 """
@@ -38,10 +40,19 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from scheduler.alertstate import IncidentKind, NotifyType, OutboxStatus
 from scheduler.config import Settings, StoreSettings
 from scheduler.definitions import load_job_files
 from scheduler.lifecycle import FireStatus, Trigger
-from scheduler.store import SCHEMA_VERSION, JobDocument, Outcome, Skip, Store, make_engine
+from scheduler.store import (
+    SCHEMA_VERSION,
+    JobDocument,
+    Message,
+    Outcome,
+    Skip,
+    Store,
+    make_engine,
+)
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 # The fire of `all` whose request had gone out when the daemon stopped (left `sending`).
@@ -139,6 +150,37 @@ def fill(store: Store) -> None:
         next_fire_at=at(-30),
         state="running",
     )
+    if SCHEMA_VERSION >= 2:
+        incidents(store)
+
+
+def incidents(store: Store) -> None:
+    """Schema version 2's tables: incidents and their outbox."""
+    message = Message("opened", NotifyType.FAILURE, "default", 0, "failed: all", "HTTP 422")
+    store.open_incident(
+        IncidentKind.FAILED,
+        "failed:all",
+        ref="inc-snapshot0001",
+        detail={"job": "all", "instant": at(-40).isoformat(), "failed_at": at(-31).isoformat()},
+        messages=[
+            Message(**{**message.__dict__, "status": OutboxStatus.SENT}),
+            Message(**{**message.__dict__, "target": "ops"}),
+        ],
+        now=at(-31),
+        daemon_id=OLD_DAEMON,
+        job_id="all",
+    )
+    late = store.open_incident(
+        IncidentKind.LATE,
+        "late",
+        ref="inc-snapshot0002",
+        detail={"jobs": [{"job": "all", "instant": at(-45).isoformat(), "count": 1}]},
+        messages=[],
+        now=at(-44),
+        daemon_id=OLD_DAEMON,
+    )
+    assert late is not None
+    store.clear_incident(late.id, messages=[], now=at(-42))
 
 
 def sqlite_snapshot(folder: Path) -> str:

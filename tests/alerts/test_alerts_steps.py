@@ -1,0 +1,209 @@
+"""Alerts end to end, one step at a time: the real daemon without threads under a FakeClock,
+fires over real HTTP to an in-process sandbox, messages through Apprise to real local
+receivers (an HTTP server for `json://`, an aiosmtpd server for `mailto://`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon.daemon_helpers import CLIENT_NAME, REVIEW_DUE, write_job
+from receivers import JsonReceiver, SmtpReceiver
+
+from scheduler.alerts import PASS_EVERY
+from scheduler.alertstate import IncidentKind, OutboxStatus
+from scheduler.client import TallyfyClient
+from scheduler.clock import FakeClock
+from scheduler.config import (
+    AlertSettings,
+    CatchUpPolicy,
+    RetrySettings,
+    SchedulerSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    TallyfySettings,
+)
+from scheduler.daemon import Daemon
+from scheduler.definitions import load_job_files
+from scheduler.lifecycle import FireStatus
+from scheduler.notify import Notifier
+from scheduler.ratelimit import RateLimiter
+from scheduler.store import JobDocument, Store
+from tallyfy_sandbox import SandboxServer
+
+START = datetime(2026, 5, 4, 10, 0, 0, 500000, tzinfo=UTC)
+BAD_PRERUN = {REVIEW_DUE: {"at": "+2d@17:00"}}  # the required client name is missing: a 422
+GOOD_PRERUN = {CLIENT_NAME: "Acme", REVIEW_DUE: {"at": "+2d@17:00"}}
+
+
+def at(seconds: float) -> datetime:
+    return datetime(2026, 5, 4, 10, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+class AlertWorld:
+    """A store, a sandbox, receivers, a FakeClock, and threadless daemons sharing them."""
+
+    def __init__(self, tmp_path: Path, sandbox: SandboxServer, clock: FakeClock) -> None:
+        self.tmp_path = tmp_path
+        self.sandbox = sandbox
+        self.clock = clock
+        self.store = Store.open(f"sqlite:///{tmp_path / 'alerts.db'}")
+        self.store.init_schema()
+        self.json = JsonReceiver().start()
+        self.smtp = SmtpReceiver().start()
+        self.settings = self.make_settings(f"{self.json.url} {self.smtp.url}")
+        self.daemons: list[Daemon] = []
+        self.clients: list[TallyfyClient] = []
+        self._ids = itertools.count(1)
+
+    def make_settings(self, urls: str, **alerts: Any) -> Settings:
+        return Settings(
+            store=StoreSettings(url=self.store.url),
+            tallyfy=TallyfySettings(
+                base_url=self.sandbox.url,
+                organization_id=self.sandbox.organization_id,
+                access_token=Secret(self.sandbox.token),
+            ),
+            scheduler=SchedulerSettings(catch_up=CatchUpPolicy.ALL),
+            retry=RetrySettings(max_attempts=3, initial_backoff=timedelta(seconds=2)),
+            alerts=AlertSettings(
+                urls={"default": Secret(urls)},
+                **{"template_check_every": timedelta(0), **alerts},
+            ),
+        )
+
+    def put(self, job_id: str, schedule: str, **kw: Any) -> None:
+        path = write_job(self.tmp_path / "jobs" / job_id, job_id, schedule, **kw)
+        (job,) = load_job_files([path], self.settings, self.clock.now())
+        doc = JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
+        self.store.apply([doc], prune=False, now=self.clock.now())
+
+    def daemon(self, *, rate_limiter: RateLimiter | None = None) -> Daemon:
+        client = TallyfyClient(
+            self.sandbox.url,
+            self.sandbox.organization_id,
+            Secret(self.sandbox.token),
+            clock=self.clock,
+            timeout=5,
+            connect_timeout=2,
+            rate_limiter=rate_limiter,
+        )
+        self.clients.append(client)
+        daemon = Daemon(
+            self.settings,
+            self.store,
+            client,
+            clock=self.clock,
+            notifier=Notifier({}),
+            daemon_id=f"d{next(self._ids)}",
+            threaded=False,
+        )
+        daemon.alerts.pass_every = 0  # evaluate at every tick: the tests step the clock
+        self.daemons.append(daemon)
+        daemon.prepare()
+        return daemon
+
+    def fire_at(self, daemon: Daemon, instant: datetime) -> None:
+        """Play the timer, then the loop (which evaluates alerts and delivers them)."""
+        self.clock.set(max(self.clock.now(), instant + timedelta(milliseconds=5)))
+        daemon.wake()
+        daemon.tick()
+
+    def fires(self, job_id: str) -> list[Any]:
+        return sorted(self.store.history(job_id, limit=None), key=lambda f: f.scheduled_for)
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            if not daemon.stop_event.is_set():
+                daemon.shutdown()
+        for client in self.clients:
+            client.close()
+        self.json.stop()
+        self.smtp.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[AlertWorld]:
+    clock = FakeClock(START)
+    with SandboxServer(clock=clock) as sandbox:
+        w = AlertWorld(tmp_path, sandbox, clock)
+        yield w
+        w.close()
+
+
+def of_type(messages: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("type", kind) == kind]
+
+
+def test_a_422_gives_one_failure_message_naming_the_job_instant_and_field_then_one_success(
+    world: AlertWorld,
+) -> None:
+    world.put("review", "* * * * * *", action="launch", action_keys={"prerun": BAD_PRERUN})
+    daemon = world.daemon()
+    for second in range(1, 101):  # 100 failures, one message
+        world.fire_at(daemon, at(second))
+    fires = world.fires("review")
+    assert len(fires) == 100 and {f.status for f in fires} == {FireStatus.FAILED}
+    assert {f.http_status for f in fires} == {422}
+    found = world.json.wait_for(1, 5)
+    assert [(m["type"], m["title"]) for m in found] == [
+        ("failure", "[tallyfy-scheduler] failed: review")
+    ]
+    (failure,) = found
+    assert "failed: review" in failure["title"]
+    text = failure["message"]
+    assert "2026-05-04 10:00:01 UTC (2026-05-04T10:00:01Z)" in text  # the first failed instant
+    assert f"field prerun.{CLIENT_NAME}" in text and "is required" in text
+    assert "tallyfy-scheduler history review" in text
+    (incident,) = world.store.incidents(kind=IncidentKind.FAILED)
+    assert f"Incident: {incident.ref}" in text
+    (mail,) = world.smtp.wait_for(1, 5)  # the same message by email
+    assert "failed: review" in mail["title"] and f"prerun.{CLIENT_NAME}" in mail["message"]
+
+    # The fix is applied: the next fire succeeds, and one recovery message goes out.
+    world.put("review", "* * * * * *", action="launch", action_keys={"prerun": GOOD_PRERUN})
+    world.clock.advance(timedelta(seconds=3))
+    daemon.tick()  # reloads the job
+    for second in range(104, 110):
+        world.fire_at(daemon, at(second))
+    assert world.fires("review")[-1].status is FireStatus.SUCCEEDED
+    messages = world.json.wait_for(2, 5)
+    assert [m["type"] for m in messages] == ["failure", "success"]
+    assert "recovered: review" in messages[1]["title"] and incident.ref in messages[1]["message"]
+    for second in range(110, 115):
+        world.fire_at(daemon, at(second))
+    assert len(world.json.messages) == 2 and len(world.smtp.messages) == 2
+    assert world.store.incidents(kind=IncidentKind.FAILED) == []
+
+
+def test_a_receiver_that_is_down_gets_the_message_when_it_returns(world: AlertWorld) -> None:
+    world.json.stop()  # down: connections refused
+    world.put("review", "* * * * * *", action="launch", action_keys={"prerun": BAD_PRERUN})
+    world.put("fine", "* * * * * *")
+    daemon = world.daemon()
+    for second in range(1, 11):
+        world.fire_at(daemon, at(second))
+    # Fires went on as scheduled meanwhile: every instant of both jobs has its outcome.
+    assert [f.status for f in world.fires("fine")] == [FireStatus.SUCCEEDED] * 10
+    assert [f.status for f in world.fires("review")] == [FireStatus.FAILED] * 10
+    (queued,) = [
+        m for m in world.store.notifications() if m.target == "default" and m.url_index == 0
+    ]
+    assert queued.status is OutboxStatus.PENDING and queued.attempts >= 2
+    world.json.start()
+    world.clock.advance(timedelta(minutes=2))  # past the backoff
+    daemon.tick()
+    (failure,) = world.json.wait_for(1, 5)
+    assert "failed: review" in failure["title"]
+    assert len(world.smtp.messages) == 1  # the other URL of the target got it once, at once
+
+
+def test_the_evaluation_runs_every_pass_every_seconds(world: AlertWorld) -> None:
+    assert PASS_EVERY <= 5  # a failure is told within seconds, not minutes
