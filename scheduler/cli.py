@@ -53,6 +53,11 @@ from scheduler.timeexpr import BusinessCalendar
 log = logging.getLogger(__name__)
 
 PROG_NAME = "tallyfy-scheduler"
+ALERTS_OFF = (
+    "alerts are off: no target has a URL (set TALLYFY_SCHEDULER_ALERT_URLS, "
+    "TALLYFY_SCHEDULER_ALERT_URLS_FILE, the systemd credential 'alert-urls', or the "
+    "variables [alerts.targets] names)"
+)
 DEFAULT_NEXT_COUNT = 5  # cli.md: `next` shows five instants unless told otherwise
 DEFAULT_HISTORY_LIMIT = 50
 SHOW_HISTORY_LIMIT = 10  # `jobs show`: the recent history only
@@ -654,6 +659,63 @@ def doctor(app: App, config_only: bool) -> None:
     _say(
         f"doctor: no problems; {warned} warning(s)" if warned else "doctor: everything looks right"
     )
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def alerts() -> None:
+    """Test the alert targets; list open incidents."""
+
+
+@alerts.command("test")
+@click.pass_obj
+def alerts_test(app: App) -> None:
+    """Send one test message to each URL of each target; report each; exit 1 if any failed."""
+    from scheduler.alerts.messages import test_message
+    from scheduler.alerts.targets import Targets
+    from scheduler.alertstate import NotifyType
+
+    targets = Targets.from_settings(app.settings.alerts)
+    if not targets:
+        raise ConfigError(problem(ALERTS_OFF, key="alerts"))
+    failed = 0
+    for name in targets.names:
+        for index in range(targets.count(name)):
+            title, body = test_message(name, index, app.now())
+            result = targets.send(name, index, title=title, body=body, notify_type=NotifyType.INFO)
+            _say(f"{'sent' if result.ok else 'FAIL'}  {result.label}{_why(result.reason)}")
+            failed += not result.ok
+    if failed:
+        _say(f"alerts test: {failed} URL(s) did not take the message", err=True)
+        raise SystemExit(1)
+
+
+def _why(reason: str) -> str:
+    return f": {reason}" if reason else ""
+
+
+@alerts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--all", "show_all", is_flag=True, help="Cleared incidents too (30 days are kept).")
+@click.pass_obj
+def alerts_list(app: App, as_json: bool, show_all: bool) -> None:
+    """Open incidents, newest first: kind, subject, since when, the jobs affected."""
+    found = app.open_store().incidents(open_only=not show_all)
+    if as_json:
+        _echo_json({"incidents": [incident.to_json() for incident in found]})
+        return
+    for incident in found:
+        jobs = incident.detail.get("jobs") or []
+        what = incident.job_id or ", ".join(str(j.get("job")) for j in jobs[:5]) or "-"
+        closed = f" cleared {utc_iso(incident.cleared_at)}" if incident.cleared_at else ""
+        _say(
+            f"{incident.ref}  {incident.kind:<12} {incident.state:<7} since "
+            f"{utc_iso(incident.opened_at)}{closed}  {what}"
+        )
+    if not found:
+        _say("(no open incidents)" if not show_all else "(no incidents)", err=True)
 
 
 # -- run, sandbox, demo -------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Everything is embedded and needs no configuration: a sandbox on a free loopback 
 store in a fresh temporary directory, and the job files from `jobs/` with their schedules
 replaced by 6-field ones that fire every few seconds. Each fire is printed as it happens
 (job, scheduled instant, remote id, computed deadline) until Ctrl-C.
+
+One more job fails on purpose (`broken-kickoff`: the example launch without its required
+client name, a 422), so the demo shows alerts too: its incident goes through the real path
+(the store's outbox, Apprise) to a `demo://` target that prints an `ALERT` line here.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import Clock, SystemClock
 from scheduler.config import (
+    DEFAULT_TARGET,
+    AlertSettings,
     CatchUpPolicy,
     SchedulerSettings,
     Secret,
@@ -27,7 +33,7 @@ from scheduler.config import (
 )
 from scheduler.daemon import Daemon
 from scheduler.definitions import load_job_files
-from scheduler.job import Job
+from scheduler.job import Job, LaunchProcess
 from scheduler.operations import apply_jobs, fire_job
 from scheduler.runner import Runner
 from scheduler.store import Fire, Store
@@ -36,6 +42,10 @@ from tallyfy_sandbox import SandboxServer
 
 # Launches every 10 s; the follow-up task (which attaches to the latest launch) 5 s after each.
 DEMO_SCHEDULES = ("*/10 * * * * *", "5-59/10 * * * * *")
+BROKEN_JOB = "broken-kickoff"
+BROKEN_SCHEDULE = "3-59/20 * * * * *"
+CLIENT_NAME_FIELD = "16e27d901362e3abffae5c18ea1a8d12"  # required by the example template
+DEMO_ALERTS = "demo://terminal"  # an Apprise target of the demo's own (`_register_demo_target`)
 DEMO_RATE_LIMIT = 600  # requests per minute: the demo never comes near it
 
 
@@ -50,6 +60,34 @@ def demo_jobs(jobs: Sequence[Job]) -> list[Job]:
             )
         )
     return out
+
+
+def broken_job(jobs: Sequence[Job]) -> list[Job]:
+    """A copy of the example launch without its required client name: every fire is a 422."""
+    for job in jobs:
+        action = job.action
+        if isinstance(action, LaunchProcess):
+            prerun = {k: v for k, v in action.prerun.items() if k != CLIENT_NAME_FIELD}
+            broken = dataclasses.replace(action, prerun=prerun)
+            return [
+                dataclasses.replace(job, id=BROKEN_JOB, schedule=BROKEN_SCHEDULE, action=broken)
+            ]
+    return []
+
+
+def _register_demo_target(write: Callable[[str], Any]) -> None:
+    """`demo://` prints each alert message's title (Apprise's custom notification hook)."""
+    from apprise.decorators import notify
+
+    from scheduler.alerts.targets import quiet_apprise
+
+    @notify(on="demo", name="tallyfy-scheduler demo terminal")  # type: ignore[no-untyped-call,untyped-decorator]
+    def show(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+        reason = next((line for line in body.splitlines() if line.startswith("Reason")), "")
+        write(f"ALERT     {notify_type:<8} {title}  {reason}".rstrip())
+        return True
+
+    quiet_apprise()
 
 
 def fire_printer(write: Callable[[str], Any]) -> Callable[[Fire, ApiRequest | None], None]:
@@ -100,9 +138,14 @@ def run_demo(
                 max_requests_per_minute=DEMO_RATE_LIMIT,
             ),
             scheduler=SchedulerSettings(catch_up=CatchUpPolicy.NONE),
+            alerts=AlertSettings(
+                urls={DEFAULT_TARGET: Secret(DEMO_ALERTS)}, template_check_every=timedelta(0)
+            ),
         )
+        _register_demo_target(write)
         now = clock.now()
         jobs = demo_jobs(load_job_files([jobs_dir], settings, now))
+        jobs += broken_job(jobs)
         store = Store.open(settings.store.url)
         store.init_schema()
         apply_jobs(store, jobs, now=now, prune=True)

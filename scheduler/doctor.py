@@ -1,5 +1,9 @@
 """`doctor`: one check per part of the setup, each problem with how to fix it.
 
+After the template check, `alerts`: where each target's URLs come from (never a URL), how many
+each has and the kind of service Apprise sees in each; alerts off (no target) is a warning.
+The token check says when the token expires, where the token tells it (`tokenexpiry.py`).
+
 `diagnose(config_path, db_url, now)` checks, in order: the config file (found and valid; where
 each setting came from, never its value; a warning for plain http:// to another machine, which
 `allow_insecure_http` let through), the token (present; never printed, only where it came
@@ -47,6 +51,7 @@ from scheduler.templatecheck import (
     check_templates,
     listed_names,
 )
+from scheduler.tokenexpiry import token_expires_at
 
 # -- doctor -------------------------------------------------------------------------------------
 
@@ -105,7 +110,15 @@ def diagnose(
             "cannot be used",
             tuple(f"{p} (fix the config file or the environment)" for p in exc.problems),
         )
-        rest: tuple[str, ...] = ("token", "organization", "store", "jobs", "api", "templates")
+        rest: tuple[str, ...] = (
+            "token",
+            "organization",
+            "store",
+            "jobs",
+            "api",
+            "templates",
+            "alerts",
+        )
         if config_only:
             rest = rest[:2]
         return [failed, *(Check(n, CheckStatus.SKIPPED, "needs a valid config") for n in rest)]
@@ -140,7 +153,7 @@ class _Doctor:
             jobs = self.jobs() if store.status is CheckStatus.OK else _skip("jobs", "the store")
             api = self.api(token, org)
             templates = self.templates(store, api, org)
-            return [config, token, org, store, jobs, api, templates]
+            return [config, token, org, store, jobs, api, templates, self.alerts()]
         finally:
             if self.client is not None:
                 self.client.close()
@@ -181,6 +194,27 @@ class _Doctor:
             )
         source = self.settings.tallyfy.access_token_source or "set"
         warning = self.settings.tallyfy.access_token_warning
+        expires = token_expires_at(token.reveal())
+        if expires is not None:
+            source += f"; expires {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            if expires <= self.now:
+                return Check(
+                    "token",
+                    CheckStatus.FAILED,
+                    f"expired ({source})",
+                    (f"the access token has expired: {NEW_TOKEN_HELP}",),
+                )
+            left = expires - self.now
+            if left <= self.settings.alerts.token_expiry_warning:
+                return Check(
+                    "token",
+                    CheckStatus.WARNING,
+                    f"expires soon ({source})",
+                    (
+                        f"warning: the access token expires in {left.days} day(s): "
+                        f"{NEW_TOKEN_HELP}, then `systemctl reload tallyfy-scheduler`",
+                    ),
+                )
         if warning:
             return Check("token", CheckStatus.WARNING, f"set ({source})", (f"warning: {warning}",))
         return Check("token", CheckStatus.OK, f"set ({source})")
@@ -350,6 +384,51 @@ class _Doctor:
         if problems:
             return Check("templates", CheckStatus.FAILED, summary, tuple(map(str, problems)))
         return Check("templates", CheckStatus.OK, summary + ": all match")
+
+    def alerts(self) -> Check:
+        """Where alerts go: each target's source and URL count, never a URL."""
+        alerts = self.settings.alerts
+        details = ["where each target's URLs come from:"]
+        details += [
+            f"  {name}: {alerts.url_sources.get(name, 'not set')}" for name in alerts.target_names
+        ]
+        details.append(f"heartbeat URL: {alerts.heartbeat_source or 'not set'}")
+        if not alerts.enabled:
+            return Check(
+                "alerts",
+                CheckStatus.WARNING,
+                "off: no target has a URL; nobody hears of a failed fire",
+                (f"warning: {ALERTS_HELP}",),
+                details=tuple(details),
+            )
+        from scheduler.alerts.targets import Targets  # loads Apprise: only here
+
+        targets = Targets.from_settings(alerts)
+        problems = targets.problems()
+        counts = ", ".join(
+            f"{name} ({targets.count(name)} URL(s): "
+            + ", ".join(targets.service(name, i) for i in range(targets.count(name)))
+            + ")"
+            for name in targets.names
+        )
+        if problems:
+            return Check("alerts", CheckStatus.FAILED, counts, tuple(problems), tuple(details))
+        if alerts.warnings:
+            warned = tuple(f"warning: {w}" for w in alerts.warnings)
+            return Check("alerts", CheckStatus.WARNING, f"on: {counts}", warned, tuple(details))
+        return Check(
+            "alerts",
+            CheckStatus.OK,
+            f"on: {counts} (`tallyfy-scheduler alerts test` sends a test message)",
+            details=tuple(details),
+        )
+
+
+ALERTS_HELP = (
+    "set TALLYFY_SCHEDULER_ALERT_URLS (Apprise URLs, separated by spaces), "
+    "TALLYFY_SCHEDULER_ALERT_URLS_FILE, or the systemd credential 'alert-urls' "
+    "(docs/operations.md)"
+)
 
 
 def _skip(name: str, needs: str) -> Check:

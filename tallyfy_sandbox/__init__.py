@@ -10,6 +10,8 @@
         sb.runs(), sb.tasks()            # everything created, to count launches exactly
 
 The same controls are served over HTTP under `/_sandbox/` for other processes.
+`jwt_token(expires_at)` makes a token that says when it expires, as Passport's JWTs do; the
+sandbox accepts it once added (`add_token`) and refuses it past its expiry (tokens.py).
 
 The sandbox is the oracle the product (`scheduler`) is tested against, so it imports nothing
 from it (tests/test_package_boundaries.py checks): its own errors (`errors.py`), its own
@@ -34,6 +36,7 @@ from tallyfy_sandbox.dates import InvalidDate, parse_request_date
 from tallyfy_sandbox.errors import InvalidInput, Problem, ResourceNotFound, SandboxError
 from tallyfy_sandbox.faults import FAULT_KINDS, FaultRule
 from tallyfy_sandbox.server import SandboxServer, serve
+from tallyfy_sandbox.tokens import jwt_token
 
 __all__ = [
     "FAULT_KINDS",
@@ -44,6 +47,7 @@ __all__ = [
     "ResourceNotFound",
     "SandboxError",
     "SandboxServer",
+    "jwt_token",
     "parse_request_date",
     "serve",
 ]

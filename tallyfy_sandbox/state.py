@@ -21,6 +21,7 @@ from typing import Any
 from tallyfy_sandbox.clock import Clock
 from tallyfy_sandbox.dates import format_response_date
 from tallyfy_sandbox.errors import InvalidInput, ResourceNotFound, problem
+from tallyfy_sandbox.tokens import expires_at
 from tallyfy_sandbox.validation import (
     OWNER_BUCKETS,
     Directory,
@@ -162,8 +163,12 @@ class SandboxState:
     # --- tokens -------------------------------------------------------------------------
 
     def token_valid(self, token: str) -> bool:
+        """Known, not expired by `expire_token`, and not past the `exp` it carries (a JWT)."""
         with self.lock:
-            return token in self.tokens and token not in self.expired
+            if token not in self.tokens or token in self.expired:
+                return False
+        exp = expires_at(token)
+        return exp is None or self.clock.now().timestamp() < exp
 
     def add_token(self, token: str) -> None:
         """Accept `token` from now on (also revives an expired one)."""

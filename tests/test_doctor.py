@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
 from scheduler.config import Settings, StoreSettings
 from scheduler.definitions import load_job_files
-from scheduler.store import JobDocument, Store
-from tallyfy_sandbox import SandboxServer
+from scheduler.store import SCHEMA_VERSION, JobDocument, Store
+from tallyfy_sandbox import SandboxServer, jwt_token
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CLIENT_NAME = "16e27d901362e3abffae5c18ea1a8d12"
-CHECKS = ["config", "token", "organization", "store", "jobs", "api", "templates"]
+CHECKS = ["config", "token", "organization", "store", "jobs", "api", "templates", "alerts"]
+ALERT_URL = "json://127.0.0.1:9/alerts-of-the-doctor-tests"
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Outcome:
 def setup(sandbox_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A good setup in the working directory: env vars, an initialized store, the examples."""
     monkeypatch.setenv("TALLYFY_SCHEDULER_DB", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("TALLYFY_SCHEDULER_ALERT_URLS", ALERT_URL)
     invoke("init")
     invoke("jobs", "apply", str(EXAMPLES))
     return tmp_path
@@ -94,12 +96,47 @@ def test_a_good_setup_passes_every_check(setup: Path, sandbox: SandboxServer) ->
     assert checks[1:] == [
         "ok    token: set (TALLYFY_ACCESS_TOKEN in the environment)",
         "ok    organization: demo-org",
-        f"ok    store: sqlite:///{setup / 'state.db'} (schema version 1)",
+        f"ok    store: sqlite:///{setup / 'state.db'} (schema version {SCHEMA_VERSION})",
         "ok    jobs: 2 stored, all valid",
         f"ok    api: {sandbox.url} answers; token of Olive Ops <ops@demo.example> (user 1001)",
         "ok    templates: 2 job(s) checked against 1 template(s): all match",
+        "ok    alerts: on: default (1 URL(s): JSON) (`tallyfy-scheduler alerts test` sends a "
+        "test message)",
         "doctor: everything looks right",
     ]
+    assert ALERT_URL not in outcome.stdout  # where it came from, never what
+
+
+def test_without_an_alert_target_it_says_alerts_are_off(
+    setup: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TALLYFY_SCHEDULER_ALERT_URLS")
+    outcome = doctor()
+    assert outcome.code == 0  # a warning, not a problem
+    assert outcome.line("alerts") == (
+        "warn  alerts: off: no target has a URL; nobody hears of a failed fire"
+    )
+    assert "TALLYFY_SCHEDULER_ALERT_URLS" in outcome.stderr
+
+
+def test_it_says_when_the_token_expires_and_warns_when_it_is_near(
+    setup: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox refuses a token past its expiry by the real clock; doctor judges by its own
+    # (NOW): the far one is valid for both, the near one only expires soon for doctor.
+    far_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1000)
+    near, far = jwt_token(NOW + timedelta(days=3)), jwt_token(far_at)
+    for token in (near, far):
+        sandbox.add_token(token)
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", far)
+    outcome = doctor()
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.line("token").endswith(f"; expires {far_at:%Y-%m-%dT%H:%M:%SZ})")
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", near)
+    outcome = doctor()
+    assert outcome.line("token").startswith("warn  token: expires soon")
+    assert "the access token expires in 3 day(s)" in outcome.stderr
+    assert near not in outcome.stdout + outcome.stderr
     assert outcome.line("config").startswith("ok    config: no config file")
 
 
@@ -177,6 +214,7 @@ def test_no_token(setup: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "token": "FAIL",
         "api": "skip",
         "templates": "skip",
+        "alerts": "ok",
     }
     assert outcome.stderr.splitlines() == [
         "  token: no access token: set TALLYFY_ACCESS_TOKEN (environment or .env), "

@@ -19,6 +19,13 @@ LINE = re.compile(
 )
 
 
+ALERT = re.compile(
+    r"^ALERT +failure +\[tallyfy-scheduler\] failed: broken-kickoff +Reason: HTTP 422: .*"
+    r"Client name is required",
+    re.MULTILINE,
+)
+
+
 @pytest.mark.slow
 def test_the_demo_prints_each_fire_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "demo.stdout"
@@ -42,6 +49,12 @@ def test_the_demo_prints_each_fire_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             message="a launch and a follow-up task printed",
         )
         assert fired
+        # The job that fails on purpose: its incident reaches the terminal as an alert line.
+        wait_until(
+            lambda: ALERT.search(out.read_text()),
+            30,
+            message="an alert line for the job that fails on purpose",
+        )
         demo.send_signal(signal.SIGINT)
         assert demo.wait(15) == 0
     finally:
