@@ -105,38 +105,27 @@ class Courier:
         now = self.clock.now()
         if result.ok:
             delivery = Delivery(message.id, OutboxStatus.SENT)
-            log.info(
-                "alert sent %s incident_message=%d type=%s",
-                result.label,
-                message.id,
-                message.notify_type,
-            )
-        elif (
-            self.targets.count(message.target) == 0 or now - message.created_at >= DELIVERY_GIVE_UP
-        ):
+            said = f"alert sent {result.label} message={message.id} type={message.notify_type}"
+        elif not self.targets.count(message.target) or now - message.created_at >= DELIVERY_GIVE_UP:
             why = "no URLs configured" if not self.targets.count(message.target) else "a day"
             delivery = Delivery(message.id, OutboxStatus.DROPPED, error=f"{result.reason}; {why}")
-            log.error(
-                "alert dropped %s incident_message=%d after %d attempts: %s (%s)",
-                result.label,
-                message.id,
-                message.attempts,
-                result.reason,
-                why,
+            said = (
+                f"alert dropped {result.label} message={message.id} after {message.attempts} "
+                f"attempts: {result.reason} ({why})"
             )
         else:
             wait = backoff(message.attempts, self.first_backoff)
             delivery = Delivery(
                 message.id, OutboxStatus.PENDING, next_attempt_at=now + wait, error=result.reason
             )
-            log.warning(
-                "alert not delivered %s incident_message=%d attempt=%d: %s; again in %s",
-                result.label,
-                message.id,
-                message.attempts,
-                result.reason,
-                wait,
+            said = (
+                f"alert not delivered {result.label} message={message.id} "
+                f"attempt={message.attempts}: {result.reason}; again in {wait}"
             )
+        # Recorded at once, then said: only a crash between the send and this record sends
+        # a message twice (its claim's lease runs out).
         (recorded,) = self.store.finish_notifications([delivery], now=now, daemon_id=self.daemon_id)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(logging.ERROR if delivery.status is OutboxStatus.DROPPED else level, "%s", said)
         if recorded is None:
             log.warning("alert message %d was taken over by another daemon", message.id)
