@@ -62,6 +62,12 @@ class JsonReceiver(_Collecting):
         self.port = free_port()
         self._server: ThreadingHTTPServer | None = None
         self.requests = 0
+        self.pings = 0  # GETs: a heartbeat's pings (`.http_url`)
+
+    @property
+    def http_url(self) -> str:
+        """The same server as a plain check URL, as healthchecks.io gives one."""
+        return f"http://127.0.0.1:{self.port}/ping/4b1d"
 
     @property
     def url(self) -> str:
@@ -76,6 +82,12 @@ class JsonReceiver(_Collecting):
                 body = json.loads(self.rfile.read(length) or b"{}")
                 receiver.requests += 1
                 receiver.add(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                receiver.pings += 1
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -8,6 +8,7 @@ receivers took: once per incident opening, once per recovery, whatever the daemo
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -261,3 +262,45 @@ def test_a_401_storm_fails_no_fire_sends_one_credentials_message_and_reload_send
         if f.scheduled_for >= storm_from and f.status is not FireStatus.SUCCEEDED
     ]
     assert held == []  # every instant of the storm was sent, once the token was renewed
+
+
+@pytest.mark.slow
+def test_no_alert_url_nor_token_reaches_any_output_the_store_or_a_log(
+    denv: DaemonEnv, daemons: Any, sandbox: SandboxServer, receiver: JsonReceiver
+) -> None:
+    password = "pw-of-the-webhook-5f1c"
+    url = f"json://alerts:{password}@127.0.0.1:{receiver.port}/alerts?token-like=ab9"
+    env = alerting(denv, receiver)
+    env["TALLYFY_SCHEDULER_ALERT_URLS"] = url
+    daemon = daemons(extra_env=env).start()
+    daemon.wait_started()
+    denv.apply(broken(denv))
+    wait_until(lambda: receiver.messages, 20, message="the failure message")
+    assert daemon.term() == 0
+    outputs = [daemon.log(), (denv.workdir / "daemon.stdout").read_text()]
+    for args in (
+        ("jobs", "show", "review"),
+        ("jobs", "show", "review", "--json"),
+        ("doctor",),
+        ("alerts", "list", "--json"),
+        ("alerts", "list", "--all"),
+        ("alerts", "test"),
+        ("status", "--json"),
+        ("history", "review"),
+    ):
+        done = subprocess.run(
+            denv.argv(*args),
+            env=denv.env(env),
+            cwd=denv.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        outputs += [done.stdout, done.stderr]
+    assert "sent  default #1 (JSON)" in outputs[-6]  # `alerts test` said what it did
+    assert "alerts: on: default (1 URL(s): JSON)" in " ".join(outputs)
+    stored = b"".join(p.read_bytes() for p in denv.workdir.glob("scheduler.db*") if p.is_file())
+    for secret in (url, password, "token-like=ab9", sandbox.token):
+        assert all(secret not in text for text in outputs), secret
+        assert secret.encode() not in stored, secret
