@@ -182,6 +182,11 @@ def test_every_environment_variable_the_code_reads_is_in_the_configuration_refer
     for module in (scheduler.config, scheduler.notify):
         source = inspect.getsource(module)
         read |= set(re.findall(r'\b(?:environ|env)(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"', source))
+        # Secrets read through `_secret_sources(NAME, ...)`: NAME and NAME_FILE, named in the
+        # call or in a `..._VARIABLE = "NAME"` constant.
+        secrets = re.findall(r'_secret_sources\(\s*"([A-Z][A-Z0-9_]*)"', source)
+        secrets += re.findall(r'^[A-Z_]+_VARIABLE = "([A-Z][A-Z0-9_]*)"', source, re.M)
+        read |= {name for secret in secrets for name in (secret, f"{secret}_FILE")}
     assert "TALLYFY_ACCESS_TOKEN" in read  # the pattern still finds what the code reads
     configuration = page("configuration.md")
     assert sorted(v for v in read if not token(configuration, v)) == []

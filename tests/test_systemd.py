@@ -165,3 +165,29 @@ def test_the_exposure_check_would_see_a_setting_dropped(tmp_path: Path) -> None:
 def test_it_starts_after_the_clock_is_synchronised(key: str) -> None:
     # A boot with a wrong clock must not fire early (or catch up instants still to come).
     assert "time-sync.target" in " ".join(settings(UNIT.read_text())[key]).split()
+
+
+FAILED_UNIT = UNIT.parent / "tallyfy-scheduler-failed.service"
+
+
+def test_the_on_failure_unit_is_accepted_and_sends_the_last_log_lines_through_apprise(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / FAILED_UNIT.name
+    copy.write_text(FAILED_UNIT.read_text())
+    result = subprocess.run(
+        [systemd_analyze(), "verify", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
+    )
+    assert result.returncode == 0 and (result.stdout + result.stderr).strip() == ""
+    unit = settings(FAILED_UNIT.read_text())
+    assert unit["Type"] == ["oneshot"]
+    assert unit["LoadCredential"] == ["alert-urls:/etc/tallyfy-scheduler/alert-urls"]
+    (command,) = unit["ExecStart"]
+    assert "journalctl --unit=tallyfy-scheduler.service" in command
+    assert '--config="$CREDENTIALS_DIRECTORY/alert-urls"' in command  # never on a command line
+    assert "--notification-type=failure" in command
