@@ -509,6 +509,9 @@ class DaemonProcess:
         }
         if notify is not None:
             extra["NOTIFY_SOCKET"] = str(notify.path)
+        if os.environ.get("BENCH_ALERT_URLS"):
+            # Alerts on (docs/design.md, "Alerts": measured with and without).
+            extra["TALLYFY_SCHEDULER_ALERT_URLS"] = os.environ["BENCH_ALERT_URLS"]
         self.log_path = workdir / "daemon.stderr"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.started = time.monotonic()
