@@ -6,7 +6,9 @@ receivers (an HTTP server for `json://`, an aiosmtpd server for `mailto://`).
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from daemon.daemon_helpers import CLIENT_NAME, REVIEW_DUE, write_job
 from receivers import JsonReceiver, SmtpReceiver
+from sqlalchemy import event
 
 from scheduler.alerts import PASS_EVERY
 from scheduler.alertstate import IncidentKind, OutboxStatus
@@ -35,7 +38,7 @@ from scheduler.lifecycle import FireStatus
 from scheduler.notify import Notifier
 from scheduler.ratelimit import RateLimiter
 from scheduler.store import JobDocument, Store
-from tallyfy_sandbox import SandboxServer
+from tallyfy_sandbox import SandboxServer, jwt_token
 
 START = datetime(2026, 5, 4, 10, 0, 0, 500000, tzinfo=UTC)
 BAD_PRERUN = {REVIEW_DUE: {"at": "+2d@17:00"}}  # the required client name is missing: a 422
@@ -207,3 +210,128 @@ def test_a_receiver_that_is_down_gets_the_message_when_it_returns(world: AlertWo
 
 def test_the_evaluation_runs_every_pass_every_seconds(world: AlertWorld) -> None:
     assert PASS_EVERY <= 5  # a failure is told within seconds, not minutes
+
+
+def test_a_store_down_past_store_down_after_is_told_from_memory_and_recorded_when_back(
+    world: AlertWorld,
+) -> None:
+    world.settings = world.make_settings(world.json.url, store_down_after=timedelta(seconds=10))
+    world.put("fine", "* * * * * *")
+    daemon = world.daemon()
+    down = {"on": False}
+
+    def fail(*_args: Any) -> None:
+        if down["on"]:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(world.store.engine, "before_cursor_execute", fail)
+    down["on"] = True
+    for _ in range(15):  # 15 s of an unreachable store
+        world.clock.advance(timedelta(seconds=1))
+        daemon.tick()
+    (told,) = world.json.wait_for(1, 5)
+    assert told["type"] == "failure" and "store unreachable" in told["title"]
+    assert "sent from memory" in told["message"]
+    down["on"] = False
+    world.clock.advance(timedelta(seconds=1))
+    daemon.tick()  # the store answers: the incident is recorded, the recovery queued
+    daemon.tick()
+    messages = world.json.wait_for(2, 5)
+    assert [m["type"] for m in messages] == ["failure", "success"]
+    (incident,) = world.store.incidents(open_only=False, kind=IncidentKind.STORE)
+    assert incident.ref in told["message"] and not incident.is_open
+    notes = world.store.notifications(incident.id)
+    assert [(n.event, n.status) for n in notes] == [
+        ("opened", OutboxStatus.SENT),  # sent from memory, recorded as such: never again
+        ("cleared", OutboxStatus.SENT),
+    ]
+
+
+def test_a_fire_refused_for_longer_than_its_catch_up_window_is_skipped_never_failed(
+    world: AlertWorld,
+) -> None:
+    world.settings = world.make_settings(world.json.url)
+    world.put("j", "* * * * * *", catch_up_window="10s")
+    daemon = world.daemon()
+    world.sandbox.expire_token(world.sandbox.token)
+    world.fire_at(daemon, at(1))
+    (held,) = world.fires("j")
+    assert (held.status, held.http_status) == (FireStatus.RETRYING, 401)
+    assert held.error is not None and held.error.startswith("credentials refused; waiting")
+    world.clock.set(at(30))
+    daemon.tick()  # the retry is due: still refused, and now older than its window
+    statuses = {f.scheduled_for: f.status for f in world.fires("j")}
+    assert statuses[at(1)] is FireStatus.SKIPPED
+    assert FireStatus.FAILED not in statuses.values()
+    assert [m["title"] for m in world.json.wait_for(1, 5)][0].endswith(
+        "credentials: the API refuses the token"
+    )
+
+
+def test_the_daily_template_check_opens_a_template_incident_before_the_next_fire(
+    world: AlertWorld,
+) -> None:
+    world.settings = world.make_settings(world.json.url, template_check_every=timedelta(days=1))
+    world.put("review", "0 9 * * *", action="launch", action_keys={"prerun": BAD_PRERUN})
+    daemon = world.daemon()
+    daemon.tick()
+    (warning,) = world.json.wait_for(1, 10)
+    assert warning["type"] == "warning" and "template: review" in warning["title"]
+    assert "required" in warning["message"] and world.fires("review") == []  # before any fire
+    world.clock.advance(timedelta(seconds=1))
+    world.put("review", "0 9 * * *", action="launch", action_keys={"prerun": GOOD_PRERUN})
+    world.clock.advance(timedelta(hours=12))
+    daemon.tick()
+    assert len(world.json.messages) == 1  # checked once a day
+    world.clock.advance(timedelta(hours=12, seconds=1))
+    daemon.tick()
+    assert [m["type"] for m in world.json.wait_for(2, 10)] == ["warning", "success"]
+
+
+def test_a_token_that_expires_soon_gives_one_warning(world: AlertWorld) -> None:
+    token = jwt_token(START + timedelta(days=3))
+    world.sandbox.add_token(token)
+    settings = world.make_settings(world.json.url)
+    world.settings = replace(
+        settings, tallyfy=replace(settings.tallyfy, access_token=Secret(token))
+    )
+    daemon = world.daemon()
+    for _ in range(3):
+        world.clock.advance(timedelta(seconds=2))
+        daemon.tick()
+    (warning,) = world.json.wait_for(1, 5)
+    assert warning["type"] == "warning"
+    assert warning["title"].endswith("token expires 2026-05-07T10:00:00+00:00")
+    assert token not in warning["message"]
+
+
+def test_a_stored_job_that_no_longer_validates_is_one_quarantined_message(
+    world: AlertWorld,
+) -> None:
+    world.put("j", "* * * * * *")
+    stored = world.store.get_job("j").definition
+    stored["timezone"] = "Mars/Olympus_Mons"  # as a hand edit or an older version left it
+    world.store.apply(
+        [JobDocument("j", stored, schedule_key="0" * 32)], prune=False, now=world.clock.now()
+    )
+    daemon = world.daemon()
+    for _ in range(3):
+        world.clock.advance(timedelta(seconds=3))
+        daemon.tick()
+    (message,) = world.json.wait_for(1, 5)
+    assert "quarantined: j" in message["title"] and "Mars/Olympus_Mons" in message["message"]
+
+
+def test_instants_skipped_by_catch_up_after_downtime_are_one_message_with_count_and_range(
+    world: AlertWorld,
+) -> None:
+    world.put("j", "* * * * * *", catch_up="none")
+    world.clock.advance(timedelta(seconds=30))  # the daemon was down for 30 s
+    daemon = world.daemon()
+    for _ in range(3):
+        world.clock.advance(timedelta(seconds=2))
+        daemon.tick()
+    (message,) = [m for m in world.json.wait_for(1, 5) if "skipped" in m["title"]]
+    assert message["type"] == "warning" and "30 scheduled instant(s)" in message["message"]
+    assert "From: 2026-05-04 10:00:01 UTC" in message["message"]
+    assert "To: 2026-05-04 10:00:30 UTC" in message["message"]
