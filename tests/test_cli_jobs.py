@@ -22,6 +22,7 @@ from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
 from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store import Outcome, Store
+from scheduler.store.schema import SCHEMA_VERSION
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # Monday 2026-03-02, 12:00 UTC
@@ -96,7 +97,7 @@ def record_fire(
 
 
 def test_init_is_safe_to_run_again(run: Cli) -> None:
-    assert "schema version 1" in run("init").stdout
+    assert f"schema version {SCHEMA_VERSION}" in run("init").stdout
 
 
 def test_a_store_that_was_never_initialized_says_to_run_init(tmp_path: Path) -> None:

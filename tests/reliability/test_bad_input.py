@@ -30,6 +30,7 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
+from scheduler.store.schema import SCHEMA_VERSION
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -487,7 +488,7 @@ def test_every_command_refuses_a_store_from_a_newer_version(
     result = invoke(config, url, *args, env=env)
 
     assert result.exit_code == 1, result.output
-    assert "newer tallyfy-scheduler (schema 99 > 1)" in result.stderr
+    assert f"newer tallyfy-scheduler (schema 99 > {SCHEMA_VERSION})" in result.stderr
     assert "upgrade" in result.stderr
     assert dump(db_path) == before
 
@@ -502,5 +503,5 @@ def test_the_daemon_refuses_a_store_from_a_newer_version(
     result = subprocess_cli("--config", str(config), "--db", url, "run", env=env, timeout=30)
 
     assert result.returncode == 1, result.stderr
-    assert "newer tallyfy-scheduler (schema 99 > 1)" in result.stderr
+    assert f"newer tallyfy-scheduler (schema 99 > {SCHEMA_VERSION})" in result.stderr
     assert dump(db_path) == before

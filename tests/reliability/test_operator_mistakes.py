@@ -58,6 +58,15 @@ def invoke(config: Path | None, *args: str, env: Mapping[str, str] | None = None
     return result
 
 
+@pytest.fixture(autouse=True)
+def alerts_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alerts have a target, so `doctor` has no "alerts off" warning to add to these answers.
+
+    Nothing listens on port 9 and `doctor` sends nothing: it only names where the URLs came from.
+    """
+    monkeypatch.setenv("TALLYFY_SCHEDULER_ALERT_URLS", "json://127.0.0.1:9/alerts")
+
+
 def dump(db_path: Path) -> str:
     with sqlite3.connect(db_path) as conn:
         return "\n".join(conn.iterdump())
@@ -215,6 +224,19 @@ def test_doctor_says_where_each_setting_came_from_and_never_a_secret(
         "calendar.weekend: default",
         "calendar.holidays_country: default",
         "calendar.holidays: default",
+        "alerts.late_after: default",
+        "alerts.uncertain_after: default",
+        "alerts.store_down_after: default",
+        "alerts.heartbeat_every: default",
+        "alerts.template_check_every: default",
+        "alerts.token_expiry_warning: default",
+        "alerts.targets: default",
+        "alerts.heartbeat_url: default",
+        "alerts.urls.default: TALLYFY_SCHEDULER_ALERT_URLS in the environment",
+        "alerts.heartbeat: not set",
+        "where each target's URLs come from:",
+        "default: TALLYFY_SCHEDULER_ALERT_URLS in the environment",
+        "heartbeat URL: not set",
     ]
     assert "ok    organization: demo-org" in result.stdout  # not the working directory's
     assert STORE_PASSWORD not in result.output
