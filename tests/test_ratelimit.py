@@ -139,7 +139,9 @@ def test_a_real_stop_wakes_a_blocked_caller_within_a_moment() -> None:
 
 
 def test_a_real_delay_holds_back_a_caller_already_waiting() -> None:
-    limiter = RateLimiter(600, clock=SystemClock())  # 0.1 s apart
+    # Slots 1 s apart: the waiter's slot (+1 s) is far enough out that a busy host cannot run
+    # it before `delay` is called, which a 0.1 s spacing once allowed.
+    limiter = RateLimiter(60, clock=SystemClock())
     assert limiter.acquire()
     returned_at: list[float] = []
     started = time.monotonic()
@@ -150,10 +152,11 @@ def test_a_real_delay_holds_back_a_caller_already_waiting() -> None:
 
     waiter = threading.Thread(target=wait_then_stamp)
     waiter.start()
-    time.sleep(0.03)  # the waiter now holds the slot at +0.1 s
-    limiter.delay(0.5)
+    time.sleep(0.05)  # the waiter now holds the slot at +1 s
+    assert not returned_at
+    limiter.delay(1.5)
     waiter.join(5)
-    assert returned_at and returned_at[0] - started >= 0.45
+    assert returned_at and returned_at[0] - started >= 1.45
 
 
 @pytest.mark.slow
