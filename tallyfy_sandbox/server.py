@@ -207,6 +207,7 @@ class SandboxApp:
             ("POST", "reset"): self._admin_reset,
             ("POST", "tokens"): self._admin_tokens,
             ("POST", "rate-limit"): self._admin_rate_limit,
+            ("POST", "run-status"): self._admin_run_status,
             ("GET", "stats"): self._admin_stats,
         }
 
@@ -523,6 +524,16 @@ class SandboxApp:
         self.limit.set(body["per_minute"])
         return Response(200, {"data": {"per_minute": self.limit.per_minute}})
 
+    def _admin_run_status(self, request: Request) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"run_id", "status"}:
+            raise InvalidInput(problem('expected {"run_id": "...", "status": "..."}', key="body"))
+        try:
+            run = self.state.set_run_status(str(body["run_id"]), str(body["status"]))
+        except ResourceNotFound:
+            raise InvalidInput(problem("no such run", key="run_id")) from None
+        return Response(200, {"data": run})
+
     def _admin_stats(self, request: Request) -> Response:
         runs, tasks = len(self.state.runs), len(self.state.tasks)
         return Response(
@@ -711,6 +722,11 @@ class SandboxServer:
     def tasks(self) -> list[dict[str, Any]]:
         """Copies of every task created (process steps and one-off tasks), oldest first."""
         return self.state.snapshot()[1]
+
+    def set_run_status(self, run_id: str, status: str) -> dict[str, Any]:
+        """Complete (`complete`), archive (`archived`) or reopen (`active`) a run, as a person
+        does in Tallyfy (also `POST /_sandbox/run-status`); a copy of the changed run."""
+        return dict(self.state.set_run_status(run_id, status))
 
     def request_count(self, method: str | None = None, path_contains: str | None = None) -> int:
         """Requests received (admin ones included), optionally by method and path substring."""

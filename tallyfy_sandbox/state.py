@@ -1,8 +1,9 @@
 """The sandbox's organization: the fixture it starts from and every run and task created since.
 
 One `SandboxState` holds everything behind one lock. Records are built once and never mutated
-afterwards (the sandbox has no update endpoints), so a reader may serialize a record it got from
-a query after the lock is released; `reset` replaces the containers, not the records.
+afterwards, so a reader may serialize a record it got from a query after the lock is released:
+`reset` replaces the containers, and a change of a run's status (`set_run_status`, what a person
+completing or archiving it in Tallyfy does) replaces the run's record with a changed copy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from tallyfy_sandbox.validation import (
 )
 
 Record = dict[str, Any]
+
+# A run's statuses: `active` while open; completing or archiving it closes it to new tasks.
+RUN_STATUSES = ("active", "complete", "archived")
+CLOSED_RUN_STATUSES = ("complete", "archived")
 
 
 def load_fixture(source: Path | str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -145,6 +150,7 @@ class SandboxState:
             folder_ids=frozenset(self.folders),
             role_ids=frozenset(self.roles),
             run_exists=self._run_exists,
+            run_refuses_tasks=self._run_refuses_tasks,
         )
         self.reset()
 
@@ -206,6 +212,7 @@ class SandboxState:
             "default_process_name_format": None,
             "archived_at": None,
             "automated_actions": [],
+            "can_add_oot": True,  # one-off tasks may be added to its processes
             **{k: v for k, v in checklist.items() if k != "steps"},
         }
         view.setdefault("prerun", [])
@@ -217,6 +224,32 @@ class SandboxState:
 
     def _run_exists(self, run_id: str) -> bool:
         return run_id in self.runs
+
+    def _run_refuses_tasks(self, run_id: str) -> str | None:
+        run = self.runs[run_id]
+        if run["status"] in CLOSED_RUN_STATUSES:
+            return f"One-off tasks cannot be added to a {run['status']} process."
+        checklist = self.checklists.get(str(run.get("checklist_id")))
+        if checklist is not None and checklist.get("can_add_oot", True) is False:
+            return "This template does not allow one-off tasks to be added to its processes."
+        return None
+
+    def set_run_status(self, run_id: str, status: str) -> Record:
+        """Complete, archive or reopen a run, as a person does in Tallyfy; the changed run.
+
+        `status` is one of `RUN_STATUSES`; the record is replaced, never changed in place.
+        """
+        if status not in RUN_STATUSES:
+            raise InvalidInput(problem(f"must be one of {', '.join(RUN_STATUSES)}", key="status"))
+        with self.lock:
+            run = dict(self.run(run_id))
+            stamp = format_response_date(self.clock.now())
+            run["status"] = status
+            run["last_updated"] = stamp
+            run["completed_at"] = stamp if status == "complete" else None
+            run["archived_at"] = stamp if status == "archived" else None
+            self.runs[run_id] = run
+            return run
 
     def check_org(self, org_id: str) -> None:
         if org_id != self.organization_id:
@@ -366,7 +399,7 @@ class SandboxState:
             "status": "active",
             "progress": {"complete": 0, "total": len(tasks), "percent": 0},
             "whole_progress": 0,
-            "started_by": self.me["id"],
+            "started_by": req.user_id if req.user_id is not None else self.me["id"],
             "owner_id": req.owner_id if req.owner_id is not None else self.me["id"],
             "prerun": req.prerun,
             "prerun_status": "complete",
@@ -385,6 +418,7 @@ class SandboxState:
             "is_public": req.is_public,
             "users": req.users,
             "groups": req.groups,
+            "roles": req.roles,
             "folders": req.folders,
             "parent_id": req.parent_id,
             "has_open_issue": False,
@@ -494,7 +528,8 @@ class SandboxState:
         now: datetime,
     ) -> Record:
         stamp = format_response_date(now)
-        extra: Record = {k: v for k, v in req.extras.items()}
+        extra: Record = {"is_soft_start_date": False, **req.extras}
+        extra["description"] = req.description
         extra["tags"] = req.tags
         extra["form_fields"] = req.form_fields
         task = self._task_record(
@@ -563,6 +598,7 @@ class SandboxState:
             "is_public": False,
             "users": [],
             "groups": [],
+            "roles": {},
             "folders": [],
             "parent_id": None,
             "has_open_issue": False,

@@ -39,6 +39,9 @@ class Directory:
     folder_ids: frozenset[str] = frozenset()
     role_ids: frozenset[str] = frozenset()
     run_exists: Callable[[str], bool] = field(default=lambda _id: False)
+    # Why no one-off task may be added to an existing run (it is complete or archived, or its
+    # template does not accept ad-hoc tasks: `can_add_oot`), or None when one may.
+    run_refuses_tasks: Callable[[str], str | None] = field(default=lambda _id: None)
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,12 @@ class LaunchRequest:
     step_overrides: dict[str, dict[str, Any]]  # step id -> {"owners"?: {...}, "deadline"?: dt}
     users: list[int]
     groups: list[str]
+    roles: dict[str, dict[str, list[Any]]]  # org role id -> its members, as owners
     tags: list[str]
     folders: list[str]
     parent_id: str | None
     owner_id: int | None
+    user_id: int | None  # the process starter, when not the token's user
     starred: bool
     is_public: bool
 
@@ -69,7 +74,8 @@ class TaskRequest:
     owners: dict[str, list[Any]]
     deadline: datetime
     started_at: datetime | None
-    summary: str | None
+    summary: str | None  # `summary`, or `description` when only that was sent: the task's text
+    description: str | None  # `description` as sent (the seed page's name for the text)
     run_id: str | None
     tags: list[str]
     form_fields: list[dict[str, Any]]
@@ -361,24 +367,27 @@ def check_launch(
         errs.add("parent_id", "The selected parent_id is invalid.")
         parent_id = None
 
-    owner_id = None
-    for key in ("owner_id", "user_id"):
+    members: dict[str, int | None] = {"owner_id": None, "user_id": None}
+    for key in members:
         value = body.get(key)
         if value is None:
             continue
         if not _is_int(value) or value not in directory.user_ids:
             errs.add(key, f"The selected {key} is invalid.")
-        elif key == "owner_id":
-            owner_id = value
+        else:
+            members[key] = value
 
-    roles = body.get("roles")
-    if roles is not None and roles != []:
-        if not isinstance(roles, dict):
+    roles: dict[str, dict[str, list[Any]]] = {}
+    raw_roles = body.get("roles")
+    if raw_roles is not None and raw_roles != []:
+        if not isinstance(raw_roles, dict):
             errs.add("roles", "The roles must be an object.")
         else:
-            for role_id in roles:
+            for role_id, assigned in raw_roles.items():
                 if role_id not in directory.role_ids:
                     errs.add(f"roles.{role_id}", f"The selected roles.{role_id} is invalid.")
+                else:
+                    roles[role_id] = check_owners(errs, f"roles.{role_id}", assigned, directory)
 
     starred = _check_bool(errs, "starred", body.get("starred"))
     is_public = _check_bool(errs, "is_public", body.get("is_public"))
@@ -392,10 +401,12 @@ def check_launch(
         step_overrides=overrides,
         users=users,
         groups=groups,
+        roles=roles,
         tags=tags,
         folders=folders,
         parent_id=parent_id,
-        owner_id=owner_id,
+        owner_id=members["owner_id"],
+        user_id=members["user_id"],
         starred=starred,
         is_public=is_public,
     )
@@ -449,16 +460,23 @@ def check_task(body: Any, directory: Directory, strict: bool) -> TaskRequest:
     if data.get("started_at") not in (None, ""):
         started_at = _check_date(errs, "started_at", data["started_at"])
 
-    # `description` is what one docs page calls it; everything else sends `summary` (3.1).
-    summary = data.get("summary", data.get("description"))
-    summary_key = "summary" if "summary" in data else "description"
-    if summary is not None and not _check_string(errs, summary_key, summary, None):
-        summary = None
+    # `description` is what the seed page calls the text; every client sends `summary` (3.1).
+    # Both are kept as sent; the task's text is `summary`, else `description`.
+    texts: dict[str, str | None] = {}
+    for key in ("summary", "description"):
+        text = data.get(key)
+        texts[key] = text if text is None or _check_string(errs, key, text, None) else None
+    summary = texts["summary"] if "summary" in data else texts["description"]
 
     run_id = data.get("run_id")
     if run_id is not None and (not isinstance(run_id, str) or not directory.run_exists(run_id)):
         errs.add("run_id", "The selected run_id is invalid.")
         run_id = None
+    elif run_id is not None:
+        refused = directory.run_refuses_tasks(run_id)
+        if refused:
+            errs.add("run_id", refused)
+            run_id = None
 
     tags = _check_ids(errs, "tags", data.get("tags"), directory.tag_ids.__contains__, str)
 
@@ -481,6 +499,8 @@ def check_task(body: Any, directory: Directory, strict: bool) -> TaskRequest:
     separate = _check_bool(
         errs, "separate_task_for_each_assignee", data.get("separate_task_for_each_assignee")
     )
+    # Without it, a `started_at` in the future is a hard start: the task stays hidden until then.
+    _check_bool(errs, "is_soft_start_date", data.get("is_soft_start_date"))
     max_assignable = data.get("max_assignable")
     if max_assignable is not None and (not _is_int(max_assignable) or max_assignable < 0):
         errs.add("max_assignable", "The max_assignable must be an integer of at least 0.")
@@ -494,6 +514,7 @@ def check_task(body: Any, directory: Directory, strict: bool) -> TaskRequest:
         deadline=deadline,
         started_at=started_at,
         summary=summary,
+        description=texts["description"],
         run_id=run_id,
         tags=tags,
         form_fields=form_fields,

@@ -36,6 +36,10 @@ class DEMO:
     GROUP_OPS = "aefc6eb5d9bf8e1007c4c63e74107328"  # members [1001, 1003]
     TAG_SCHEDULED = "f70ac12a815df7fa31f7cc57986f21c7"
     GUEST = "client@acme.example"
+    ROLE_REVIEWER = "5a4b0c2d3e1f40718293a4b5c6d7e8f9"
+    ROLE_CLIENT = "c0ffee00c0ffee00c0ffee00c0ffee00"
+    FOLDER_RUNS = "9b1c3f7a5e2d4c6b8a0f1e3d5c7b9a2e"  # folder_type run: Client reviews
+    FOLDER_TEMPLATES = "4e6a8c0b2d4f6a8c0e2b4d6f8a0c2e4b"  # folder_type checklist
 
 
 def demo_fixture() -> dict[str, Any]:

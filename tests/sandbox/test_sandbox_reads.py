@@ -212,5 +212,8 @@ def test_get_guest_by_email(api: Api) -> None:
     assert api.get(f"guests/{DEMO.GUEST}").json()["data"]["email"] == DEMO.GUEST
 
 
-def test_folders_list_is_empty_for_the_demo_organization(api: Api) -> None:
-    assert api.get("folders", params={"folder_type": "run"}).json()["data"] == []
+def test_folders_are_listed_by_folder_type(api: Api) -> None:
+    runs = api.get("folders", params={"folder_type": "run"}).json()["data"]
+    templates = api.get("folders").json()["data"]  # checklist folders by default
+    assert [f["id"] for f in runs] == [DEMO.FOLDER_RUNS]
+    assert [f["id"] for f in templates] == [DEMO.FOLDER_TEMPLATES]
