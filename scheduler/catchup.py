@@ -18,6 +18,11 @@ docs/guarantees.md ("Catch-up"):
 Large skipped stretches become one `SkipRange` with a count, computed with the engine's
 `count_between`, so a week of a per-second job is planned without enumerating 604,800 instants.
 Only instants that will actually be fired are enumerated.
+
+A job with `skip_on` (`skip_days`): instants on its skip days are neither live nor missed. Each
+stretch of skip days in the planned span is one `SkipRange` with its reason, listed first (the
+planner records it first, and cuts the policy's ranges around it); the rules above apply to the
+other instants only, as if the skipped ones did not exist (`skipdays.SkippingSchedule`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from datetime import datetime, timedelta
 from itertools import chain
 
 from scheduler.config import CatchUpPolicy
-from scheduler.cron import CronSchedule
 from scheduler.lifecycle import Trigger, reopenable
+from scheduler.skipdays import Instants, SkipDays, SkippingSchedule
 from scheduler.store import Fire
 
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -63,7 +68,7 @@ class Plan:
 
 
 def plan_due(
-    schedule: CronSchedule,
+    schedule: Instants,
     *,
     cursor: datetime,
     up_to: datetime,
@@ -75,8 +80,24 @@ def plan_due(
     jitter_of: Callable[[datetime], timedelta] | None = None,
     max_jitter: timedelta = timedelta(0),
     until: datetime | None = None,
+    skip_days: SkipDays | None = None,
 ) -> Plan:
     """Plan every instant in (cursor, min(up_to, until)]; see the module docstring for the rules."""
+    if skip_days is not None:
+        plan = plan_due(
+            SkippingSchedule(schedule, skip_days),
+            cursor=cursor,
+            up_to=up_to,
+            now=now,
+            live_since=live_since,
+            policy=policy,
+            window=window,
+            stall_threshold=stall_threshold,
+            jitter_of=jitter_of,
+            max_jitter=max_jitter,
+            until=until,
+        )
+        return _with_skip_days(plan, schedule, skip_days, cursor, until)
     hi = up_to if until is None else min(up_to, until)
     first = schedule.next_after(cursor) if hi > cursor else None
     if first is None or first > hi:
@@ -180,9 +201,30 @@ def plan_due(
     return Plan(fire=tuple(fire), skips=tuple(skips), cursor=end_cursor)
 
 
-def _range(
-    schedule: CronSchedule, after: datetime, before: datetime, reason: str
-) -> SkipRange | None:
+def _with_skip_days(
+    plan: Plan,
+    schedule: Instants,
+    skip_days: SkipDays,
+    cursor: datetime,
+    until: datetime | None,
+) -> Plan:
+    """`plan`, with a range for each stretch of skip days up to where it accounts (its
+    cursor), first: one row per stretch, however many instants it holds."""
+    assert plan.cursor is not None
+    hi = plan.cursor if until is None else min(plan.cursor, until)
+    ranges = []
+    for stretch in skip_days.stretches(cursor, hi):
+        low = max(cursor, stretch.start - ONE_MICROSECOND)
+        high = min(hi, stretch.end - ONE_MICROSECOND)
+        found = _range(schedule, low, high + ONE_MICROSECOND, stretch.reason)
+        if found:
+            ranges.append(found)
+    if not ranges:
+        return plan
+    return Plan(fire=plan.fire, skips=(*ranges, *plan.skips), cursor=plan.cursor)
+
+
+def _range(schedule: Instants, after: datetime, before: datetime, reason: str) -> SkipRange | None:
     """The instants in (after, before) as one range, or None when there are none."""
     first = schedule.next_after(after)
     if first is None or first >= before:
@@ -196,14 +238,19 @@ def _range(
 
 @dataclass(frozen=True)
 class BackfillStep:
-    """One instant of a backfill: `existing` is its history row, if it has one of its own."""
+    """One instant of a backfill: `existing` is its history row, if it has one of its own;
+    `skipped` says why it falls on one of the job's skip days (`skip_on`), if it does."""
 
     instant: datetime
     existing: Fire | None
+    skipped: str | None = None
 
     @property
     def to_fire(self) -> bool:
-        """True unless history already holds it as sent (or on its way)."""
+        """True unless history already holds it as sent (or on its way), or it is on a skip
+        day (never fired by the schedule; `fire --at` sends one by hand)."""
+        if self.skipped is not None:
+            return False
         return self.existing is None or self.reopenable
 
     @property
@@ -214,7 +261,14 @@ class BackfillStep:
 
 
 def plan_backfill(
-    instants: Iterable[datetime], held: Mapping[datetime, Fire]
+    instants: Iterable[datetime],
+    held: Mapping[datetime, Fire],
+    skip_days: SkipDays | None = None,
 ) -> list[BackfillStep]:
-    """`backfill`: every scheduled instant in the range, with what history holds for it."""
-    return [BackfillStep(instant, held.get(instant)) for instant in instants]
+    """`backfill`: every scheduled instant in the range, with what history holds for it and,
+    for a job with `skip_on`, whether it falls on a skip day."""
+    if skip_days is None:
+        return [BackfillStep(instant, held.get(instant)) for instant in instants]
+    return [
+        BackfillStep(instant, held.get(instant), skip_days.reason(instant)) for instant in instants
+    ]

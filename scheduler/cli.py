@@ -31,7 +31,7 @@ from scheduler.clock import Clock, SystemClock, parse_instant, utc_iso
 from scheduler.config import LOG_LEVELS, Settings, load_settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
-from scheduler.definitions import load_job_files
+from scheduler.definitions import job_from_document, load_job_files
 from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
@@ -42,9 +42,12 @@ from scheduler.errors import (
     StoreError,
     problem,
 )
+from scheduler.guestcap import guest_invite_warning
+from scheduler.job import Job
 from scheduler.lifecycle import FireStatus
 from scheduler.logs import configure_logging, escape_controls, escape_json_controls
 from scheduler.runner import Observer, Runner
+from scheduler.skipdays import skip_days_of
 from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
 from scheduler.store import ApplyPlan, Fire, Store, StoredJob
 from scheduler.templatecheck import check_job_files
@@ -263,14 +266,27 @@ _PATHS = click.argument(
 @click.pass_obj
 def jobs_validate(app: App, paths: Sequence[Path], online: bool) -> None:
     """Check job files (files, or folders of *.toml); report every error, store nothing."""
+    stored = _stored_definitions(app)
     if online:
         found = check_job_files(
-            paths, app.settings, app.now(), app.client(), stored=_stored_definitions(app)
+            paths,
+            app.settings,
+            app.now(),
+            app.client(),
+            stored=stored,
+            latest_runs=_latest_runs(app, stored),
         )
     else:
         found = load_job_files(paths, app.settings, app.now())
     checked = " (and against Tallyfy)" if online else ""
     _say(f"{len(found)} job(s) valid{checked}: {', '.join(job.id for job in found)}")
+    # Warnings last: the files are valid, and the jobs stored are counted with them.
+    together = {job.id: job for job in _stored_jobs(app, stored)}
+    together.update({job.id: job for job in found})
+    calendar = BusinessCalendar.from_settings(app.settings.calendar)
+    warning = guest_invite_warning(together.values(), now=app.now(), calendar=calendar)
+    if warning:
+        _say(f"warning: {warning}", err=True)
 
 
 def _stored_definitions(app: App) -> list[dict[str, Any]]:
@@ -279,6 +295,33 @@ def _stored_definitions(app: App) -> list[dict[str, Any]]:
         return [stored.definition for stored in app.open_store().list_jobs()]
     except (StoreError, ConfigError):
         return []
+
+
+def _stored_jobs(app: App, definitions: Sequence[dict[str, Any]]) -> list[Job]:
+    """The stored definitions that still load (a quarantined one fires nothing)."""
+    jobs = []
+    for definition in definitions:
+        try:
+            jobs.append(job_from_document(definition, app.settings))
+        except SchedulerError:
+            continue
+    return jobs
+
+
+def _latest_runs(app: App, definitions: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each stored launch job's latest launched run, from the history (none without a store)."""
+    runs: dict[str, str] = {}
+    try:
+        store = app.open_store()
+        for definition in definitions:
+            action = definition.get("action")
+            if isinstance(action, dict) and action.get("type") == "launch_process":
+                launched = store.latest_success(str(definition.get("id")))
+                if launched is not None and launched.remote_id:
+                    runs[launched.job_id] = launched.remote_id
+    except (StoreError, ConfigError):
+        return {}
+    return runs
 
 
 @jobs.command("apply")
@@ -427,6 +470,7 @@ def next_(
     if zone_name is not None and expression is None:
         raise click.UsageError("--tz goes with --cron (a job has its own zone)")
     after = after or app.now()
+    skipped: dict[datetime, str] = {}  # instants on the job's skip days, and why
     if expression is not None:
         zone_name = zone_name or app.settings.scheduler.timezone
         zone_fault = zone_problem(zone_name)
@@ -439,18 +483,24 @@ def next_(
         job = operations.load_job(app.open_store(), app.settings, job_id)
         expression, zone_name = job.schedule, job.timezone
         instants = list(islice(job.fires_after(after), count))
+        days = skip_days_of(job, BusinessCalendar.from_settings(app.settings.calendar))
+        if days is not None:
+            skipped = {i: reason for i in instants if (reason := days.reason(i)) is not None}
     zone = ZoneInfo(zone_name)
     if as_json:
-        _echo_json(
-            {
-                "schedule": expression,
-                "timezone": zone_name,
-                "instants": [iso_in(i, zone) for i in instants],
-            }
-        )
+        data: dict[str, Any] = {
+            "schedule": expression,
+            "timezone": zone_name,
+            "instants": [iso_in(i, zone) for i in instants],
+        }
+        if skipped:
+            data["skipped"] = {iso_in(i, zone): reason for i, reason in skipped.items()}
+        _echo_json(data)
         return
     for instant in instants:
-        _say(f"{iso_in(instant, zone)}  ({utc_iso(instant)})")
+        reason = skipped.get(instant)
+        shown = f"  skipped: {reason}" if reason is not None else ""
+        _say(f"{iso_in(instant, zone)}  ({utc_iso(instant)}){shown}")
     if len(instants) < count:
         _say(f"(no more instants: {len(instants)} of {count})", err=True)
 
@@ -464,19 +514,29 @@ def preview(app: App, job_id: str, at: datetime | None, as_json: bool) -> None:
     """The exact request a fire of the job would send; sends nothing."""
     now = app.now()
     shown = operations.preview(app.open_store(), app.settings, job_id, now=now, at=at)
-    data = {
+    request = shown.request
+    data: dict[str, Any] = {
         "job_id": shown.job.id,
         "scheduled_for": iso_in(shown.scheduled_for, shown.job.zone),
-        "method": shown.request.method,
+        "method": request.method if request is not None else None,
         "url": shown.url,
-        "body": shown.request.body,
+        "body": request.body if request is not None else None,
     }
+    if shown.skipped is not None:
+        data["skipped"] = shown.skipped
+    if shown.waiting is not None:
+        data["waiting"] = shown.waiting
     if as_json:
         _echo_json(data)
         return
     _say(f"# {shown.job.id}, fire scheduled for {data['scheduled_for']}")
-    _say(f"{shown.request.method} {shown.url}")
-    click.echo(_json_text(shown.request.body, indent=2))
+    if request is None:
+        _say(f"skipped: {shown.skipped}; nothing is sent")
+        return
+    if shown.waiting is not None:
+        _say(f"# {shown.waiting}: when fired, it waits for it; shown with the latest run so far")
+    _say(f"{request.method} {shown.url}")
+    click.echo(_json_text(request.body, indent=2))
 
 
 def _stored_or_none(store: Store, job_id: str) -> list[StoredJob]:
@@ -572,6 +632,8 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
         verdict = "to fire" if step.to_fire else "held"
         if step.existing is not None:
             verdict += f" ({step.existing.status})"
+        if step.skipped is not None:
+            verdict = f"skipped: {step.skipped}"
         _say(f"{iso_in(step.instant, zone)}  {verdict}")
     todo = plan.todo
     _say(f"{len(todo)} of {len(plan.steps)} instants {'would be' if dry_run else 'are'} fired")

@@ -339,6 +339,15 @@ class TallyfyClient:
         params = {"with": "steps"} if with_steps else {}
         return _data_object(self._get(self._org_path("checklists", checklist_id), params))
 
+    def get_run(self, run_id: str, *, with_checklist: bool = False) -> dict[str, Any]:
+        """One process (run); with its template under `checklist` when asked."""
+        params = {"with": "checklist"} if with_checklist else {}
+        return _data_object(self._get(self._org_path("runs", run_id), params))
+
+    def list_folders(self, folder_type: str) -> list[dict[str, Any]]:
+        """Every folder of one type: `run` (process folders) or `checklist` (templates)."""
+        return self._get_all(self._org_path("folders"), {"folder_type": folder_type})
+
     def list_users(self) -> list[dict[str, Any]]:
         """Every member of the organization (all pages)."""
         return self._get_all(self._org_path("users"), {})

@@ -48,13 +48,16 @@ from scheduler.job import (
     At,
     CreateTask,
     Job,
+    LaunchOptions,
     LaunchProcess,
     Owners,
     Passthrough,
     PrerunValue,
+    SkipOn,
     StepOverride,
     TaskType,
 )
+from scheduler.skipdays import next_firing
 from scheduler.templates import FIRE_NAMES, Template, fire_values, parse_template
 from scheduler.timeexpr import BusinessCalendar, TimeExpression, parse_time_expression
 
@@ -80,16 +83,22 @@ TASK_NAMES = FIRE_NAMES
 
 JOB_KEYS = tuple(
     "id description schedule timezone enabled catch_up catch_up_window jitter start_at end_at "
-    "max_fires alert action".split()
+    "max_fires alert skip_on action".split()
 )
 ACTION_TYPES = ("launch_process", "create_task")
-LAUNCH_KEYS = tuple("type checklist_id name summary tags users groups prerun tasks".split())
+# The launch keys most jobs leave out: a Job keeps them together (`LaunchOptions`).
+LAUNCH_OPTION_KEYS = tuple("roles folders owner_id user_id parent_id is_public starred".split())
+LAUNCH_KEYS = (
+    *"type checklist_id name summary tags users groups prerun tasks".split(),
+    *LAUNCH_OPTION_KEYS,
+)
 TASK_BOOL_KEYS = tuple(
     "separate_task_for_each_assignee everyone_must_complete can_complete_only_assignees "
-    "prevent_guest_comment top_secret".split()
+    "prevent_guest_comment top_secret is_soft_start_date".split()
 )
 TASK_KEYS = (
-    *"type title task_type summary owners started_at deadline run_from_job run_id".split(),
+    *"type title task_type summary description owners started_at deadline".split(),
+    *"run_from_job run_id".split(),
     *"tags form_fields webhook max_assignable".split(),
     *TASK_BOOL_KEYS,
 )
@@ -431,7 +440,7 @@ class _Key:
     # pass `test` (each other item is refused with `message`); it is kept as a tuple.
     test: Callable[[Any], object] | None = None
     message: str = ""
-    item: type | None = None
+    item: type | tuple[type, ...] | None = None
     read: Read | None = None
     missing: Missing | None = None  # None: the key is optional and has no default
     after: After | None = None
@@ -628,6 +637,17 @@ def _not_with_run_from_job(
         reader.bad((*path, "run_id"), "give run_from_job or run_id, not both", table["run_id"])
 
 
+def _not_with_summary(
+    reader: _Reader, table: Mapping[str, Any], kept: dict[str, Any], path: Path_
+) -> None:
+    if "summary" in table:
+        reader.bad(
+            (*path, "description"),
+            "give summary or description, not both (the text is sent under both names)",
+            table["description"],
+        )
+
+
 def _https_url(text: str) -> str:
     try:
         parts = urlsplit(text)
@@ -648,11 +668,78 @@ def _setting(name: str) -> Missing:
 _positive = partial(operator.lt, 0)
 _not_negative = partial(operator.le, 0)
 _HEX_ID = "must be a 32-character lowercase hex id"
+_RUN_ID = "must be a run's 32-character lowercase hex id"
 # Lists of ids and addresses.
 _HEX_IDS = _Key(
     list, item=str, test=HEX_ID.fullmatch, message="each must be a 32-character lowercase hex id"
 )
-_USER_IDS = _Key(list, item=int, test=_positive, message="each must be a user id (a whole number)")
+_MEMBER_TEXT = "a user id (a whole number) or a member's email"
+
+
+def _is_member(value: int | str) -> bool:
+    """A user id (a whole number > 0), or an email that names a member (resolved when fired)."""
+    if isinstance(value, int):
+        return value > 0
+    return EMAIL.fullmatch(value) is not None
+
+
+def _member(value: Any) -> int | str:
+    if isinstance(value, int | str) and type(value) is not bool and _is_member(value):
+        return value
+    raise ValueError(f"must be {_MEMBER_TEXT}")
+
+
+# Members: user ids, or member emails (issue 13: owners, step assignees, roles, process users).
+_MEMBERS = _Key(list, item=(int, str), test=_is_member, message=f"each must be {_MEMBER_TEXT}")
+_ONE_MEMBER = _Key(None, _member)
+_SKIP_ON_SHAPE = (
+    'each must be "holidays", a date (2026-12-24 or "2026-12-24") or a range of dates '
+    '("2026-12-24/2027-01-01")'
+)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _skip_day(text: str) -> date:
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(text)
+    day = date.fromisoformat(text)
+    if not WINDOW_EARLIEST.date() <= day < WINDOW_LATEST.date():
+        raise ValueError(text)
+    return day
+
+
+def _skip_on(items: list[Any]) -> SkipOn | None:
+    """`skip_on`: "holidays" and blackout dates or ranges (None when the list is empty)."""
+    holidays = False
+    dates: list[tuple[date, date]] = []
+    faults: list[tuple[str, Any]] = []
+    for item in items:
+        if item == "holidays":
+            holidays = True
+        elif type(item) is date:  # a TOML local date (a datetime is not a date here)
+            try:
+                dates.append((_skip_day(item.isoformat()), item))
+            except ValueError:
+                faults.append((_SKIP_ON_SHAPE, item.isoformat()))
+        elif isinstance(item, str):
+            first_text, slash, last_text = item.partition("/")
+            try:
+                first = _skip_day(first_text)
+                last = _skip_day(last_text) if slash else first
+            except ValueError:
+                faults.append((_SKIP_ON_SHAPE, item))
+                continue
+            if last < first:
+                faults.append(("a range of dates must end on or after its first day", item))
+            else:
+                dates.append((first, last))
+        else:
+            faults.append((_SKIP_ON_SHAPE, item))
+    if faults:
+        raise _Refused(*faults)
+    return SkipOn(holidays, tuple(dates)) if holidays or dates else None
+
+
 _EMAILS = _Key(list, item=str, test=EMAIL.fullmatch, message="each must be an email address")
 
 # The tables themselves follow `_Reader`, whose methods read the nested tables.
@@ -783,11 +870,16 @@ class _Reader:
         kept = _LAUNCH.read(self, table, path)
         if len(self.problems) > before:
             return None
+        options = {key: kept.pop(key) for key in LAUNCH_OPTION_KEYS if key in kept}
+        if options:
+            kept["options"] = LaunchOptions(**options)
         return LaunchProcess(**kept)
 
     def create_task(self, table: dict[str, Any], path: Path_) -> CreateTask | None:
         before = len(self.problems)
         kept = _TASK.read(self, table, path)
+        if "description" in kept:  # the seed page's name for the text; one Job field for both
+            kept["summary"] = kept.pop("description")
         # Passed through to the API as they are, once checked.
         if not _TASK_EXTRA.keys.isdisjoint(table):
             extra = _TASK_EXTRA.read(self, table, path)
@@ -842,6 +934,21 @@ class _Reader:
                     out[key] = Passthrough.of(value)
         return out
 
+    def roles(self, table: dict[str, Any], path: Path_) -> dict[str, Owners]:
+        """`roles`: org role id (32 hex) -> its members, an owners table."""
+        out: dict[str, Owners] = {}
+        for role, value in table.items():
+            where = (*path, role)
+            if not HEX_ID.fullmatch(role):
+                self.bad(where, "roles are keyed by the org role's 32-character hex id", value)
+            elif not isinstance(value, dict):
+                self.bad(where, _OWNERS_TYPE, value)
+            else:
+                owners = self.owners(value, where)
+                if owners is not None:
+                    out[role] = owners
+        return out
+
     def steps(self, table: dict[str, Any], path: Path_) -> dict[str, StepOverride]:
         out: dict[str, StepOverride] = {}
         for step, value in table.items():
@@ -879,7 +986,7 @@ _OWNERS_TYPE = "must be a table { users = [...], groups = [...], guests = [...] 
 _OWNERS = _Table(
     "owners",
     {
-        "users": _USER_IDS,
+        "users": _MEMBERS,
         "groups": _HEX_IDS,
         "guests": _EMAILS,
     },
@@ -915,6 +1022,7 @@ _JOB = _Table(
             test=TARGET_NAME.fullmatch,
             message="each must be an alert target's name (lowercase letters, digits, '_', '-')",
         ),
+        "skip_on": _Key(list, _skip_on),
         "action": _Key(
             dict,
             read=_Reader.action,
@@ -939,10 +1047,17 @@ _LAUNCH = _Table(
         ),
         "summary": _Key(str, _launch_template),
         "tags": _HEX_IDS,
-        "users": _USER_IDS,
+        "users": _MEMBERS,
         "groups": _HEX_IDS,
         "prerun": _Key(dict, read=_Reader.prerun),
         "tasks": _Key(dict, read=_Reader.steps),
+        "roles": _Key(dict, read=_Reader.roles),
+        "folders": _HEX_IDS,
+        "owner_id": _ONE_MEMBER,
+        "user_id": _ONE_MEMBER,
+        "parent_id": _Key(str, test=HEX_ID.fullmatch, message=_RUN_ID),
+        "is_public": _Key(bool),
+        "starred": _Key(bool),
     },
     known=LAUNCH_KEYS,
 )
@@ -952,6 +1067,7 @@ _TASK = _Table(
         "title": _Key(str, _task_template, missing=_required("the task's title (a template)")),
         "task_type": _Key(str, _task_type),
         "summary": _Key(str, _task_template),
+        "description": _Key(str, _task_template, after=_not_with_summary),
         "owners": _Key(
             dict,
             read=_Reader.owners,
@@ -1021,6 +1137,17 @@ class _RenderCheck:
         instant = self.sample_instant(job, reader)
         if instant is None:
             return
+        if (
+            job.skip_on is not None
+            and job.next_fire(self.now) is not None  # a window already over says so itself
+            and next_firing(job, self.now, self.calendar) is None
+        ):
+            reader.bad(
+                ("skip_on",),
+                "every instant the schedule has left (or in the next ten years) falls on a skip "
+                "day: the job would never fire",
+                job.skip_on.to_document(),
+            )
         action = job.action
         deadline: datetime | None = None
         if isinstance(action, CreateTask):

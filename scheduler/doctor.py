@@ -43,6 +43,7 @@ from scheduler.errors import (
 from scheduler.job import Job
 from scheduler.store import Store
 from scheduler.templatecheck import (
+    CREATE_TASK,
     LAUNCH,
     NEW_TOKEN_HELP,
     ORG_HELP,
@@ -378,12 +379,31 @@ class _Doctor:
             for job_id, action, job, seq in self.stored
         ]
         known = {t.job_id: t.kind or "" for t in targets}
-        problems = check_templates(targets, self.client, now=self.now, known_jobs=known)
+        problems = check_templates(
+            targets,
+            self.client,
+            now=self.now,
+            known_jobs=known,
+            latest_runs=self.latest_runs(targets),
+        )
         template_ids = {t.action.get("checklist_id") for t in targets if t.kind == LAUNCH}
         summary = f"{len(targets)} job(s) checked against {len(template_ids)} template(s)"
         if problems:
             return Check("templates", CheckStatus.FAILED, summary, tuple(map(str, problems)))
         return Check("templates", CheckStatus.OK, summary + ": all match")
+
+    def latest_runs(self, targets: list[Target]) -> dict[str, str]:
+        """The run each launch job that a `run_from_job` names launched last (its state
+        decides whether the next task can attach)."""
+        assert self.store is not None
+        named = {t.action.get("run_from_job") for t in targets if t.kind == CREATE_TASK}
+        runs: dict[str, str] = {}
+        for target in targets:
+            if target.kind == LAUNCH and target.job_id in named:
+                launched = self.store.latest_success(target.job_id)
+                if launched is not None and launched.remote_id:
+                    runs[target.job_id] = launched.remote_id
+        return runs
 
     def alerts(self) -> Check:
         """Where alerts go: each target's source and URL count, never a URL."""

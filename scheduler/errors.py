@@ -10,6 +10,7 @@
     │   ├── TimeExpressionError          `+2bd@17:00` and friends
     │   ├── TemplateError                `{fire:%d %b}` and friends
     │   └── FireRejected                 a fire's request cannot be built (run_from_job: no launch)
+    ├── NotReady                         a fire cannot be sent yet (its launch is still open)
     ├── FireFailed                       a manual fire or backfill did not succeed; one line each
     ├── StoreError                       the database
     │   ├── SchemaError                  store missing, too old or from a newer version
@@ -201,6 +202,11 @@ class TemplateError(InvalidInput):
 
 class FireRejected(InvalidInput):
     """The request for this fire cannot be built (e.g. run_from_job has no launch yet)."""
+
+
+class NotReady(SchedulerError):
+    """A fire that cannot be sent yet, but may be later: what it needs is still on its way (a
+    one-off task waiting for the launch it attaches to). The message says what it waits for."""
 
 
 class FireFailed(SchedulerError):

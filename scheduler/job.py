@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -71,11 +71,16 @@ class At:
 PrerunValue = Template | At | Passthrough
 
 
+# A member of the organization: a user id, or the member's email, resolved to the id at fire
+# time from the organization's members (`scheduler/members.py`).
+Member = int | str
+
+
 @dataclass(frozen=True, slots=True)
 class Owners:
-    """Assignees: member ids (ints), group ids (32 hex), guests (emails)."""
+    """Assignees: members (user ids, or member emails), group ids (32 hex), guests (emails)."""
 
-    users: tuple[int, ...] = ()
+    users: tuple[Member, ...] = ()
     groups: tuple[str, ...] = ()
     guests: tuple[str, ...] = ()
 
@@ -83,7 +88,8 @@ class Owners:
         return not (self.users or self.groups or self.guests)
 
     def to_json(self) -> dict[str, list[Any]]:
-        """The API's shape; all three keys, always (`{"users", "guests", "groups"}`)."""
+        """The API's shape; all three keys, always (`{"users", "guests", "groups"}`); member
+        emails as written (`actions.py` sends them resolved to ids)."""
         return {"users": list(self.users), "guests": list(self.guests), "groups": list(self.groups)}
 
 
@@ -107,6 +113,37 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class LaunchOptions:
+    """The launch fields most jobs leave out (tallyfy-api.md 2.1), kept apart so that a launch
+    without any costs one empty slot: roles (org role id -> its members), process folders, the
+    owner and the starter (members), the parent run, and two flags."""
+
+    roles: Mapping[str, Owners] = field(default_factory=lambda: _frozen(None))
+    folders: tuple[str, ...] = ()
+    owner_id: Member | None = None
+    user_id: Member | None = None
+    parent_id: str | None = None
+    is_public: bool | None = None
+    starred: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", _frozen(dict(sorted(self.roles.items()))))
+
+    def to_document(self) -> dict[str, Any]:
+        """The keys that are set, as a job file writes them."""
+        doc: dict[str, Any] = {}
+        if self.roles:
+            doc["roles"] = {role: owners.to_json() for role, owners in self.roles.items()}
+        if self.folders:
+            doc["folders"] = list(self.folders)
+        for key in ("owner_id", "user_id", "parent_id", "is_public", "starred"):
+            value = getattr(self, key)
+            if value is not None:
+                doc[key] = value
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchProcess:
     """Launch a process from a template: POST /organizations/{org}/runs."""
 
@@ -116,10 +153,11 @@ class LaunchProcess:
     name: Template
     summary: Template | None = None
     tags: tuple[str, ...] = ()
-    users: tuple[int, ...] = ()
+    users: tuple[Member, ...] = ()
     groups: tuple[str, ...] = ()
     prerun: Mapping[str, PrerunValue] = field(default_factory=lambda: _frozen(None))
     tasks: Mapping[str, StepOverride] = field(default_factory=lambda: _frozen(None))
+    options: LaunchOptions | None = None
 
     def __post_init__(self) -> None:
         # Read-only views, so the Job cannot change; sorted by id, so the request body is the
@@ -155,6 +193,8 @@ class LaunchProcess:
             prerun=prerun,
             tasks=tasks,
         )
+        if self.options is not None:
+            doc.update(self.options.to_document())
         return doc
 
 
@@ -164,7 +204,9 @@ class CreateTask:
 
     `extra` holds the keys passed through after validation (tags, form_fields, webhook,
     separate_task_for_each_assignee, max_assignable, everyone_must_complete,
-    can_complete_only_assignees, prevent_guest_comment, top_secret).
+    can_complete_only_assignees, prevent_guest_comment, top_secret, is_soft_start_date).
+    `summary` is the task's text, written `summary` or `description` in a job file; it is sent
+    under both names (`actions.py`).
     """
 
     type: ClassVar[str] = "create_task"
@@ -206,6 +248,26 @@ Action = LaunchProcess | CreateTask
 
 
 @dataclass(frozen=True, slots=True)
+class SkipOn:
+    """`skip_on`: the days on which the job's instants are skipped, never fired.
+
+    `holidays`: the `[calendar]` holidays (configured dates and the country's public holidays,
+    not weekends); `dates`: blackout ranges (first, last), inclusive, as written (one date is a
+    range of one day). Days are dates in the job's zone (`scheduler/skipdays.py` decides).
+    """
+
+    holidays: bool = False
+    dates: tuple[tuple[date, date], ...] = ()
+
+    def to_document(self) -> list[str]:
+        """As a job file writes it: `"holidays"`, `"2026-12-24"`, `"2026-12-28/2027-01-01"`."""
+        out = ["holidays"] if self.holidays else []
+        for first, last in self.dates:
+            out.append(first.isoformat() if first == last else f"{first}/{last}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One validated job: a cron schedule in a zone, an action, and the firing policy.
 
@@ -229,6 +291,7 @@ class Job:
     end_at: datetime | None = None
     max_fires: int | None = None
     alert: tuple[str, ...] = ()  # alert targets of its incidents (none: the default target)
+    skip_on: SkipOn | None = None
     source: str | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
@@ -303,6 +366,8 @@ class Job:
             doc["max_fires"] = self.max_fires
         if self.alert:
             doc["alert"] = list(self.alert)
+        if self.skip_on is not None:
+            doc["skip_on"] = self.skip_on.to_document()
         doc["action"] = self.action.to_document()
         return doc
 

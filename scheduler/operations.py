@@ -24,10 +24,11 @@ from scheduler.client import ApiRequest
 from scheduler.clock import utc_iso
 from scheduler.config import Settings
 from scheduler.definitions import check_run_from_job, job_from_document, load_job_files
-from scheduler.errors import ConfigError, FireFailed, InvalidInput, problem
+from scheduler.errors import ConfigError, FireFailed, FireRejected, InvalidInput, NotReady, problem
 from scheduler.job import Job
 from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.runner import Runner, request_for_instant
+from scheduler.skipdays import skip_days_of
 from scheduler.store import ApplyPlan, Fire, JobDocument, Store
 from scheduler.timeexpr import BusinessCalendar
 
@@ -207,7 +208,8 @@ def backfill_plan(
             )
         )
     held = {f.scheduled_for: f for f in store.history(job.id, since=span.start, limit=None)}
-    return BackfillPlan(job, tuple(plan_backfill(instants, held)))
+    days = skip_days_of(job, BusinessCalendar.from_settings(settings.calendar))
+    return BackfillPlan(job, tuple(plan_backfill(instants, held, days)))
 
 
 def backfill(runner: Runner, plan: BackfillPlan) -> Iterator[Fire]:
@@ -228,12 +230,15 @@ def backfill(runner: Runner, plan: BackfillPlan) -> Iterator[Fire]:
 
 @dataclass(frozen=True)
 class Preview:
-    """The exact request a fire of `job` scheduled for `scheduled_for` sends, and its URL."""
+    """The exact request a fire of `job` scheduled for `scheduled_for` sends, and its URL; or,
+    for an instant on one of the job's skip days, why it is skipped (`skipped`; no request)."""
 
     job: Job
     scheduled_for: datetime
-    request: ApiRequest
-    url: str
+    request: ApiRequest | None
+    url: str | None
+    skipped: str | None = None
+    waiting: str | None = None  # when fired now, it would wait first (for its launch): why
 
 
 def preview(
@@ -242,18 +247,35 @@ def preview(
     """The request for a stored job at `at` (default: its next fire after `now`); sends nothing.
 
     InvalidInput when the job has no next fire and no `at`; ConfigError without an organization
-    id; FireRejected when the request cannot be built (run_from_job has no launch yet).
+    id; FireRejected when the request cannot be built (run_from_job has no launch yet). A
+    task whose launch is still on its way (not claimed yet, or open) would wait when fired:
+    it is shown attached to the latest launch that succeeded so far, with `waiting` saying
+    what it would wait for (NotReady when none succeeded yet). Member emails are shown as
+    written (they become ids when the fire is sent). The next instant may be on a skip day:
+    then it is returned as skipped, with the reason, and no request.
     """
     job = load_job(store, settings, job_id)
     if at is None:
         at = job.next_fire(now, fires_so_far=store.success_count(job.id))
         if at is None:
             raise InvalidInput(problem("the job has no next fire: pass --at", key=job.id))
-    request = request_for_instant(
-        store,
-        job,
-        at,
-        organization_id=require_organization_id(settings),
-        calendar=BusinessCalendar.from_settings(settings.calendar),
-    )
-    return Preview(job, at, request, request.url(settings.tallyfy.base_url))
+    calendar = BusinessCalendar.from_settings(settings.calendar)
+    days = skip_days_of(job, calendar)
+    skipped = days.reason(at) if days is not None else None
+    if skipped is not None:
+        return Preview(job, at, None, None, skipped)
+    organization_id = require_organization_id(settings)
+    waiting = None
+    try:
+        request = request_for_instant(
+            store, job, at, organization_id=organization_id, calendar=calendar
+        )
+    except NotReady as exc:
+        waiting = str(exc)
+        try:
+            request = request_for_instant(
+                store, job, at, organization_id=organization_id, calendar=calendar, wait=False
+            )
+        except FireRejected:
+            raise exc from None  # nothing launched yet: what it waits for says most
+    return Preview(job, at, request, request.url(settings.tallyfy.base_url), waiting=waiting)

@@ -17,6 +17,13 @@ The steps (docs/guarantees.md, "Lifecycle of a fire"):
 
 A crash between any two steps leaves a row that the next pass settles: `pending` was never sent
 (send it), `sending` may have arrived (reconcile it). That is what makes `kill -9` safe.
+
+Before a request is sent (step 2), what it needs from elsewhere is looked up: member emails
+become user ids (`members.py`), a `run_from_job` task finds the launch it attaches to and waits
+(`retrying`, with the reason) while that launch is still open (`attach.py`), and a task's run
+is asked whether it still takes one-off tasks. A look-up the API cannot answer now is retried
+like a request that was not sent; a definite "no" (an unknown email, a closed run) fails the
+fire with that reason.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scheduler.actions import build_request, reconcile_key
+from scheduler.actions import MemberIds, build_request, reconcile_key
+from scheduler.attach import launched_run, run_refusal
 from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import Clock, utc_iso
 from scheduler.config import RetrySettings
@@ -36,6 +44,7 @@ from scheduler.errors import (
     ApiError,
     FireRejected,
     InvalidInput,
+    NotReady,
     NotSent,
     RateLimited,
     Uncertain,
@@ -43,6 +52,7 @@ from scheduler.errors import (
 )
 from scheduler.job import CreateTask, Job
 from scheduler.lifecycle import MAY_HAVE_ARRIVED, OPEN, FireStatus, Op, Trigger, sources
+from scheduler.members import MemberDirectory
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
@@ -81,26 +91,22 @@ def request_for_instant(
     *,
     organization_id: str,
     calendar: BusinessCalendar,
+    members: MemberIds | None = None,
+    now: datetime | None = None,
+    wait: bool = True,
 ) -> ApiRequest:
     """The request a fire of `job` at `scheduled_for` sends (used by the runner and `preview`).
 
     `seq` is 1 + the successful fires scheduled before this instant, so a retry renders the same
-    name; `run_from_job` attaches to that job's latest successful launch.
+    name; `run_from_job` attaches to the launch of the same or the latest earlier instant
+    (`attach.launched_run`: NotReady while it is still open; given `now`, FireRejected once the
+    catch-up window has passed; without `wait`, the latest launch that succeeded so far).
+    `members` turns member emails into ids (none: as written).
     """
     run_id = None
     action = job.action
     if isinstance(action, CreateTask) and action.run_from_job:
-        launched = store.latest_success(action.run_from_job)
-        if launched is None or not launched.remote_id:
-            raise FireRejected(
-                problem(
-                    f"{action.run_from_job!r} has no successful launch yet: "
-                    "no run to attach the task to",
-                    key="action.run_from_job",
-                    value=action.run_from_job,
-                )
-            )
-        run_id = launched.remote_id
+        run_id = launched_run(store, job, scheduled_for, calendar=calendar, now=now, wait=wait)
     # `seq` costs a query per fire; most jobs never use it.
     seq = store.success_count(job.id, before=scheduled_for) + 1 if uses_seq(job) else 1
     return build_request(
@@ -110,6 +116,7 @@ def request_for_instant(
         calendar=calendar,
         seq=seq,
         run_id=run_id,
+        members=members,
     )
 
 
@@ -158,6 +165,8 @@ class Runner:
         self.daemon_id = daemon_id
         self.observer = observer
         self.stop = stop
+        # Member emails -> ids, read through this runner's client when a fire needs them.
+        self.members = MemberDirectory(client.list_users, clock)
 
     def reconfigure(self, *, retry: RetrySettings, calendar: BusinessCalendar) -> None:
         """New retry settings and business days from now on (`systemctl reload`)."""
@@ -252,11 +261,19 @@ class Runner:
         )
 
     def send(self, job: Job, started: Fire) -> Attempt:
-        """Build and send the request of a fire just started; the outcome, not yet recorded."""
+        """Build and send the request of a fire just started; the outcome, not yet recorded.
+
+        Its look-ups come first (module docstring): waiting for a launch, or a look-up the API
+        did not answer, leaves it `retrying`; a definite refusal, `failed`.
+        """
         try:
-            request = self.request_for(job, started)
+            request = self.request_for(job, started, sending=True)
+        except NotReady as exc:
+            return Attempt(started, None, self._waiting(started, str(exc)))
         except InvalidInput as exc:
             return Attempt(started, None, Outcome(started.id, FireStatus.FAILED, error=str(exc)))
+        except ApiError as exc:
+            return Attempt(started, None, self._lookup_failed(job, started, exc))
         try:
             created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
@@ -305,6 +322,14 @@ class Runner:
             request = self.request_for(job, fire)
         except InvalidInput as exc:
             return self._finish(fire, FireStatus.FAILED, None, error=str(exc))
+        except NotReady as exc:  # its launch went back to open: read back later
+            outcome = Outcome(
+                fire.id,
+                FireStatus.UNCERTAIN,
+                error=f"reconcile postponed: {exc}",
+                next_attempt_at=self.clock.now() + self._reconcile_backoff(fire, self.clock.now()),
+            )
+            return self._record(fire, outcome) or self.store.get_fire(fire.id)
         since = (fire.first_attempt_at or fire.created_at) - RECONCILE_SKEW
         key = reconcile_key(job, request)
         try:
@@ -347,17 +372,58 @@ class Runner:
             )
         return self.attempt(job, fire)
 
-    def request_for(self, job: Job, fire: Fire) -> ApiRequest:
-        """The exact request for this fire: a pure function of (job, instant, history)."""
-        return request_for_instant(
+    def request_for(self, job: Job, fire: Fire, *, sending: bool = False) -> ApiRequest:
+        """The exact request for this fire: a pure function of (job, instant, history).
+
+        `sending`: for the request about to be sent, so member emails are looked up and the
+        task's run is asked whether it still takes one-off tasks (FireRejected if not); a
+        read-back needs only the name or title, and asks the API nothing more.
+        """
+        request = request_for_instant(
             self.store,
             job,
             fire.scheduled_for,
             organization_id=self.organization_id,
             calendar=self.calendar,
+            members=self.members.user_id if sending else None,
+            # A read-back never gives up on the launch: the fire may exist already.
+            now=self.clock.now() if sending else None,
         )
+        run_id = request.body.get("run_id") if isinstance(job.action, CreateTask) else None
+        if sending and isinstance(run_id, str):
+            refused = run_refusal(self.client, run_id)
+            if refused is not None:
+                raise FireRejected(problem(refused, key="action.run_id", value=run_id))
+        return request
 
     # -- helpers --------------------------------------------------------------------------------
+    def _waiting(self, fire: Fire, reason: str) -> Outcome:
+        """A fire whose launch is still on its way: `retrying` with backoff, the reason kept.
+        Nothing was sent; the catch-up window, not max_attempts, bounds the wait."""
+        return Outcome(
+            fire.id,
+            FireStatus.RETRYING,
+            error=reason,
+            next_attempt_at=self.clock.now() + self._backoff(fire),
+        )
+
+    def _lookup_failed(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
+        """A look-up before sending failed: nothing was sent, so a transient failure is
+        retried as a connect failure is (attempts permitting); refused credentials and a 429
+        wait as they do for the request itself; any other refusal fails it."""
+        if exc.status in CREDENTIAL_STATUSES or isinstance(exc, RateLimited):
+            return self._failed_outcome(job, fire, exc)
+        reason = f"not sent: a look-up before sending failed: {exc}"
+        if exc.transient and fire.attempts < self.retry.max_attempts:
+            return Outcome(
+                fire.id,
+                FireStatus.RETRYING,
+                error=reason,
+                http_status=exc.status,
+                next_attempt_at=self.clock.now() + self._backoff(fire),
+            )
+        return Outcome(fire.id, FireStatus.FAILED, error=reason, http_status=exc.status)
+
     def _failed_outcome(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
         """What a failed attempt leaves the fire as (guarantees.md, "Outcome")."""
         now = self.clock.now()

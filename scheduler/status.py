@@ -11,7 +11,9 @@ from scheduler.config import Settings, is_valid_zone
 from scheduler.definitions import job_from_document
 from scheduler.errors import InvalidInput
 from scheduler.lifecycle import FireStatus
+from scheduler.skipdays import next_firing
 from scheduler.store import Store, StoredJob
+from scheduler.timeexpr import BusinessCalendar
 
 OPEN_LIST_LIMIT = 100  # retrying/uncertain fires listed in full; the counts are exact
 
@@ -44,7 +46,14 @@ def job_row(
     try:
         job = job_from_document(definition, settings)
         if stored.enabled:
-            row["next_fire"] = iso_in(job.next_fire(now, fires_so_far=fires_so_far), zone)
+            # The next instant that fires: one on a skip day is passed over (`next` lists it).
+            calendar = BusinessCalendar.from_settings(settings.calendar) if job.skip_on else None
+            upcoming = (
+                next_firing(job, now, calendar, fires_so_far=fires_so_far)
+                if calendar is not None
+                else job.next_fire(now, fires_so_far=fires_so_far)
+            )
+            row["next_fire"] = iso_in(upcoming, zone)
     except InvalidInput as exc:
         row["error"] = "; ".join(p.message for p in exc.problems)
     return row

@@ -24,6 +24,13 @@ each value fits its field type (text length after rendering for the next fire, d
 text, dropdown `{id, text}` pairs, multiselect options, table widths, ...); every `tasks` key
 is a step id; user, group and tag ids exist; a create_task's `run_from_job` names a
 launch_process job. A template that is gone (404) or still a draft is one problem per job.
+
+And against the organization: members named by email are members (owners, step assignees,
+roles, process users, the owner and the starter); folders exist; a launch's `parent_id` is a
+run; a task's run (`run_id`, or the latest launch of its `run_from_job` job when the caller
+knows it) is still open and its template accepts one-off tasks (`can_add_oot`), as is the
+template of the `run_from_job` job (`attach.py`). Folders and runs are read only when a job
+names one.
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from scheduler.attach import read_run, refusal_of
 from scheduler.client import TallyfyClient, parse_request_date
 from scheduler.config import Settings
 from scheduler.definitions import HEX_ID, job_files, key_lines, load_job_files
@@ -107,11 +115,15 @@ def check_templates(
     *,
     now: datetime,
     known_jobs: Mapping[str, str] | None = None,
+    launch_templates: Mapping[str, str] | None = None,
+    latest_runs: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every problem Tallyfy would have with these jobs; [] when they all fit.
 
-    Reads users, groups and tags once, and each launch_process job's template once.
-    `known_jobs` maps other job ids to their action type (for `run_from_job`); the targets
+    Reads users, groups and tags once, each launch_process job's template once, and folders
+    and runs once each when a job names them. `known_jobs` maps other job ids to their action
+    type (for `run_from_job`), `launch_templates` other launch jobs to their template id, and
+    `latest_runs` launch jobs to the run they launched last (the store knows it); the targets
     themselves are always known. An ApiError other than a missing template ends the check
     with one problem saying the API could not be reached.
     """
@@ -120,19 +132,71 @@ def check_templates(
         return []
     known = dict(known_jobs or {})
     known.update({t.job_id: t.kind or "" for t in targets})
+    sources = dict(launch_templates or {})
+    for target in targets:
+        checklist_id = target.action.get("checklist_id")
+        if target.kind == LAUNCH and isinstance(checklist_id, str):
+            sources[target.job_id] = checklist_id
+    context = _Context(known, sources, dict(latest_runs or {}))
     try:
-        org = _Organization.read(client)
+        org = _Organization.read(client, folders=any(_names_folders(t) for t in targets))
         templates: dict[str, Mapping[str, Any] | str] = {}
-        for target in targets:
-            checklist_id = target.action.get("checklist_id")
-            if target.kind == LAUNCH and _is_hex(checklist_id) and checklist_id not in templates:
-                templates[checklist_id] = _read_template(client, checklist_id)
+        for checklist_id in _templates_to_read(targets, sources):
+            templates[checklist_id] = _read_template(client, checklist_id)
+        for run_id in _runs_to_read(targets, context.latest_runs):
+            context.runs[run_id] = read_run(client, run_id)
     except ApiError as exc:
         return [problem(_unreachable(exc, client.organization_id))]
     problems: list[Problem] = []
     for target in targets:
-        problems.extend(_JobCheck(target, org, templates, known, now).run())
+        problems.extend(_JobCheck(target, org, templates, context, now).run())
     return problems
+
+
+@dataclass
+class _Context:
+    """What one job's check may need of the others: job kinds, launch jobs' templates and
+    latest runs, and the runs read (None: not found)."""
+
+    known_jobs: Mapping[str, str]
+    launch_templates: Mapping[str, str]
+    latest_runs: Mapping[str, str]
+    runs: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+
+
+def _names_folders(target: Target) -> bool:
+    return target.kind == LAUNCH and isinstance(target.action.get("folders"), list)
+
+
+def _templates_to_read(targets: Sequence[Target], sources: Mapping[str, str]) -> list[str]:
+    """Each launch target's template, and each template a `run_from_job` depends on, once."""
+    wanted: dict[str, None] = {}
+    for target in targets:
+        checklist_id: Any = None
+        if target.kind == LAUNCH:
+            checklist_id = target.action.get("checklist_id")
+        elif target.kind == CREATE_TASK and isinstance(target.action.get("run_from_job"), str):
+            checklist_id = sources.get(target.action["run_from_job"])
+        if _is_hex(checklist_id):
+            wanted[checklist_id] = None
+    return list(wanted)
+
+
+def _runs_to_read(targets: Sequence[Target], latest_runs: Mapping[str, str]) -> list[str]:
+    """A launch's parent run, a task's run, the latest run of a `run_from_job`: each once."""
+    wanted: dict[str, None] = {}
+    for target in targets:
+        action = target.action
+        run_id: Any = None
+        if target.kind == LAUNCH:
+            run_id = action.get("parent_id")
+        elif target.kind == CREATE_TASK:
+            run_id = action.get("run_id")
+            if isinstance(action.get("run_from_job"), str):
+                run_id = latest_runs.get(action["run_from_job"])
+        if _is_hex(run_id):
+            wanted[run_id] = None
+    return list(wanted)
 
 
 def check_job_files(
@@ -142,12 +206,14 @@ def check_job_files(
     client: TallyfyClient,
     *,
     stored: Iterable[Mapping[str, Any]] = (),
+    latest_runs: Mapping[str, str] | None = None,
 ) -> list[Job]:
     """`jobs validate --online`: the offline checks, then every job against Tallyfy.
 
     Returns the Jobs (as `load_job_files` does) or raises one DefinitionError with every
     problem of both kinds. `stored` are the definitions already in the store, so that a
-    `run_from_job` may name a job applied earlier.
+    `run_from_job` may name a job applied earlier; `latest_runs` the run each launch job
+    launched last (from the store's history), whose state a `run_from_job` task depends on.
     """
     offline: list[Problem] = []
     try:
@@ -159,12 +225,28 @@ def check_job_files(
     targets = [
         t for t in (_file_target(f, settings, now, valid, bool(offline)) for f in files) if t
     ]
+    stored = list(stored)
     known = {
         str(d.get("id")): str(d["action"].get("type"))
         for d in stored
         if isinstance(d.get("action"), Mapping)
     }
-    problems = merge_problems(offline, check_templates(targets, client, now=now, known_jobs=known))
+    sources = {
+        str(d.get("id")): d["action"]["checklist_id"]
+        for d in stored
+        if isinstance(d.get("action"), Mapping)
+        and d["action"].get("type") == LAUNCH
+        and isinstance(d["action"].get("checklist_id"), str)
+    }
+    online = check_templates(
+        targets,
+        client,
+        now=now,
+        known_jobs=known,
+        launch_templates=sources,
+        latest_runs=latest_runs,
+    )
+    problems = merge_problems(offline, online)
     if problems:
         raise DefinitionError(problems)
     return jobs
@@ -230,14 +312,16 @@ def _file_target(
 
 @dataclass(frozen=True)
 class _Organization:
-    """The organization's members, groups and tags, read once."""
+    """The organization's members, groups and tags, read once; its folders (process and
+    template folders) when a job names one."""
 
     users: Mapping[int, Mapping[str, Any]]
     groups: Mapping[str, Mapping[str, Any]]
     tags: Mapping[str, Mapping[str, Any]]
+    folders: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, client: TallyfyClient) -> _Organization:
+    def read(cls, client: TallyfyClient, *, folders: bool = False) -> _Organization:
         def by_id(items: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
             return {item["id"]: item for item in items if "id" in item}
 
@@ -245,7 +329,20 @@ class _Organization:
             users=by_id(client.list_users()),
             groups=by_id(client.list_groups()),
             tags=by_id(client.list_tags()),
+            folders=(
+                by_id(client.list_folders("run") + client.list_folders("checklist"))
+                if folders
+                else {}
+            ),
         )
+
+    def member_of(self, email: str) -> int | None:
+        """The id of the member with this email (letter case aside), if there is one."""
+        wanted = email.casefold()
+        for user_id, user in self.users.items():
+            if str(user.get("email")).casefold() == wanted:
+                return user_id
+        return None
 
 
 def _read_template(client: TallyfyClient, checklist_id: str) -> Mapping[str, Any] | str:
@@ -283,13 +380,14 @@ class _JobCheck:
         target: Target,
         org: _Organization,
         templates: Mapping[str, Mapping[str, Any] | str],
-        known_jobs: Mapping[str, str],
+        context: _Context,
         now: datetime,
     ) -> None:
         self.target = target
         self.org = org
         self.templates = templates
-        self.known_jobs = known_jobs
+        self.context = context
+        self.known_jobs = context.known_jobs
         self.now = now
         self.problems = Problems(target.file, lines=target.lines)
         self._values: Mapping[str, object] | None = None
@@ -303,6 +401,11 @@ class _JobCheck:
             self.owners(action.get("owners"), ("action", "owners"))
             self.ids(action, ("action",), "tags")
             self.run_from_job(action.get("run_from_job"))
+            run_id = action.get("run_id")
+            if isinstance(run_id, str) and run_id in self.context.runs:
+                refused = refusal_of(run_id, self.context.runs[run_id])
+                if refused:
+                    self.bad(("action", "run_id"), refused, run_id)
         return self.problems
 
     # - reporting -
@@ -317,6 +420,7 @@ class _JobCheck:
         found = self.templates.get(checklist_id) if isinstance(checklist_id, str) else None
         for key in ("users", "groups", "tags"):
             self.ids(action, ("action",), key)
+        self.launch_options(action)
         if found is None:
             return  # no usable id: the offline validator says so
         where: Path_ = ("action", "checklist_id")
@@ -503,6 +607,26 @@ class _JobCheck:
             if isinstance(override, Mapping) and "owners" in override:
                 self.owners(override["owners"], (*where, "owners"))
 
+    def launch_options(self, action: Mapping[str, Any]) -> None:
+        """Roles' members, the owner and the starter, folders and the parent run exist."""
+        roles = action.get("roles")
+        if isinstance(roles, Mapping):
+            for role, members in roles.items():
+                self.owners(members, ("action", "roles", str(role)))
+        for key in ("owner_id", "user_id"):
+            if key in action:
+                message = self.org_id_problem("users", action[key])
+                if message:
+                    self.bad(("action", key), message, action[key])
+        self.ids(action, ("action",), "folders")
+        parent = action.get("parent_id")
+        if (
+            isinstance(parent, str)
+            and parent in self.context.runs
+            and not self.context.runs[parent]
+        ):
+            self.bad(("action", "parent_id"), "the organization has no run with this id", parent)
+
     # - ids in the organization -
 
     def owners(self, value: Any, where: Path_, what: str = "") -> None:
@@ -528,17 +652,19 @@ class _JobCheck:
 
     def org_id_problem(self, key: str, value: Any) -> str | None:
         if key == "users":
+            if isinstance(value, str):
+                # A member's email stands for the id (resolved when the fire is sent).
+                if self.org.member_of(value) is not None:
+                    return None
+                return "no member of the organization has this email"
             if value in self.org.users and not isinstance(value, bool):
                 return None
-            for user_id, user in self.org.users.items():
-                if isinstance(value, str) and value.casefold() == str(user.get("email")).casefold():
-                    return f"that is the email of user {user_id}: use its id, {user_id}"
             return "no member of the organization has this user id"
-        items, noun, name_key = (
-            (self.org.groups, "group", "name")
-            if key == "groups"
-            else (self.org.tags, "tag", "title")
-        )
+        items, noun, name_key = {
+            "groups": (self.org.groups, "group", "name"),
+            "tags": (self.org.tags, "tag", "title"),
+            "folders": (self.org.folders, "folder", "name"),
+        }[key]
         if value in items:
             return None
         for item_id, item in items.items():
@@ -550,13 +676,31 @@ class _JobCheck:
         if not isinstance(value, str):
             return
         kind = self.known_jobs.get(value)
+        message: str | None
         if kind is None:
             message = "no job has this id (among the jobs checked and the stored ones)"
         elif kind != LAUNCH:
             message = f"names a {kind} job: it must name a launch_process job"
         else:
-            return
-        self.bad(("action", "run_from_job"), message, value)
+            message = self.attachable(value)
+        if message is not None:
+            self.bad(("action", "run_from_job"), message, value)
+
+    def attachable(self, source: str) -> str | None:
+        """Why tasks cannot attach to what `source` launches: its template refuses one-off
+        tasks, or the run it launched last takes none now."""
+        template = self.templates.get(self.context.launch_templates.get(source, ""))
+        if isinstance(template, Mapping) and template.get("can_add_oot") is False:
+            return (
+                f"{source!r} launches template {_Template(template).name}, which does not "
+                "accept one-off tasks on its processes (can_add_oot is off in its settings)"
+            )
+        run_id = self.context.latest_runs.get(source)
+        if run_id is not None and run_id in self.context.runs:
+            refused = refusal_of(run_id, self.context.runs[run_id])
+            if refused:
+                return f"the run {source!r} launched last: {refused}"
+        return None
 
     # - rendering for the next fire -
 

@@ -157,6 +157,21 @@ class BusinessCalendar:
             return False
         return self.country is None or day not in _country_holidays(self.country, day.year)
 
+    def is_holiday(self, day: date) -> bool:
+        """A configured holiday or one of the country's public holidays (weekends are not)."""
+        if day in self.holidays:
+            return True
+        return self.country is not None and day in _country_holidays(self.country, day.year)
+
+    def holidays_between(self, first: date, last: date) -> list[date]:
+        """Every holiday from `first` to `last` (inclusive), sorted; reads the configured set
+        and each year's public holidays once, never each day of the span."""
+        found = {day for day in self.holidays if first <= day <= last}
+        if self.country is not None:
+            for year in range(first.year, last.year + 1):
+                found.update(d for d in _country_holidays(self.country, year) if first <= d <= last)
+        return sorted(found)
+
     def add_business_days(self, day: date, n: int) -> date:
         """`n` business days after `day` (before it when negative).
 

@@ -12,11 +12,12 @@ from scheduler.actions import build_request, reconcile_key
 from scheduler.client import ApiRequest
 from scheduler.config import Settings, StoreSettings
 from scheduler.definitions import load_job_files
-from scheduler.errors import InvalidInput
+from scheduler.errors import FireRejected, InvalidInput
 from scheduler.job import (
     At,
     CreateTask,
     Job,
+    LaunchOptions,
     LaunchProcess,
     Owners,
     Passthrough,
@@ -193,6 +194,7 @@ def test_a_task_request_is_exactly_the_documented_body() -> None:
             "deadline": "2026-03-09T21:00:00Z",  # 17:00 EDT
             "started_at": "2026-03-09T12:00:00Z",  # the scheduled instant
             "summary": "Fire 7 of daily-approvals-follow-up",
+            "description": "Fire 7 of daily-approvals-follow-up",  # the seed page's name
             "run_id": RUN,
         },
     )
@@ -326,3 +328,130 @@ def test_the_example_jobs_build_their_requests() -> None:
         "Follow up on open approvals (Mon 09 Mar)",
         "2026-03-09T21:00:00Z",
     )
+
+
+# -- issue 13: the whole of the two endpoints -----------------------------------------------------
+ROLE = "5a4b0c2d3e1f40718293a4b5c6d7e8f9"
+FOLDER = "9b1c3f7a5e2d4c6b8a0f1e3d5c7b9a2e"
+GROUP = "8988c7c9a90225dbd141eab9d2422326"
+MEMBERS = {"am@demo.example": 1002, "lee@demo.example": 1003}
+
+
+def member_ids(email: str) -> int | None:
+    """The demo organization's members, as the runner's MemberDirectory answers."""
+    return MEMBERS.get(email.casefold())
+
+
+def test_a_launch_carries_roles_folders_owner_starter_parent_and_flags() -> None:
+    bare = LaunchProcess(
+        checklist_id=CHECKLIST,
+        name=parse_template("Review {fire:%d %b %Y}"),
+        users=(1001, "AM@demo.example"),
+        options=LaunchOptions(
+            roles={ROLE: Owners(users=("lee@demo.example",), groups=(GROUP,))},
+            folders=(FOLDER,),
+            owner_id="am@demo.example",
+            user_id=1003,
+            parent_id=RUN,
+            is_public=False,
+            starred=True,
+        ),
+    )
+    request = build_request(
+        launch_job(action=bare),
+        at("2026-03-30T09:00:00+01:00"),
+        organization_id=ORG,
+        calendar=WEEKDAYS,
+        seq=1,
+        members=member_ids,
+    )
+    assert request.body == {
+        "checklist_id": CHECKLIST,
+        "name": "Review 30 Mar 2026",
+        "users": [1001, 1002],
+        "roles": {ROLE: {"users": [1003], "guests": [], "groups": [GROUP]}},
+        "folders": [FOLDER],
+        "owner_id": 1002,
+        "user_id": 1003,
+        "parent_id": RUN,
+        "is_public": False,
+        "starred": True,
+    }
+
+
+def test_a_task_sends_its_text_as_summary_and_description_and_its_soft_start() -> None:
+    job = task_job(
+        owners=Owners(users=("lee@demo.example",), guests=("client@acme.example",)),
+        extra={"is_soft_start_date": Passthrough.of(True)},
+        started_at=parse_time_expression("+1d@09:00"),
+    )
+    body = build_request(
+        job,
+        at("2026-03-09T08:00:00-04:00"),
+        organization_id=ORG,
+        calendar=WEEKDAYS,
+        seq=2,
+        run_id=RUN,
+        members=member_ids,
+    ).body
+    # Exactly as the seed page shows a task: `description`; and `summary`, as clients send.
+    assert (body["description"], body["summary"]) == ("Fire 2 of daily-approvals-follow-up",) * 2
+    assert body["owners"] == {"users": [1003], "guests": ["client@acme.example"], "groups": []}
+    assert (body["started_at"], body["is_soft_start_date"]) == ("2026-03-10T13:00:00Z", True)
+
+
+def test_member_emails_are_sent_as_written_without_a_directory() -> None:
+    job = task_job(owners=Owners(users=("lee@demo.example",)))
+    body = build_request(
+        job, at("2026-03-09T08:00:00-04:00"), organization_id=ORG, calendar=WEEKDAYS, seq=1,
+        run_id=RUN,
+    ).body  # fmt: skip
+    assert body["owners"]["users"] == ["lee@demo.example"]
+
+
+@pytest.mark.parametrize(
+    ("job", "key"),
+    [
+        pytest.param(
+            task_job(owners=Owners(users=(1001, "ann@example.com"))),
+            "action.owners.users",
+            id="task-owners",
+        ),
+        pytest.param(
+            launch_job(
+                action=LaunchProcess(
+                    checklist_id=CHECKLIST,
+                    name=parse_template("R {fire:%Y}"),
+                    tasks={PREPARE: StepOverride(owners=Owners(users=("ann@example.com",)))},
+                )
+            ),
+            f"action.tasks.{PREPARE}.owners.users",
+            id="step-assignees",
+        ),
+        pytest.param(
+            launch_job(
+                action=LaunchProcess(
+                    checklist_id=CHECKLIST,
+                    name=parse_template("R {fire:%Y}"),
+                    options=LaunchOptions(owner_id="ann@example.com"),
+                )
+            ),
+            "action.owner_id",
+            id="owner",
+        ),
+    ],
+)
+def test_an_email_no_member_has_refuses_the_fire_naming_its_key(job: Job, key: str) -> None:
+    with pytest.raises(FireRejected) as caught:
+        build_request(
+            job,
+            at("2026-03-09T08:00:00-04:00"),
+            organization_id=ORG,
+            calendar=WEEKDAYS,
+            seq=1,
+            run_id=RUN,
+            members=member_ids,
+        )
+    (found,) = caught.value.problems
+    assert (found.key, found.value) == (key, "ann@example.com")
+    assert found.message == "no member of the organization has the email 'ann@example.com'"

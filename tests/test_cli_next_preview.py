@@ -234,6 +234,7 @@ DAILY_PREVIEW = {
         "deadline": "2026-03-09T21:00:00Z",
         "started_at": "2026-03-09T12:00:00Z",
         "summary": "Check the approvals queue and chase owners.",
+        "description": "Check the approvals queue and chase owners.",
         "run_id": RUN_ID,
     },
 }
@@ -246,19 +247,48 @@ def test_preview_of_the_weekly_launch(base: list[str]) -> None:
     assert result.stdout == json.dumps(WEEKLY_PREVIEW) + "\n"  # keys in this order, one line
 
 
-def test_preview_of_the_daily_task_attaches_it_to_the_latest_launch(
+def test_preview_of_the_daily_task_attaches_it_to_the_launch_of_its_day(
     base: list[str], sqlite_url: str
 ) -> None:
     succeed(sqlite_url, WEEKLY, datetime(2026, 2, 23, 9, tzinfo=UTC), "0" * 32)
-    succeed(sqlite_url, WEEKLY, datetime(2026, 3, 2, 9, tzinfo=UTC), RUN_ID)
+    succeed(sqlite_url, WEEKLY, datetime(2026, 3, 2, 9, tzinfo=UTC), "1" * 32)
+    succeed(sqlite_url, WEEKLY, datetime(2026, 3, 9, 9, tzinfo=UTC), RUN_ID)
+    succeed(sqlite_url, WEEKLY, datetime(2026, 3, 16, 9, tzinfo=UTC), "2" * 32)  # backfilled
     result = invoke([*base, "preview", DAILY, "--at", "2026-03-09T12:00:00Z", "--json"])
     assert result.stdout == json.dumps(DAILY_PREVIEW) + "\n"
+
+
+def test_preview_of_a_task_whose_launch_is_still_to_come_says_it_would_wait(
+    base: list[str], sqlite_url: str
+) -> None:
+    succeed(sqlite_url, WEEKLY, datetime(2026, 3, 2, 9, tzinfo=UTC), RUN_ID)
+    result = invoke([*base, "preview", DAILY, "--at", "2026-03-09T12:00:00Z", "--json"])
+    waiting = (
+        "waiting: 'weekly-client-review' has not claimed its launch scheduled for "
+        "2026-03-09T09:00:00Z yet"
+    )
+    assert json.loads(result.stdout) == {**DAILY_PREVIEW, "waiting": waiting}
+    human = invoke([*base, "preview", DAILY, "--at", "2026-03-09T12:00:00Z"])
+    assert human.stdout.splitlines()[1] == (
+        f"# {waiting}: when fired, it waits for it; shown with the latest run so far"
+    )
 
 
 def test_preview_of_a_task_whose_launch_has_not_happened_fails_saying_why(
     base: list[str],
 ) -> None:
     result = invoke([*base, "preview", DAILY, "--at", "2026-03-09T12:00:00Z"], code=1)
+    assert result.stderr == (
+        "error: waiting: 'weekly-client-review' has not claimed its launch scheduled for "
+        "2026-03-09T09:00:00Z yet\n"
+    )
+
+
+def test_preview_of_a_task_without_any_launch_to_wait_for_fails_saying_why(
+    base: list[str],
+) -> None:
+    # 2 March, 13:00 UTC: the weekly job's Monday 09:00 came before it was applied (NOW).
+    result = invoke([*base, "preview", DAILY, "--at", "2026-03-02T13:00:00Z"], code=1)
     assert result.stderr == (
         "action.run_from_job = 'weekly-client-review': 'weekly-client-review' has no "
         "successful launch yet: no run to attach the task to\n"

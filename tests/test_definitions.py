@@ -878,8 +878,9 @@ STORED_BAD = [
     pytest.param(
         ("action", "owners", "users"),
         [0, "7"],
-        "action.owners.users = 0: each must be a user id (a whole number)\n"
-        "<stored job task>: action.owners.users = '7': each must be a user id (a whole number)",
+        "action.owners.users = 0: each must be a user id (a whole number) or a member's email\n"
+        "<stored job task>: action.owners.users = '7': each must be a user id (a whole number) "
+        "or a member's email",
         id="each-bad-item",
     ),
     pytest.param(

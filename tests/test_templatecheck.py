@@ -392,10 +392,11 @@ ID_CASES = [
         [("action.users", "no member of the organization has this user id")],
         id="unknown-user",
     ),
+    pytest.param('users = ["AM@demo.example"]', [], id="member-email"),
     pytest.param(
-        'users = ["am@demo.example"]',
-        [("action.users", "that is the email of user 1002: use its id, 1002")],
-        id="user-email",
+        'users = ["ann@demo.example"]',
+        [("action.users", "no member of the organization has this email")],
+        id="unknown-email",
     ),
     pytest.param(
         f'groups = ["{UNKNOWN_HEX}"]',

@@ -37,7 +37,9 @@ from scheduler.definitions import job_from_document
 from scheduler.errors import JobNotFound, SchedulerError, StoreError
 from scheduler.job import Job
 from scheduler.lifecycle import COUNTS_TOWARD_MAX_FIRES, OPEN, Trigger
+from scheduler.skipdays import SkipDays, SkippingSchedule, skip_days_of
 from scheduler.store import Fire, Skip, Store
+from scheduler.timeexpr import BusinessCalendar
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,9 @@ class Planner:
         self.settings = settings
         self.store = store
         self.clock = clock
+        # The business calendar of `settings` (holidays for `skip_on`), built when first needed
+        # and again when a reload brings other `[calendar]` settings.
+        self._calendar: tuple[object, BusinessCalendar] | None = None
         self.daemon_id = daemon_id
         self.stall_threshold = stall_threshold
         self._send = send
@@ -448,7 +453,17 @@ class Planner:
             jitter_of=_jitter_of(job) if job.jitter else None,
             max_jitter=job.jitter,
             until=job.end_at,
+            skip_days=self._skip_days(job),
         )
+
+    def _skip_days(self, job: Job) -> SkipDays | None:
+        """The job's skip days; None, at once, for a job without `skip_on` (most jobs)."""
+        if job.skip_on is None:
+            return None
+        settings = self.settings.calendar
+        if self._calendar is None or self._calendar[0] is not settings:
+            self._calendar = (settings, BusinessCalendar.from_settings(settings))
+        return skip_days_of(job, self._calendar[1])
 
     def _schedule(self, state: _JobState, now: datetime) -> None:
         """Put the job's next fire time in the heap.
@@ -462,7 +477,10 @@ class Planner:
         if state.complete or job.id in self._replan:
             return
         after = max(state.cursor, now - self.stall_threshold - job.jitter)
-        instant = job.cron.next_after(after)
+        # Instants on skip days never wake the job: a skipped stretch is recorded in one row
+        # when the first instant after it comes due (a per-second job's holiday is one wake-up).
+        days = self._skip_days(job)
+        instant = (job.cron if days is None else SkippingSchedule(job.cron, days)).next_after(after)
         if instant is None or (job.end_at is not None and instant > job.end_at):
             return
         if job.jitter:
