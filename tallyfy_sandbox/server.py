@@ -17,6 +17,7 @@ Request pipeline (`SandboxApp.handle`):
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import sys
@@ -120,6 +121,9 @@ class _Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
+        # Accepted launch and one-off task bodies, so a test can compare what a client sent
+        # (every key, as sent) with the shape the documentation shows.
+        self._bodies: list[tuple[str, Any]] = []
 
     def record(self, method: str, path: str) -> None:
         with self._lock:
@@ -137,6 +141,16 @@ class _Stats:
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._bodies.clear()
+
+    def record_body(self, kind: str, body: Any) -> None:
+        """The JSON body of a create that was accepted (`runs` or `tasks`), as it arrived."""
+        with self._lock:
+            self._bodies.append((kind, copy.deepcopy(body)))
+
+    def bodies(self, kind: str) -> list[Any]:
+        with self._lock:
+            return [copy.deepcopy(body) for k, body in self._bodies if k == kind]
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
@@ -209,6 +223,8 @@ class SandboxApp:
             ("POST", "rate-limit"): self._admin_rate_limit,
             ("POST", "run-status"): self._admin_run_status,
             ("GET", "stats"): self._admin_stats,
+            ("GET", "bodies/runs"): lambda r: Response(200, {"data": self.stats.bodies("runs")}),
+            ("GET", "bodies/tasks"): lambda r: Response(200, {"data": self.stats.bodies("tasks")}),
         }
 
     # --- pipeline -----------------------------------------------------------------------
@@ -386,7 +402,9 @@ class SandboxApp:
 
     def _launch(self, request: Request, params: list[str]) -> Response:
         self._org(params)
-        run = self.state.launch(_json_body(request), self.strict)
+        body = _json_body(request)
+        run = self.state.launch(body, self.strict)
+        self.stats.record_body("runs", body)
         return Response(201, {"data": run})
 
     def _get_run(self, request: Request, params: list[str]) -> Response:
@@ -421,6 +439,7 @@ class SandboxApp:
         self._org(params)
         body = _json_body(request)
         task = self.state.create_task(body, self.strict)
+        self.stats.record_body("tasks", body)
         response = Response(201, {"data": task})
         if isinstance(body, dict) and "description" in body and "summary" not in body:
             response.headers.append(("X-Sandbox-Warning", "'description' read as 'summary'"))
@@ -727,6 +746,11 @@ class SandboxServer:
         """Complete (`complete`), archive (`archived`) or reopen (`active`) a run, as a person
         does in Tallyfy (also `POST /_sandbox/run-status`); a copy of the changed run."""
         return dict(self.state.set_run_status(run_id, status))
+
+    def request_bodies(self, kind: str) -> list[Any]:
+        """The JSON bodies of accepted creates, oldest first, exactly as sent: `runs`
+        (launches) or `tasks` (one-off tasks); also `GET /_sandbox/bodies/runs` and `/tasks`."""
+        return self.app.stats.bodies(kind)
 
     def request_count(self, method: str | None = None, path_contains: str | None = None) -> int:
         """Requests received (admin ones included), optionally by method and path substring."""
