@@ -5,8 +5,11 @@ measurements for an old and a new checkout, alternating (old, new, old, new, ...
 per figure the median and the spread (min-max) of each, and the ratio of the medians. CPU
 seconds (the daemon process's utime + stime) are steadier than wall time; both are shown.
 
-Each checkout needs its own venv; the daemon under test is `<python> -m scheduler run`, so
-only `run` has to behave the same (the stores, the sandbox and the audits are this checkout's):
+Each checkout needs its own venv. By default the daemon under test is `<python> -m scheduler
+run` and the stores, the sandbox and the audits are this checkout's; when the two commits' store
+schemas differ (an old daemon refuses a newer store), `--each-in-its-checkout` runs each side's
+measurement with its own checkout's bench code, in a process of its own (the old checkout must
+have this module's `*_figures` functions: any commit since issue 9):
 
     git worktree add /tmp/old <commit> && (cd /tmp/old && make venv)
     .venv/bin/python -m bench.compare --old /tmp/old/.venv/bin/python --runs 3
@@ -26,6 +29,8 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +48,38 @@ def _with_python(python: str, measure: Callable[[], dict[str, float]]) -> dict[s
         return measure()
     finally:
         del os.environ["BENCH_DAEMON_PYTHON"]
+
+
+def _in_checkout(python: str, figures: str, args: Sequence[Any]) -> Measure:
+    """`figures(folder, *args)(run)` measured by `python`'s own checkout, in a process of its
+    own: the store, the sandbox and the audit are that commit's (module docstring)."""
+    checkout = Path(python).parent.parent.parent  # <checkout>/.venv/bin/python, unresolved
+    script = (
+        "import json, sys\n"
+        "from bench import compare\n"
+        "from bench.common import workdir\n"
+        "with workdir('side') as folder:\n"
+        f"    got = compare.{figures}(folder, *{list(args)!r})(int(sys.argv[1]))\n"
+        "print('FIGURES ' + json.dumps(got))\n"
+    )
+
+    def measure(run: int) -> dict[str, float]:
+        env = {**os.environ, "BENCH_DAEMON_PYTHON": python}
+        done = subprocess.run(
+            [python, "-c", script, str(run)],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("FIGURES ")]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"{checkout}: {figures} failed:\n{done.stderr[-2000:]}")
+        got: dict[str, float] = json.loads(lines[-1].removeprefix("FIGURES "))
+        return got
+
+    return measure
 
 
 def startup_figures(folder: Path, jobs: int) -> Callable[[int], dict[str, float]]:
@@ -106,13 +143,21 @@ def idle_figures(folder: Path, jobs: int, seconds: float) -> Callable[[int], dic
 
 
 def compare(
-    name: str, measure: Callable[[int], dict[str, float]], pythons: Sequence[str], runs: int
+    name: str,
+    measure: Measure | dict[str, Measure],
+    pythons: Sequence[str],
+    runs: int,
 ) -> dict[str, Any]:
-    """`runs` of each python, alternating; per figure: each run, the median and the spread."""
+    """`runs` of each python, alternating; per figure: each run, the median and the spread.
+
+    `measure`: one for both (run here, with each python's daemon), or one per python."""
     results: dict[str, list[dict[str, float]]] = {python: [] for python in pythons}
     for run in range(runs):
         for python in pythons:
-            got = _with_python(python, functools.partial(measure, run))
+            if isinstance(measure, dict):
+                got = measure[python](run)
+            else:
+                got = _with_python(python, functools.partial(measure, run))
             results[python].append(got)
             print(f"  {name} run {run + 1} {_label(python, pythons)}: {_fmt(got)}", flush=True)
     old, new = pythons
@@ -154,17 +199,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--burst-jobs", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--each-in-its-checkout",
+        action="store_true",
+        help="measure each side with its own checkout's bench code (store schemas differ)",
+    )
     args = parser.parse_args(argv)
-    import sys
 
     pythons = [args.old, args.new or sys.executable]
     only = set(args.only.split(","))
+
+    def per_side(figures: str, extra: Sequence[Any]) -> dict[str, Measure]:
+        return {python: _in_checkout(python, figures, extra) for python in pythons}
+
     results: dict[str, Any] = {}
     with workdir("compare") as folder:
         if "startup" in only:
             print(f"start-up: {args.jobs} varied jobs, `run` process, spawn -> READY=1")
             results["startup"] = compare(
-                "startup", startup_figures(folder, args.jobs), pythons, args.runs
+                "startup",
+                per_side("startup_figures", (args.jobs,))
+                if args.each_in_its_checkout
+                else startup_figures(folder, args.jobs),
+                pythons,
+                args.runs,
             )
             naive = bench_startup.measure_naive(folder, args.jobs)
             results["naive"] = naive
@@ -176,12 +234,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "burst" in only:
             print(f"\nburst: {args.burst_jobs} jobs due in one second, no effective limit")
             results["burst"] = compare(
-                "burst", burst_figures(folder, args.burst_jobs), pythons, args.runs
+                "burst",
+                per_side("burst_figures", (args.burst_jobs,))
+                if args.each_in_its_checkout
+                else burst_figures(folder, args.burst_jobs),
+                pythons,
+                args.runs,
             )
         if "idle" in only:
             print(f"\nidle: 1,000 hourly jobs, {args.idle_seconds:.0f} s")
             results["idle"] = compare(
-                "idle", idle_figures(folder, 1000, args.idle_seconds), pythons, args.runs
+                "idle",
+                per_side("idle_figures", (1000, args.idle_seconds))
+                if args.each_in_its_checkout
+                else idle_figures(folder, 1000, args.idle_seconds),
+                pythons,
+                args.runs,
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
