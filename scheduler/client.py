@@ -36,6 +36,10 @@ in UTF-8 (RFC 8259), and an id is recorded only if it can be (`usable_id`).
 `send` never retries (the runner decides, after reading back). The read methods retry
 transient failures a few times, since a GET cannot create anything.
 
+Request hooks (`add_request_hook`) are told of every exchange as it ends: its endpoint (the
+method and path, ids left out), its HTTP status (None without an answer) and its seconds;
+the daemon's metrics count them.
+
 Error bodies come in several shapes (tallyfy-api.md section 5.1); `parse_error_body` reads
 the message and field errors from any of them. Query strings use ``%20`` for spaces: the API
 does not read ``+`` as a space (Tallyfy SDK notes).
@@ -49,7 +53,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -107,6 +111,20 @@ MAX_SHARED_PAUSE = 60.0
 MAX_PREPARED_URLS = 64  # URLs whose prepared form a client keeps (writes go to two)
 BODY_CHUNK = 65536  # bytes read from an answer at a time (the size cap is checked after each)
 MAX_ID_LENGTH = 255  # the longest remote id recorded (Tallyfy's are 32 hex digits)
+
+
+# endpoint, HTTP status (None: no answer was read), seconds the exchange took.
+RequestHook = Callable[[str, int | None, float], None]
+
+
+def endpoint_of(method: str, target: str) -> str:
+    """`POST /runs`, `GET /checklists/{id}`: a request's method and path with its query, the
+    organization and the ids left out, so that a client has a handful of them (a metrics
+    label). Under `/organizations/ORG/`, collections and ids alternate."""
+    parts = [part for part in target.split("?", 1)[0].split("/") if part]
+    if parts[:1] == ["organizations"]:
+        parts = [part if i % 2 == 0 else "{id}" for i, part in enumerate(parts[2:])]
+    return f"{method} /{'/'.join(parts)}"
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,7 @@ class TallyfyClient:
         self._transport_settings = session.merge_environment_settings(
             self.base_url, {}, None, None, None
         )
+        self._request_hooks: list[RequestHook] = []
 
     @classmethod
     def from_settings(
@@ -265,6 +284,11 @@ class TallyfyClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def add_request_hook(self, hook: RequestHook) -> None:
+        """Tell `hook(endpoint, status, seconds)` of every exchange as it ends, on the thread
+        that made it (before any error is raised); it must be quick and must not raise."""
+        self._request_hooks.append(hook)
 
     def close(self) -> None:
         """Close the connection pool, if the client made it."""
@@ -452,21 +476,30 @@ class TallyfyClient:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode("utf-8")
         started = self._clock.monotonic()
-        with exchange(self.request_deadline) as current:
-            try:
-                response = self._exchange(method, url, headers, data, label)
-            except requests.RequestException as exc:
-                error = self._classify_failure(exc, label, current)
-                log.debug("%s: %s", label, error)
-                if redact(str(exc)) != str(exc):
-                    # Chaining would print a secret in the traceback (InvalidHeader quotes
-                    # values).
-                    raise error from None
-                raise error from exc
-            if current.expired and current.watched:
-                # Ended by the watchdog after all: a status line or headers cut short read as
-                # whole ones, and a body without a length ends where the socket was shut.
-                raise self._past_deadline(label, current)
+        status: int | None = None  # the answer's, once one was read in time
+        try:
+            with exchange(self.request_deadline) as current:
+                try:
+                    response = self._exchange(method, url, headers, data, label)
+                except requests.RequestException as exc:
+                    error = self._classify_failure(exc, label, current)
+                    log.debug("%s: %s", label, error)
+                    if redact(str(exc)) != str(exc):
+                        # Chaining would print a secret in the traceback (InvalidHeader quotes
+                        # values).
+                        raise error from None
+                    raise error from exc
+                if current.expired and current.watched:
+                    # Ended by the watchdog after all: a status line or headers cut short read as
+                    # whole ones, and a body without a length ends where the socket was shut.
+                    raise self._past_deadline(label, current)
+            status = response.status_code
+        finally:
+            if self._request_hooks:
+                seconds = self._clock.monotonic() - started
+                endpoint = endpoint_of(method, target)
+                for hook in self._request_hooks:
+                    hook(endpoint, status, seconds)
         elapsed_ms = (self._clock.monotonic() - started) * 1000
         log.debug("%s -> %d in %.0f ms", label, response.status_code, elapsed_ms)
         if 200 <= response.status_code < 300:

@@ -67,6 +67,8 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_INITIAL_BACKOFF = timedelta(seconds=2)
 DEFAULT_MAX_BACKOFF = timedelta(minutes=10)
 DEFAULT_WEEKEND = ("Sat", "Sun")
+# Above this many jobs, /metrics leaves out the per-job families (a series per job each).
+DEFAULT_MAX_JOB_SERIES = 10_000
 SYSTEM_CONFIG_PATH = Path("/etc/tallyfy-scheduler/config.toml")
 CREDENTIAL_NAME = "tallyfy-token"
 # Alerts (docs/configuration.md, "[alerts]"): the default target's URLs and the heartbeat URL
@@ -240,6 +242,18 @@ class AlertSettings:
     def enabled(self) -> bool:
         """Whether any target has a URL: without one, alerts are off."""
         return bool(self.urls)
+class HttpSettings:
+    """The daemon's HTTP listener (`/metrics`, `/healthz`, `/readyz`); off while `listen` is
+    empty. `listen` is checked when the settings load: `host:port` (`[::1]:9477` for IPv6),
+    on this machine only unless `allow_remote` (`listen_address` splits it)."""
+
+    listen: str = ""
+    allow_remote: bool = False
+    max_job_series: int = DEFAULT_MAX_JOB_SERIES
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when the listener is off."""
+        return split_listen(self.listen) if self.listen else None
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,7 @@ class Settings:
     retry: RetrySettings = RetrySettings()
     calendar: CalendarSettings = CalendarSettings()
     alerts: AlertSettings = AlertSettings()
+    http: HttpSettings = HttpSettings()
     config_file: Path | None = None
     # "tallyfy.base_url" -> "the config file", "TALLYFY_BASE_URL in /etc/x/.env", "default",
     # ...: where each setting came from, for `doctor`; never a value (it may be a secret).
@@ -305,7 +320,10 @@ def load_settings(
     retry = reader.retry()
     calendar = reader.calendar()
     alerts = reader.alerts(environ, from_dotenv)
-    reader.no_unknown(data, "", {"tallyfy", "store", "scheduler", "retry", "calendar", "alerts"})
+    http = reader.http()
+    reader.no_unknown(
+        data, "", {"tallyfy", "store", "scheduler", "retry", "calendar", "alerts", "http"}
+    )
     problems.raise_if_any(ConfigError)
     return Settings(
         store=StoreSettings(url=store_url),
@@ -314,6 +332,7 @@ def load_settings(
         retry=retry,
         calendar=calendar,
         alerts=alerts,
+        http=http,
         config_file=path,
         origins=_origins(data, environ, from_dotenv, db_url, tallyfy.access_token_source, alerts),
     )
@@ -384,6 +403,7 @@ def _origins(
         "retry": RetrySettings,
         "calendar": CalendarSettings,
         "alerts": AlertSettings,
+        "http": HttpSettings,
     }
     origins: dict[str, str] = {}
     for section, kind in sections.items():
@@ -462,6 +482,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`host:port` as (host, port); `[::1]:9477` for an IPv6 address; an empty host (`:9477`)
+    is every address. ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port, such as 127.0.0.1:9477 or [::1]:9477")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets, such as [::1]:9477")
+    return host, int(port)
 
 
 def is_insecure(settings: TallyfySettings) -> bool:
@@ -922,6 +959,36 @@ class _Reader:
                 "(letters, digits, '_', '.', '-')",
             )
         return False
+
+    def http(self) -> HttpSettings:
+        table = self.table("http")
+        listen = self.get(table, "http", "listen", str, "").strip()
+        allow_remote = self.get(table, "http", "allow_remote", bool, False)
+        settings = HttpSettings(
+            listen=listen,
+            allow_remote=allow_remote,
+            max_job_series=self.positive_int(
+                table, "http", "max_job_series", DEFAULT_MAX_JOB_SERIES
+            ),
+        )
+        if listen:
+            try:
+                host, _port = split_listen(listen)
+            except ValueError as exc:
+                self._bad("http.listen", listen, str(exc))
+            else:
+                if not allow_remote and not is_loopback(host):
+                    # /metrics names every job, and the next pages will show more: only this
+                    # machine may ask unless someone decided otherwise.
+                    self._bad(
+                        "http.listen",
+                        listen,
+                        "not an address of this machine only (127.0.0.1, [::1], localhost): "
+                        "other hosts could read the job names and the health; set "
+                        "[http] allow_remote = true to allow it",
+                    )
+        self.no_unknown(table, "http", {"listen", "allow_remote", "max_job_series"})
+        return settings
 
     # - typed reads -
 

@@ -7,7 +7,8 @@ replaced by 6-field ones that fire every few seconds. Each fire is printed as it
 
 One more job fails on purpose (`broken-kickoff`: the example launch without its required
 client name, a 422), so the demo shows alerts too: its incident goes through the real path
-(the store's outbox, Apprise) to a `demo://` target that prints an `ALERT` line here.
+(the store's outbox, Apprise) to a `demo://` target that prints an `ALERT` line here. The
+daemon's HTTP listener is on, on a free loopback port: the demo prints where its metrics are.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from scheduler.config import (
     DEFAULT_TARGET,
     AlertSettings,
     CatchUpPolicy,
+    HttpSettings,
     SchedulerSettings,
     Secret,
     Settings,
@@ -141,6 +143,7 @@ def run_demo(
             alerts=AlertSettings(
                 urls={DEFAULT_TARGET: Secret(DEMO_ALERTS)}, template_check_every=timedelta(0)
             ),
+            http=HttpSettings(listen="127.0.0.1:0"),  # a free port: printed below
         )
         _register_demo_target(write)
         now = clock.now()
@@ -160,14 +163,17 @@ def run_demo(
             clock=clock,
             observer=printer,
         )
-        write(f"sandbox: {sandbox.url} (organization {sandbox.organization_id})")
-        write(f"store:   {settings.store.url}")
-        for job in jobs:
-            write(f"job:     {job.id:<28} {job.schedule!r} in {job.timezone}")
-        write("Ctrl-C stops the demo.\n")
-        _launch_first(jobs, runner, now)
         daemon = Daemon(settings, store, client, clock=clock, observer=printer)
+        listener = daemon.listen()
         try:
+            write(f"sandbox: {sandbox.url} (organization {sandbox.organization_id})")
+            write(f"store:   {settings.store.url}")
+            if listener is not None:
+                write(f"metrics: {listener.url}/metrics (health: /healthz, /readyz)")
+            for job in jobs:
+                write(f"job:     {job.id:<28} {job.schedule!r} in {job.timezone}")
+            write("Ctrl-C stops the demo.\n")
+            _launch_first(jobs, runner, now)
             return daemon.run()
         finally:
             client.close()

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from scheduler.actions import MemberIds, build_request, reconcile_key
 from scheduler.attach import launched_run, run_refusal
@@ -72,6 +73,18 @@ CREDENTIAL_STATUSES = frozenset({401, 403})
 CREDENTIALS_WAIT = "credentials refused; waiting for a renewed token (systemctl reload)"
 
 Observer = Callable[[Fire, ApiRequest | None], None]
+
+
+class FireEvents(Protocol):
+    """What a runner tells as it goes, beside the observer's settled fires: the daemon's
+    metrics count from it (`scheduler/daemon/metrics.py`). Called on the sending thread; each
+    call must be quick and must not raise."""
+
+    def sending(self, job: Job, fire: Fire, now: datetime) -> None:
+        """The request of `fire` (marked `sending`, its attempt counted) goes out now."""
+
+    def recorded(self, fires: Sequence[Fire]) -> None:
+        """Outcomes written, every status (`uncertain` included), as recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,7 @@ class Runner:
         daemon_id: str | None = None,
         observer: Observer | None = None,
         stop: threading.Event | None = None,
+        events: FireEvents | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -167,6 +181,7 @@ class Runner:
         self.stop = stop
         # Member emails -> ids, read through this runner's client when a fire needs them.
         self.members = MemberDirectory(client.list_users, clock)
+        self.events = events
 
     def reconfigure(self, *, retry: RetrySettings, calendar: BusinessCalendar) -> None:
         """New retry settings and business days from now on (`systemctl reload`)."""
@@ -274,6 +289,8 @@ class Runner:
             return Attempt(started, None, Outcome(started.id, FireStatus.FAILED, error=str(exc)))
         except ApiError as exc:
             return Attempt(started, None, self._lookup_failed(job, started, exc))
+        if self.events is not None:
+            self.events.sending(job, started, self.clock.now())
         try:
             created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
@@ -293,6 +310,8 @@ class Runner:
         """Write the outcomes of `attempts` in one transaction; log and report each. For each,
         the fire as recorded, or None if someone else moved it on meanwhile."""
         done = self.store.finish([a.outcome for a in attempts], now=self.clock.now())
+        if self.events is not None:
+            self.events.recorded([fire for fire in done if fire is not None])
         for attempt, fire in zip(attempts, done, strict=True):
             if fire is None:
                 self._moved_on(attempt.fire, attempt.outcome)
@@ -306,6 +325,8 @@ class Runner:
         (done,) = self.store.finish([outcome], now=self.clock.now())
         if done is None:
             self._moved_on(fire, outcome)
+        elif self.events is not None:
+            self.events.recorded([done])
         return done
 
     def _moved_on(self, fire: Fire, outcome: Outcome) -> None:

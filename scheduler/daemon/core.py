@@ -12,6 +12,9 @@ Who owns what (docs/design.md, "The daemon" draws it):
 - the **send workers** (`SendPool`, `Sender`) send and read back fires through the `Runner`,
   one request per job at a time; fresh fires are started in groups and their outcomes
   written in batches.
+- the **HTTP listener** (`[http] listen`; `Listener`, a thread per request) answers
+  `/metrics`, `/healthz` and `/readyz` from what the others publish or count
+  (`daemon/metrics.py`); it reads no other thread's private state.
 
 Shutdown (SIGTERM/SIGINT): claim nothing new, let requests in flight finish (up to
 `shutdown_grace`), record their outcomes, exit 0. Queued fires are not sent (they stay
@@ -34,6 +37,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -44,7 +48,9 @@ from scheduler.alerts import Alerts
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
+from scheduler.daemon.listener import Listener, Request, Response, Router
 from scheduler.daemon.loader import JobLoader
+from scheduler.daemon.metrics import ASK_TIMEOUT, CONTENT_TYPE, Metrics, Sources
 from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
 from scheduler.daemon.recovery import Recovery
 from scheduler.daemon.reload import merge
@@ -68,6 +74,11 @@ MAX_TICK = 1.0
 # A request still running this long after its deadline (its socket shut, it should have
 # returned) is stuck where no timeout reaches: the daemon is not healthy then.
 REQUEST_OVERDUE = timedelta(seconds=15)
+# A main loop whose last pass began this long ago is stuck (a pass takes a second or two at
+# most, a reload of 100,000 jobs a few): the daemon is not healthy then (`/healthz`).
+LOOP_OVERDUE = timedelta(seconds=30)
+# How long `/readyz` trusts the store's last answer (seconds): probes do not hammer it.
+STORE_CHECK_TTL = 1.0
 
 
 def new_daemon_id() -> str:
@@ -98,6 +109,10 @@ class Daemon:
     each settled fire (the demo prints them). `reload_settings` loads the settings again on
     SIGHUP (config file, token; raising SchedulerError when they do not load): what may
     change live changes (`reload.LIVE`), the rest waits for a restart and is logged as such.
+
+    `metrics` counts what it does (the client's requests too: it adds a request hook to
+    `client`); `router` holds the routes of the HTTP listener, which `listen` opens when
+    `[http] listen` is set (`run` does, first).
     """
 
     def __init__(
@@ -125,6 +140,23 @@ class Daemon:
         self.wake_event = threading.Event()  # wakes the main loop early
         self.unfinished = 0  # workers still busy when shutdown gave up waiting
         self.exit_code = 0  # 1 once the daemon stops because it cannot go on (its store went)
+        self.metrics = Metrics(
+            Sources(
+                job_times=lambda: self.planner.job_times(ASK_TIMEOUT),
+                paused=lambda: self.loader.paused,
+                job_count=lambda: self.planner.job_count,
+                ready=lambda: self.not_ready_reason() is None,
+                open_fires=store.open_counts,
+                last_successes=store.last_successes,
+            ),
+            max_job_series=settings.http.max_job_series,
+        )
+        client.add_request_hook(self.metrics.api_request)
+        self.router = Router()
+        self.router.get("/metrics", self._serve_metrics)
+        self.router.get("/healthz", self._serve_health)
+        self.router.get("/readyz", self._serve_readiness)
+        self.listener: Listener | None = None
         self.runner = Runner(
             store,
             client,
@@ -135,6 +167,7 @@ class Daemon:
             daemon_id=self.daemon_id,
             observer=observer,
             stop=self.stop_event,
+            events=self.metrics,
         )
         self.timer = Timer(self.wake)
         self.sender = Sender(self.runner, on_stranded=self._stranded)
@@ -153,6 +186,7 @@ class Daemon:
             send=self._send,
             wake_at=self.timer.wake_at,
             stop=self.stop_event,
+            skipped=self.metrics.skipped,
         )
         # Alerts (scheduler/alerts): threads of their own; the loop hands them heartbeats.
         self.alerts = Alerts(
@@ -182,11 +216,19 @@ class Daemon:
         # or replaced under it would take every later fire with it (docs/design.md).
         self._store_file = store.file_path
         self._store_identity: tuple[int, int] | None = None
+        # Published for the listener's threads (each replaced whole): the startup catch-up is
+        # planned; when the loop's last pass began (the clock's monotonic time); the store's
+        # last answer to `/readyz` (monotonic time, and why it failed or None).
+        self._planned = False
+        self._last_pass: float | None = None
+        self._store_answer: tuple[float, str | None] = (-1e18, None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
-        """Start, loop until asked to stop, shut down; the process exit code."""
+        """Listen (ConfigError if the address cannot be bound: nothing else has started),
+        start, loop until asked to stop, shut down; the process exit code."""
         self.install_signal_handlers()
+        self.listen()
         try:
             self.start()
             while not self.stop_event.is_set():
@@ -211,6 +253,7 @@ class Daemon:
         4. start the send workers: sending starts once everything is planned, since senders
            and planning would otherwise fight over the GIL and SQLite's write lock.
         """
+        self.listen()  # `/readyz` says "not ready" while this runs
         self.store.check_schema()
         self.alerts.prepare()
         self._store_identity = self._file_identity()
@@ -237,6 +280,7 @@ class Daemon:
         # Planning may have taken a while; that is not a stall.
         self._last_wall, self._last_mono = self.clock.now(), self.clock.monotonic()
         self.pool.start()
+        self._planned = True
 
     def start(self) -> None:
         """`prepare`, then the timer and the planner thread; tell systemd READY=1."""
@@ -275,6 +319,8 @@ class Daemon:
         except StoreError as exc:
             log.warning("could not record the stop: %s", exc)
         self.notifier.close()
+        if self.listener is not None:
+            self.listener.close()
         log.info("daemon stopped id=%s", self.daemon_id)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -286,6 +332,7 @@ class Daemon:
         """
         now = self.clock.now()
         mono = self.clock.monotonic()
+        self._last_pass = mono
         if not self._store_file_intact():
             return 0.0
         self.detect_stall(now, mono)
@@ -379,15 +426,64 @@ class Daemon:
         return False
 
     def healthy(self) -> bool:
-        """Judged from this process alone, never from ledger rows (a row left by a crashed
-        process or another daemon must not stop the watchdog): the loop runs (we are in it),
-        the timer and the planner run once started, and no request of this process has run
-        past its deadline by more than REQUEST_OVERDUE (stuck outside every socket timeout)."""
-        if transport.WATCHDOG.overdue() > REQUEST_OVERDUE.total_seconds():
-            return False
+        """Whether this process is healthy (`unhealthy_reason` is None): the systemd
+        watchdog is fed only then, and `/healthz` answers 200 only then."""
+        return self.unhealthy_reason() is None
+
+    def unhealthy_reason(self) -> str | None:
+        """Why this process is not healthy, or None (any thread).
+
+        Judged from this process alone, never from ledger rows (a row left by a crashed
+        process or another daemon must not stop the watchdog): no request of this process has
+        run past its deadline by more than REQUEST_OVERDUE (stuck outside every socket
+        timeout); once started, the timer and the planner run, and the loop's last pass began
+        less than LOOP_OVERDUE ago (the loop feeds the watchdog; `/healthz` asks from another
+        thread, so it checks that the loop still runs)."""
+        overdue = transport.WATCHDOG.overdue()
+        if overdue > REQUEST_OVERDUE.total_seconds():
+            return f"a request to the API has run {overdue:.0f}s past its deadline"
         if self._planner_thread is None:
-            return True  # not started: `prepare` only (tests), or threads not wanted
-        return self.timer.alive and self._planner_thread.is_alive()
+            return None  # not started: `prepare` only (tests), or threads not wanted
+        if not self.timer.alive:
+            return "the timer thread is not running"
+        if not self._planner_thread.is_alive():
+            return "the planner thread is not running"
+        last_pass = self._last_pass
+        if last_pass is not None:
+            silent = self.clock.monotonic() - last_pass
+            if silent > LOOP_OVERDUE.total_seconds():
+                return f"the main loop has not run for {silent:.0f}s"
+        return None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the daemon is not ready, or None (any thread): ready once the startup
+        catch-up is planned, while the store answers (asked at most every STORE_CHECK_TTL
+        seconds), until it stops."""
+        if self.stop_event.is_set():
+            return "stopping"
+        if not self._planned:
+            return "the startup catch-up is not planned yet"
+        at, failure = self._store_answer
+        now = time.monotonic()
+        if now - at >= STORE_CHECK_TTL:
+            try:
+                self.store.jobs_revision()
+                failure = None
+            except StoreError as exc:
+                failure = f"the store does not answer: {exc}"
+            self._store_answer = (now, failure)
+        return failure
+
+    def listen(self) -> Listener | None:
+        """Open the HTTP listener of `[http] listen` and serve `router` from it (once; None
+        when the setting is empty). ConfigError when the address cannot be bound."""
+        address = self.settings.http.listen_address()
+        if address is None or self.listener is not None:
+            return self.listener
+        self.listener = Listener.open(*address, self.router)
+        self.listener.start()
+        log.info("listening on %s (/metrics, /healthz, /readyz)", self.listener.url)
+        return self.listener
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -423,6 +519,18 @@ class Daemon:
         if upcoming is None:
             return f"{jobs} jobs; nothing scheduled"
         return f"{jobs} jobs; next fire {upcoming[1]} at {utc_iso(upcoming[0])}"
+
+    # -- the HTTP routes (the listener's threads) -----------------------------------------------
+    def _serve_metrics(self, _request: Request) -> Response:
+        return Response(200, self.metrics.render(), CONTENT_TYPE)
+
+    def _serve_health(self, _request: Request) -> Response:
+        reason = self.unhealthy_reason()
+        return Response.text("ok\n") if reason is None else Response.text(f"{reason}\n", 503)
+
+    def _serve_readiness(self, _request: Request) -> Response:
+        reason = self.not_ready_reason()
+        return Response.text("ready\n") if reason is None else Response.text(f"{reason}\n", 503)
 
     # -- steps ----------------------------------------------------------------------------------
     def _reload_settings(self) -> None:

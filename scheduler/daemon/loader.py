@@ -41,6 +41,9 @@ class JobLoader:
         self.on_quarantined = on_quarantined
         self._seen: dict[str, datetime] = {}  # job id -> `updated_at` of the version loaded
         self._revision = -1
+        # Published for other threads (the metrics), replaced whole at each load: the ids
+        # of the stored jobs that are not enabled (paused, or `enabled = false`).
+        self.paused: frozenset[str] = frozenset()
 
     @property
     def revision(self) -> int:
@@ -59,9 +62,11 @@ class JobLoader:
             return
         accounted: dict[str, datetime] | None = None
         enabled: set[str] = set()
+        paused: set[str] = set()
         batch: list[Loaded] = []
         for row in self.store.iter_jobs():
             if not row.enabled:
+                paused.add(row.id)
                 continue
             job_id = row.id
             enabled.add(job_id)
@@ -92,4 +97,5 @@ class JobLoader:
         if batch or removed:
             yield Load(batch, removed, plan=plan)
         self._revision = revision
+        self.paused = frozenset(paused)
         log.info("jobs loaded revision=%d jobs=%d", revision, len(self._seen))

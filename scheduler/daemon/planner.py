@@ -12,7 +12,9 @@ talk to it by posting messages, which one thread handles, one at a time (`drain`
   catch-up rules;
 - `Resume`: open fires to carry forward (retries due, uncertain fires, orphans adopted);
 - `Stranded`: fires whose carrying failed on the store; `Pulse`: the main loop's pass, the
-  moment to try again what failed on the store (those fires, and jobs whose planning failed).
+  moment to try again what failed on the store (those fires, and jobs whose planning failed);
+- `Snapshot`: another thread (the metrics) asks for every loaded job's times (`job_times`):
+  the planner builds the answer on its own thread and hands it over whole.
 
 Before the daemon starts its threads, the thread that builds the daemon drives the planner
 (loading and the startup catch-up); from `Daemon.start` on, the planner thread does. In tests
@@ -111,7 +113,20 @@ class Pulse:
     """A pass of the main loop: try again what failed on the store."""
 
 
-Message = Due | Load | CatchUp | Resume | Stranded | Pulse
+# A loaded job's times: (job id, its next fire time as a UTC timestamp (jittered) or None,
+# the newest of its instants the history holds as far as the planner knows, or None).
+JobTimes = tuple[str, float | None, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Another thread asks for every loaded job's times; `reply` gets them (a tuple, built
+    on the planner's thread and never changed after)."""
+
+    reply: Callable[[tuple[JobTimes, ...]], None]
+
+
+Message = Due | Load | CatchUp | Resume | Stranded | Pulse | Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +149,17 @@ class _JobState:
     cursor: datetime  # every instant at or before it is accounted for in the history
     next_at: float | None = None  # the next fire time (jittered, a UTC timestamp), in the heap
     complete: bool = False  # max_fires reached: nothing more is planned
+    # The newest instant with a row in the history (claimed or skipped), for the metrics: the
+    # cursor is no instant once planned up to now, this one is.
+    latest: datetime | None = None
 
 
 class Planner:
     """Plans and claims fires; the owner of the jobs' in-memory state (module docstring).
 
     `send(carries)` hands fires to the send pool; `wake_at(when)` asks the timer for the next
-    wake-up. `stop` is the daemon's stop event: once set, nothing new is claimed.
+    wake-up. `stop` is the daemon's stop event: once set, nothing new is claimed. `skipped`
+    is told of the skip rows recorded (the metrics count them).
     """
 
     def __init__(
@@ -154,6 +173,7 @@ class Planner:
         send: Callable[[Sequence[Carry]], None],
         wake_at: Callable[[datetime | None], None],
         stop: threading.Event,
+        skipped: Callable[[Sequence[Fire]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -166,6 +186,7 @@ class Planner:
         self._send = send
         self._wake_at = wake_at
         self._stop = stop
+        self._skipped = skipped
         self._mailbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._jobs: dict[str, _JobState] = {}
         # Jobs unloaded while running: their open fires (retries, read-backs) still finish.
@@ -258,8 +279,25 @@ class Planner:
             self._resume(message.fires)
         elif isinstance(message, Stranded):
             self._stranded.update(message.fire_ids)
+        elif isinstance(message, Snapshot):
+            message.reply(tuple((i, s.next_at, s.latest) for i, s in self._jobs.items()))
         else:
             self._retry_after_store_failure()
+
+    def job_times(self, timeout: float) -> tuple[JobTimes, ...] | None:
+        """Every loaded job's times, as the planner's thread answers a `Snapshot` (any other
+        thread); None if no answer came within `timeout` seconds (the planner is busy, or
+        stopped). Never handles the message on the caller's thread, even without a planner
+        thread: the thread driving the planner then answers it at its next message."""
+        answer: list[tuple[JobTimes, ...]] = []
+        answered = threading.Event()
+
+        def reply(times: tuple[JobTimes, ...]) -> None:
+            answer.append(times)
+            answered.set()
+
+        self._mailbox.put(Snapshot(reply))
+        return answer[0] if answered.wait(timeout) else None
 
     # -- reading the state: from the planner's thread, or without one (tests) -------------------
     def job_ids(self) -> list[str]:
@@ -312,7 +350,7 @@ class Planner:
             current = self._jobs.get(job.id)
             fresh = max(loaded.accounted or loaded.floor, loaded.floor)
             if current is None:
-                state = _JobState(job=job, cursor=fresh)
+                state = _JobState(job=job, cursor=fresh, latest=loaded.accounted)
                 self._jobs[job.id] = state
             else:
                 state = current
@@ -372,6 +410,7 @@ class Planner:
         now = self.clock.now()
         wanted: list[tuple[str, datetime, Trigger]] = []
         cursors: dict[str, datetime] = {}  # where each job's cursor goes once claimed
+        newest: dict[str, datetime] = {}  # each job's newest instant claimed
         alone: list[_JobState] = []
         for job_id in job_ids:
             state = self._jobs.get(job_id)
@@ -383,6 +422,7 @@ class Planner:
             elif plan.fire:
                 wanted += [(job_id, instant, trigger) for instant, trigger in plan.fire]
                 cursors[job_id] = max([plan.cursor or state.cursor] + [i for i, _t in plan.fire])
+                newest[job_id] = plan.fire[-1][0]  # oldest first
             else:
                 state.cursor = max(state.cursor, plan.cursor or state.cursor)
                 self._schedule(state, now)
@@ -399,6 +439,7 @@ class Planner:
             for job_id, cursor in cursors.items():
                 state = self._jobs[job_id]
                 state.cursor = max(state.cursor, cursor)
+                state.latest = newest[job_id]
                 self._schedule(state, now)
         self._send([Carry(self._jobs[f.job_id].job, f, True) for f in claimed if f is not None])
         for state in alone:
@@ -415,6 +456,7 @@ class Planner:
                 return
             for skip in plan.skips:
                 self._record_skip(job, skip)
+                state.latest = skip.last if state.latest is None else max(state.latest, skip.last)
             for instant, trigger in plan.fire:
                 if self._stop.is_set():
                     return  # not accounted: the next start plans it again
@@ -427,6 +469,7 @@ class Planner:
                 if fire is not None:
                     claimed.append(fire)
                 state.cursor = max(state.cursor, instant)
+                state.latest = instant
             if plan.cursor is not None:
                 state.cursor = max(state.cursor, plan.cursor)
             self._schedule(state, now)
@@ -529,6 +572,8 @@ class Planner:
                 until = hi if count > 1 else None
                 pieces.append(Skip(job.id, lo, reason=skip.reason, count=count, until=until))
             recorded = self.store.record_skips(pieces, now=self.clock.now())
+            if self._skipped is not None:
+                self._skipped([row for row in recorded if row is not None])
             refused = [piece for piece, row in zip(pieces, recorded, strict=True) if row is None]
             for row in recorded:
                 if row is not None:

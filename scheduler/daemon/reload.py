@@ -40,7 +40,8 @@ LIVE = frozenset(
         "alerts.token_expiry_warning",
     }
 )
-SECTIONS = ("store", "tallyfy", "scheduler", "retry", "calendar", "alerts")
+# `http` is restart-only: the listener is bound once, as the daemon starts.
+SECTIONS = ("store", "tallyfy", "scheduler", "retry", "calendar", "alerts", "http")
 
 
 def is_live(key: str) -> bool:

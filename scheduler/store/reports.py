@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from scheduler.clock import to_utc
-from scheduler.lifecycle import FireStatus
+from scheduler.lifecycle import OPEN, FireStatus
 from scheduler.store.database import Database
 from scheduler.store.ledger import Fire, last_instant, read_fires
 from scheduler.store.tables import DAEMONS, FIRES
@@ -72,6 +72,29 @@ class Reports:
                 .group_by(FIRES.c.job_id)
             ).all()
         return {job_id: int(n) for job_id, n in rows}
+
+    def last_successes(self) -> dict[str, datetime]:
+        """Per job, the scheduled instant of its newest succeeded fire (one grouped query)."""
+        with self._db.tx() as conn:
+            rows = conn.execute(
+                select(FIRES.c.job_id, func.max(FIRES.c.scheduled_for))
+                .where(FIRES.c.status == str(FireStatus.SUCCEEDED))
+                .group_by(FIRES.c.job_id)
+            ).all()
+        return {job_id: to_utc(instant) for job_id, instant in rows}
+
+    def open_counts(self) -> dict[FireStatus, int]:
+        """The number of fires in each open status (every one of them, zeros included)."""
+        counts = dict.fromkeys(sorted(OPEN), 0)
+        with self._db.tx() as conn:
+            rows = conn.execute(
+                select(FIRES.c.status, func.count())
+                .where(FIRES.c.status.in_(sorted(str(s) for s in OPEN)))
+                .group_by(FIRES.c.status)
+            ).all()
+        for status, n in rows:
+            counts[FireStatus(status)] = int(n)
+        return counts
 
     # -- daemons --------------------------------------------------------------------------------
     def heartbeat(

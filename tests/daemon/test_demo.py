@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from daemon_helpers import REPO, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 LINE = re.compile(
     r"^succeeded +(?P<job>\S+) +scheduled (?P<at>\d\d:\d\d:\d\dZ) +remote id (?P<id>[0-9a-f]{32})"
@@ -55,6 +57,17 @@ def test_the_demo_prints_each_fire_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             30,
             message="an alert line for the job that fails on purpose",
         )
+        metrics = re.search(r"^metrics: (http://127\.0\.0\.1:\d+/metrics) ", out.read_text(), re.M)
+        assert metrics is not None, "the demo prints where its metrics are"
+        page = requests.get(metrics[1], timeout=10).text
+        succeeded = {
+            sample.labels["job"]
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == "tallyfy_scheduler_fires_total"
+            and sample.labels["outcome"] == "succeeded"
+        }
+        assert "daily-approvals-follow-up" in succeeded
         demo.send_signal(signal.SIGINT)
         assert demo.wait(15) == 0
     finally:
