@@ -242,6 +242,9 @@ class AlertSettings:
     def enabled(self) -> bool:
         """Whether any target has a URL: without one, alerts are off."""
         return bool(self.urls)
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The daemon's HTTP listener (`/metrics`, `/healthz`, `/readyz`); off while `listen` is
     empty. `listen` is checked when the settings load: `host:port` (`[::1]:9477` for IPv6),

@@ -29,6 +29,7 @@ from scheduler.alerts.heartbeat import Heartbeat
 from scheduler.alerts.monitor import Monitor
 from scheduler.alerts.outbox import Courier
 from scheduler.alerts.targets import Targets
+from scheduler.alertstate import NotifyType
 from scheduler.clock import Clock
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError, StoreError
@@ -78,7 +79,8 @@ def check_templates_of(
 
 class Alerts:
     """The daemon's alerting (module docstring). `settings_of` gives the daemon's current
-    settings (they change on SIGHUP: the token, the thresholds)."""
+    settings (they change on SIGHUP: the token, the thresholds); `on_sent` is told the notify
+    type of every message a receiver took, from the outbox or from memory (any thread)."""
 
     def __init__(
         self,
@@ -89,12 +91,15 @@ class Alerts:
         daemon_id: str,
         settings_of: Callable[[], Settings],
         threaded: bool = True,
+        on_sent: Callable[[NotifyType], None] | None = None,
     ) -> None:
         self.clock = clock
         self.threaded = threaded
         self.targets = Targets.from_settings(settings.alerts)
         self.enabled = bool(self.targets)
-        self.courier = Courier(store, self.targets, clock=clock, daemon_id=daemon_id)
+        self.courier = Courier(
+            store, self.targets, clock=clock, daemon_id=daemon_id, on_sent=on_sent
+        )
         self.monitor = Monitor(
             store,
             self.targets,
@@ -103,6 +108,7 @@ class Alerts:
             settings_of=settings_of,
             wake_courier=self.courier.wake.set,
             template_check=check_templates_of,
+            on_sent=on_sent,
         )
         heartbeat = settings.alerts.heartbeat
         self.heartbeat = (

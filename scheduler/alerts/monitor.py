@@ -94,8 +94,10 @@ class Monitor:
         settings_of: Callable[[], Settings],
         wake_courier: Callable[[], None],
         template_check: TemplateCheck | None = None,
+        on_sent: Callable[[NotifyType], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_sent = on_sent  # told of each message sent from memory (the `store` incident)
         self.targets = targets
         self.clock = clock
         self.daemon_id = daemon_id
@@ -117,6 +119,12 @@ class Monitor:
         """The loader found a stored job that no longer validates (any thread)."""
         with self._lock:
             self._quarantined[job_id] = reason
+
+    @property
+    def store_incident_open(self) -> bool:
+        """Whether this daemon's `store` incident is open (any thread): its message went out
+        from memory and the store has not answered since, so the store cannot count it."""
+        return self._down_sent is not None
 
     # -- a pass -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -446,6 +454,10 @@ class Monitor:
             for target in self._targets_for([], default=True)
             for index in range(self.targets.count(target))
         ]
+        if self.on_sent is not None:
+            for result in self._down_sent:
+                if result.ok:
+                    self.on_sent(NotifyType.FAILURE)
         log.error(
             "incident opened %s kind=store: the store is unreachable since %s; sent from memory "
             "to %s",

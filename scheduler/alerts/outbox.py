@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from scheduler.alerts.targets import Targets
-from scheduler.alertstate import DELIVERY_GIVE_UP, OUTBOX_KEEPS, OutboxStatus
+from scheduler.alertstate import DELIVERY_GIVE_UP, OUTBOX_KEEPS, NotifyType, OutboxStatus
 from scheduler.clock import Clock
 from scheduler.errors import StoreError
 from scheduler.store import Delivery, Notification, Store
@@ -39,7 +40,8 @@ def backoff(
 
 
 class Courier:
-    """Sends the outbox's messages through `targets` (module docstring)."""
+    """Sends the outbox's messages through `targets` (module docstring); `on_sent` is told
+    the notify type of each message a receiver took (the daemon's metrics count them)."""
 
     def __init__(
         self,
@@ -49,8 +51,10 @@ class Courier:
         clock: Clock,
         daemon_id: str,
         first_backoff: timedelta = FIRST_BACKOFF,
+        on_sent: Callable[[NotifyType], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_sent = on_sent
         self.targets = targets
         self.clock = clock
         self.daemon_id = daemon_id
@@ -129,3 +133,5 @@ class Courier:
         log.log(logging.ERROR if delivery.status is OutboxStatus.DROPPED else level, "%s", said)
         if recorded is None:
             log.warning("alert message %d was taken over by another daemon", message.id)
+        if result.ok and self.on_sent is not None:
+            self.on_sent(message.notify_type)

@@ -37,7 +37,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from types import FrameType
 
 from scheduler import transport
 from scheduler.alerts import Alerts
+from scheduler.alertstate import IncidentKind
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings
@@ -148,8 +148,10 @@ class Daemon:
                 ready=lambda: self.not_ready_reason() is None,
                 open_fires=store.open_counts,
                 last_successes=store.last_successes,
+                open_incidents=self._open_incidents,
             ),
             max_job_series=settings.http.max_job_series,
+            monotonic=self.clock.monotonic,
         )
         client.add_request_hook(self.metrics.api_request)
         self.router = Router()
@@ -196,6 +198,7 @@ class Daemon:
             daemon_id=self.daemon_id,
             settings_of=lambda: self.settings,
             threaded=threaded,
+            on_sent=self.metrics.alert_sent,
         )
         self.loader = JobLoader(store, settings, on_quarantined=self.alerts.note_quarantined)
         self.recovery = Recovery(
@@ -442,17 +445,17 @@ class Daemon:
         overdue = transport.WATCHDOG.overdue()
         if overdue > REQUEST_OVERDUE.total_seconds():
             return f"a request to the API has run {overdue:.0f}s past its deadline"
+        last_pass = self._last_pass
+        if last_pass is not None:
+            silent = self.clock.monotonic() - last_pass
+            if silent > LOOP_OVERDUE.total_seconds():
+                return f"the main loop has not run for {silent:.0f}s"
         if self._planner_thread is None:
             return None  # not started: `prepare` only (tests), or threads not wanted
         if not self.timer.alive:
             return "the timer thread is not running"
         if not self._planner_thread.is_alive():
             return "the planner thread is not running"
-        last_pass = self._last_pass
-        if last_pass is not None:
-            silent = self.clock.monotonic() - last_pass
-            if silent > LOOP_OVERDUE.total_seconds():
-                return f"the main loop has not run for {silent:.0f}s"
         return None
 
     def not_ready_reason(self) -> str | None:
@@ -464,7 +467,7 @@ class Daemon:
         if not self._planned:
             return "the startup catch-up is not planned yet"
         at, failure = self._store_answer
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - at >= STORE_CHECK_TTL:
             try:
                 self.store.jobs_revision()
@@ -521,6 +524,21 @@ class Daemon:
         return f"{jobs} jobs; next fire {upcoming[1]} at {utc_iso(upcoming[0])}"
 
     # -- the HTTP routes (the listener's threads) -----------------------------------------------
+    def _open_incidents(self) -> dict[str, int]:
+        """Open incidents by kind for `/metrics`: the store's (every daemon's), and this
+        daemon's `store` incident while it is open in memory only (the store is down)."""
+        # `self.alerts` is made after `self.metrics`; a scrape comes only once both exist.
+        store_open = self.alerts.monitor.store_incident_open
+        try:
+            counts = {str(kind): n for kind, n in self.store.open_incident_counts().items()}
+        except StoreError:
+            if not store_open:
+                raise
+            counts = {}
+        if store_open:
+            counts[str(IncidentKind.STORE)] = counts.get(str(IncidentKind.STORE), 0) + 1
+        return counts
+
     def _serve_metrics(self, _request: Request) -> Response:
         return Response(200, self.metrics.render(), CONTENT_TYPE)
 

@@ -10,12 +10,14 @@ Where each figure comes from, and on which thread (docs/design.md, "The daemon")
 
 - **counted as it happens**: fire outcomes (the runner's `FireEvents`, on the send workers;
   the planner's skip rows, on its thread), fire delays (`FireEvents.sending`), API requests
-  (the client's request hook, on the thread that made the request). A counter is a dict
+  (the client's request hook, on the thread that made the request), alert messages sent
+  (the alerts' `on_sent`, on their courier's or monitor's thread). A counter is a dict
   entry under a lock, or a library metric (thread-safe): a few microseconds a fire;
 - **asked at scrape time**: each loaded job's next fire time and newest instant from the planner,
   which builds the answer on its own thread (`Planner.job_times`; a planner busy for longer
   than `ASK_TIMEOUT` leaves the previous answer in place), the paused jobs the loader
-  published last, readiness, and the ledger's open fires (`OPEN_FIRES_TTL` cached);
+  published last, readiness, and the ledger's open fires and open incidents (each
+  `OPEN_FIRES_TTL` cached);
 - **read from the store once**, at the first scrape: each job's newest success; this
   process's successes update it from then on.
 
@@ -25,10 +27,9 @@ samples of 10,000 jobs, against a 100 ms budget for the whole scrape. They follo
 text format (0.0.4), and tests parse the whole page with the library's parser. Above
 `max_job_series` jobs they are left out, with one log line.
 
-**Extension point** (the alerts add `tallyfy_scheduler_open_incidents{kind}` and
-`tallyfy_scheduler_alerts_sent_total{type}` this way): `Metrics.registry` takes any
-`prometheus_client` metric (`Counter("tallyfy_scheduler_alerts_sent", ..., ["type"],
-registry=daemon.metrics.registry)`) or custom collector (`daemon.metrics.registry.register(c)`,
+**Extension point** (for families of later features): `Metrics.registry` takes any
+`prometheus_client` metric (`Counter("tallyfy_scheduler_x", ..., registry=
+daemon.metrics.registry)`) or custom collector (`daemon.metrics.registry.register(c)`,
 `c.collect()` yielding metric families, asked at each scrape).
 """
 
@@ -76,6 +77,9 @@ SLICE = 2000
 DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 # Seconds; a request is bounded by `request_deadline` (60 s by default).
 API_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Apprise's notify types of the daemon's messages (`alerts test`'s `info` is the CLI's): each
+# series is on the page from the start, so that `increase()` sees the first message.
+ALERT_TYPES = ("failure", "warning", "success")
 # Fires whose instant is not a moment the schedule came due: no delay to measure.
 NOT_SCHEDULED = frozenset({Trigger.MANUAL, Trigger.BACKFILL})
 
@@ -88,7 +92,8 @@ class Sources:
     `paused`: the ids of stored jobs not enabled; `job_count`: the number of loaded jobs
     (published by the planner); `ready`: whether the daemon is ready; `open_fires`: the
     ledger's open fires by status; `last_successes`: per job, the instant of its newest
-    success in the ledger. The last two raise StoreError when the store does not answer.
+    success in the ledger; `open_incidents`: open alert incidents by kind. The last three
+    raise StoreError when the store does not answer.
     """
 
     job_times: Callable[[], tuple[JobTimes, ...] | None]
@@ -97,17 +102,26 @@ class Sources:
     ready: Callable[[], bool]
     open_fires: Callable[[], Mapping[FireStatus, int]]
     last_successes: Callable[[], Mapping[str, datetime]]
+    open_incidents: Callable[[], Mapping[str, int]]
 
 
 class Metrics:
     """Counts what the daemon does and renders `/metrics` (module docstring).
 
     Implements the runner's `FireEvents` (`sending`, `recorded`), the planner's skip hook
-    (`skipped`) and the client's request hook (`api_request`).
+    (`skipped`), the client's request hook (`api_request`) and the alerts' `on_sent`
+    (`alert_sent`).
     """
 
-    def __init__(self, sources: Sources, *, max_job_series: int) -> None:
+    def __init__(
+        self,
+        sources: Sources,
+        *,
+        max_job_series: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sources = sources
+        self.monotonic = monotonic  # the daemon's clock: what the caches' ages are read from
         self.max_job_series = max_job_series
         self.registry = CollectorRegistry()
         self.fire_delay = Histogram(
@@ -130,6 +144,14 @@ class Metrics:
             buckets=API_BUCKETS,
             registry=self.registry,
         )
+        self.alerts_sent = Counter(
+            "tallyfy_scheduler_alerts_sent",
+            "Alert messages a receiver took, by Apprise notify type (one per URL)",
+            ["type"],
+            registry=self.registry,
+        )
+        for notify_type in ALERT_TYPES:
+            self.alerts_sent.labels(notify_type)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -142,6 +164,7 @@ class Metrics:
         self._times: tuple[JobTimes, ...] = ()  # the planner's last answer
         self._dropped = False  # per-job families left out at the last scrape
         self._open_fires: tuple[float, Mapping[FireStatus, int] | None] = (-1e18, None)
+        self._open_incidents: tuple[float, Mapping[str, int] | None] = (-1e18, None)
 
     # -- counting (any thread) ------------------------------------------------------------------
     def sending(self, job: Job, fire: Fire, now: datetime) -> None:
@@ -172,6 +195,10 @@ class Metrics:
         self.api_requests.labels(endpoint, "none" if status is None else str(status)).inc()
         self.api_duration.labels(endpoint).observe(seconds)
 
+    def alert_sent(self, notify_type: str) -> None:
+        """A receiver took one alert message (the alerts' `on_sent`)."""
+        self.alerts_sent.labels(str(notify_type)).inc()
+
     def _count(self, job_id: str, outcome: str, n: int) -> None:
         key = (job_id, outcome)
         self._outcomes[key] = self._outcomes.get(key, 0) + n
@@ -190,7 +217,7 @@ class Metrics:
         """The ledger's open fires by status (None: the store did not answer), at most
         `OPEN_FIRES_TTL` old."""
         at, counts = self._open_fires
-        now = time.monotonic()
+        now = self.monotonic()
         if now - at >= OPEN_FIRES_TTL:
             try:
                 counts = self.sources.open_fires()
@@ -198,6 +225,20 @@ class Metrics:
                 log.debug("metrics: open fires not counted: %s", exc)
                 counts = None
             self._open_fires = (now, counts)
+        return counts
+
+    def open_incidents(self) -> Mapping[str, int] | None:
+        """Open alert incidents by kind (None: the store did not answer), at most
+        `OPEN_FIRES_TTL` old."""
+        at, counts = self._open_incidents
+        now = self.monotonic()
+        if now - at >= OPEN_FIRES_TTL:
+            try:
+                counts = self.sources.open_incidents()
+            except StoreError as exc:
+                log.debug("metrics: open incidents not counted: %s", exc)
+                counts = None
+            self._open_incidents = (now, counts)
         return counts
 
     def _per_job(self) -> bytes:
@@ -243,7 +284,8 @@ class Metrics:
 
 
 class _StateCollector:
-    """The small gauges asked at each scrape: readiness and the ledger's open fires."""
+    """The small gauges asked at each scrape: readiness, the ledger's open fires and the open
+    alert incidents."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -263,6 +305,16 @@ class _StateCollector:
             )
             for status, n in sorted(counts.items()):
                 family.add_metric([status.value], float(n))
+            yield family
+        incidents = self._metrics.open_incidents()
+        if incidents is not None:
+            family = GaugeMetricFamily(
+                f"{PREFIX}open_incidents",
+                "Alert incidents open now, by kind (every daemon's)",
+                labels=["kind"],
+            )
+            for kind, n in sorted(incidents.items()):
+                family.add_metric([kind], float(n))
             yield family
 
 

@@ -273,6 +273,20 @@ class IncidentStore:
         with self._db.tx() as conn:
             return [_incident(row) for row in conn.execute(query).mappings()]
 
+    def open_incident_counts(self) -> dict[IncidentKind, int]:
+        """The number of open incidents of each kind (every kind, zeros included): one
+        grouped count over the (state, kind) index."""
+        counts = dict.fromkeys(IncidentKind, 0)
+        with self._db.tx() as conn:
+            rows = conn.execute(
+                select(INCIDENTS.c.kind, func.count())
+                .where(INCIDENTS.c.state == OPEN)
+                .group_by(INCIDENTS.c.kind)
+            ).all()
+        for kind, n in rows:
+            counts[IncidentKind(kind)] = int(n)
+        return counts
+
     def notifications(self, incident_id: int | None = None) -> list[Notification]:
         """Outbox rows, oldest first (of one incident, if given)."""
         query = select(NOTIFICATIONS)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from daemon.daemon_helpers import CLIENT_NAME, REVIEW_DUE, write_job
+from prometheus_client.parser import text_string_to_metric_families
 from receivers import JsonReceiver, SmtpReceiver
 from sqlalchemy import event
 
@@ -335,3 +336,83 @@ def test_instants_skipped_by_catch_up_after_downtime_are_one_message_with_count_
     assert message["type"] == "warning" and "30 scheduled instant(s)" in message["message"]
     assert "From: 2026-05-04 10:00:01 UTC" in message["message"]
     assert "To: 2026-05-04 10:00:30 UTC" in message["message"]
+
+
+def alert_samples(daemon: Daemon) -> dict[tuple[str, str], float]:
+    """The alert families of the daemon's `/metrics` page, read with the library's parser:
+    (family, kind or type) -> value."""
+    return {
+        (s.name, s.labels.get("kind") or s.labels.get("type") or ""): s.value
+        for family in text_string_to_metric_families(daemon.metrics.render().decode())
+        for s in family.samples
+        if s.name in {"tallyfy_scheduler_open_incidents", "tallyfy_scheduler_alerts_sent_total"}
+    }
+
+
+def test_metrics_count_open_incidents_by_kind_and_messages_sent_by_type(
+    world: AlertWorld,
+) -> None:
+    world.put("review", "* * * * * *", action="launch", action_keys={"prerun": BAD_PRERUN})
+    daemon = world.daemon()
+    before = alert_samples(daemon)
+    assert before[("tallyfy_scheduler_open_incidents", "failed")] == 0
+    assert before[("tallyfy_scheduler_alerts_sent_total", "failure")] == 0
+    for second in range(1, 6):
+        world.fire_at(daemon, at(second))
+    world.json.wait_for(1, 5)
+    world.smtp.wait_for(1, 5)
+    world.clock.advance(timedelta(seconds=2))  # past the page's 1 s cache of the store
+    failing = alert_samples(daemon)
+    assert failing[("tallyfy_scheduler_open_incidents", "failed")] == 1
+    assert failing[("tallyfy_scheduler_open_incidents", "late")] == 0
+    # One message per URL of the target: the JSON receiver's and the email.
+    assert failing[("tallyfy_scheduler_alerts_sent_total", "failure")] == 2
+    assert failing[("tallyfy_scheduler_alerts_sent_total", "success")] == 0
+
+    world.put("review", "* * * * * *", action="launch", action_keys={"prerun": GOOD_PRERUN})
+    world.clock.advance(timedelta(seconds=3))
+    daemon.tick()
+    for second in range(10, 14):
+        world.fire_at(daemon, at(second))
+    world.json.wait_for(2, 5)
+    world.smtp.wait_for(2, 5)
+    world.clock.advance(timedelta(seconds=2))
+    recovered = alert_samples(daemon)
+    assert recovered[("tallyfy_scheduler_open_incidents", "failed")] == 0
+    assert recovered[("tallyfy_scheduler_alerts_sent_total", "failure")] == 2
+    assert recovered[("tallyfy_scheduler_alerts_sent_total", "success")] == 2
+
+
+def test_the_store_incident_is_counted_open_while_the_store_is_down(world: AlertWorld) -> None:
+    world.settings = world.make_settings(world.json.url, store_down_after=timedelta(seconds=10))
+    world.put("fine", "* * * * * *")
+    daemon = world.daemon()
+    down = {"on": False}
+
+    def fail(*_args: Any) -> None:
+        if down["on"]:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(world.store.engine, "before_cursor_execute", fail)
+    down["on"] = True
+    for _ in range(15):
+        world.clock.advance(timedelta(seconds=1))
+        daemon.tick()
+    world.json.wait_for(1, 5)
+    world.clock.advance(timedelta(seconds=2))
+    # The store cannot count it: the page says so from memory, alone of the kinds.
+    assert alert_samples(daemon) == {
+        ("tallyfy_scheduler_open_incidents", "store"): 1,
+        ("tallyfy_scheduler_alerts_sent_total", "failure"): 1,
+        ("tallyfy_scheduler_alerts_sent_total", "warning"): 0,
+        ("tallyfy_scheduler_alerts_sent_total", "success"): 0,
+    }
+    down["on"] = False
+    world.clock.advance(timedelta(seconds=1))
+    daemon.tick()
+    daemon.tick()
+    world.json.wait_for(2, 5)
+    world.clock.advance(timedelta(seconds=2))
+    back = alert_samples(daemon)
+    assert back[("tallyfy_scheduler_open_incidents", "store")] == 0  # recorded cleared
+    assert back[("tallyfy_scheduler_alerts_sent_total", "success")] == 1

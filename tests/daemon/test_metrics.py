@@ -4,7 +4,8 @@ The daemon runs in this process, with its threads (the planner, the timer, the s
 the HTTP listener on a free port), against a sandbox over real HTTP. Per-second jobs with an
 `end_at` a few seconds ahead fire a known set of instants; once the ledger holds every one of
 them settled, the page is scraped, parsed with prometheus-client's own parser, and every
-counter is compared with what the ledger says happened.
+counter is compared with what the ledger says happened, and the alert families with what a
+real receiver (an HTTP server for Apprise's `json://`) took.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from typing import Any
 
 import pytest
 import requests
+from alerts.receivers import JsonReceiver
 from daemon_helpers import history_settled, wait_until, write_job
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.client import TallyfyClient
+from scheduler.clock import FakeClock
 from scheduler.config import (
+    DEFAULT_TARGET,
+    AlertSettings,
     HttpSettings,
     SchedulerSettings,
     Secret,
@@ -66,7 +71,16 @@ def named(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float
 class Running:
     """A daemon built in this process, run on a thread by `start`, stopped at teardown."""
 
-    def __init__(self, tmp_path: Path, sandbox: SandboxServer, **http: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, sandbox: SandboxServer, alert_urls: str | None = None, **http: Any
+    ) -> None:
+        alerts = (
+            AlertSettings(
+                urls={DEFAULT_TARGET: Secret(alert_urls)}, template_check_every=timedelta(0)
+            )
+            if alert_urls
+            else AlertSettings()
+        )
         self.settings = Settings(
             store=StoreSettings(url=f"sqlite:///{tmp_path / 'metrics.db'}"),
             tallyfy=TallyfySettings(
@@ -77,6 +91,7 @@ class Running:
             ),
             scheduler=SchedulerSettings(shutdown_grace=timedelta(seconds=5)),
             http=HttpSettings(listen="127.0.0.1:0", **http),
+            alerts=alerts,
         )
         self.tmp_path = tmp_path
         self.store = Store.open(self.settings.store.url)
@@ -121,6 +136,12 @@ def running(tmp_path: Path, sandbox: SandboxServer) -> Iterator[Running]:
     run.stop()
 
 
+@pytest.fixture
+def receiver() -> Iterator[JsonReceiver]:
+    with JsonReceiver() as r:
+        yield r
+
+
 def ledger(store: Store, job_id: str) -> dict[str, int]:
     """The ledger's outcomes of one job, as `fires_total` counts them (skips by instant)."""
     counts: dict[str, int] = {}
@@ -131,7 +152,17 @@ def ledger(store: Store, job_id: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_metrics_parse_and_their_counters_match_what_the_ledger_holds(running: Running) -> None:
+def test_metrics_parse_and_their_counters_match_what_the_ledger_holds(
+    tmp_path: Path, sandbox: SandboxServer, receiver: JsonReceiver
+) -> None:
+    running = Running(tmp_path, sandbox, alert_urls=receiver.url)
+    try:
+        check_the_page(running, receiver)
+    finally:
+        running.stop()
+
+
+def check_the_page(running: Running, receiver: JsonReceiver) -> None:
     now = datetime.now(UTC)
     end = (now + timedelta(seconds=5)).replace(microsecond=0)
     # Instants from now to `end`, those before the daemon starts included: "steady" fires
@@ -214,6 +245,29 @@ def test_metrics_parse_and_their_counters_match_what_the_ledger_holds(running: R
     }
     assert value(samples, "tallyfy_scheduler_ready") == 1
     assert value(samples, "process_resident_memory_bytes")  # the library's process metrics
+
+    # The alerts: "refused" opened a `failed` incident, "missed" a `skipped` one (told once,
+    # never open); each message the receiver took is counted by its notify type.
+    def delivered() -> Samples | None:
+        page = scrape(url)
+        sent = named(page, "tallyfy_scheduler_alerts_sent_total")
+        queued = store.notifications()
+        settled = queued and all(n.status.value == "sent" for n in queued)
+        settled = settled and any(m["type"] == "failure" for m in receiver.messages)
+        return page if settled and sum(sent.values()) == len(receiver.messages) else None
+
+    samples = wait_until(delivered, 20, interval=0.2, message="the alerts delivered and counted")
+    took: dict[str, float] = {}
+    for message in receiver.messages:
+        took[message["type"]] = took.get(message["type"], 0) + 1
+    assert took.get("failure") == 1  # the 422s of "refused": one message
+    assert named(samples, "tallyfy_scheduler_alerts_sent_total") == {
+        frozenset({("type", t)}): took.get(t, 0.0) for t in ("failure", "warning", "success")
+    }
+    incidents = named(samples, "tallyfy_scheduler_open_incidents")
+    assert incidents[frozenset({("kind", "failed")})] == 1
+    assert incidents[frozenset({("kind", "skipped")})] == 0
+    assert sum(incidents.values()) == len(store.incidents())
 
 
 @pytest.mark.slow
@@ -303,4 +357,29 @@ def test_a_daemon_without_http_listen_opens_no_listener(
     try:
         assert run.build().listen() is None
     finally:
+        run.stop()
+
+
+def test_healthz_turns_503_while_the_main_loop_is_stalled_and_back(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    # A daemon without threads under a FakeClock: the test is its main loop (`tick`), and
+    # the listener's thread asks `/healthz` over HTTP meanwhile.
+    clock = FakeClock(datetime(2026, 5, 4, 10, tzinfo=UTC))
+    run = Running(tmp_path, sandbox)
+    daemon = Daemon(run.settings, run.store, run.client, clock=clock, threaded=False)
+    run.daemon = daemon
+    try:
+        listener = daemon.listen()
+        assert listener is not None
+        daemon.prepare()
+        daemon.tick()
+        assert requests.get(f"{listener.url}/healthz", timeout=5).status_code == 200
+        clock.advance(timedelta(seconds=31))  # no pass for 31 s: stuck somewhere
+        stalled = requests.get(f"{listener.url}/healthz", timeout=5)
+        assert (stalled.status_code, stalled.text) == (503, "the main loop has not run for 31s\n")
+        daemon.tick()  # it runs again
+        assert requests.get(f"{listener.url}/healthz", timeout=5).text == "ok\n"
+    finally:
+        daemon.shutdown()
         run.stop()

@@ -73,6 +73,7 @@ class FakeDaemon:
     successes: Mapping[str, datetime] = field(default_factory=dict)
     store_down: bool = False
     success_reads: int = 0
+    incidents: Mapping[str, int] = field(default_factory=dict)
 
     def last_successes(self) -> Mapping[str, datetime]:
         self.success_reads += 1
@@ -85,6 +86,11 @@ class FakeDaemon:
             raise StoreUnavailable("down")
         return self.open_fires
 
+    def open_incidents(self) -> Mapping[str, int]:
+        if self.store_down:
+            raise StoreUnavailable("down")
+        return self.incidents
+
     def metrics(self, max_job_series: int = 100) -> Metrics:
         return Metrics(
             Sources(
@@ -94,6 +100,7 @@ class FakeDaemon:
                 ready=lambda: self.ready,
                 open_fires=self.open_counts,
                 last_successes=self.last_successes,
+                open_incidents=self.open_incidents,
             ),
             max_job_series=max_job_series,
         )
@@ -262,3 +269,27 @@ def test_each_request_reaches_the_hook_with_its_endpoint_status_and_time() -> No
     by_endpoint = frozenset({("endpoint", "POST /tasks")})
     assert samples[(f"{duration}_sum", by_endpoint)] == pytest.approx(60.5)
     assert samples[(f"{duration}_bucket", by_endpoint | {("le", "0.25")})] == 1
+
+
+def test_open_incidents_by_kind_and_alerts_sent_by_type() -> None:
+    fake = FakeDaemon(incidents={"failed": 2, "late": 1, "store": 0})
+    metrics = fake.metrics()
+    sent = "tallyfy_scheduler_alerts_sent_total"
+    before = parsed(metrics.render())
+    # Every notify type the daemon sends is on the page from the start, at 0.
+    for notify_type in ("failure", "warning", "success"):
+        assert before[(sent, frozenset({("type", notify_type)}))] == 0
+    metrics.alert_sent("failure")
+    metrics.alert_sent("failure")
+    metrics.alert_sent("success")
+    samples = parsed(metrics.render())
+    assert samples[(sent, frozenset({("type", "failure")}))] == 2
+    assert samples[(sent, frozenset({("type", "success")}))] == 1
+    assert samples[(sent, frozenset({("type", "warning")}))] == 0
+    incidents = "tallyfy_scheduler_open_incidents"
+    assert samples[(incidents, frozenset({("kind", "failed")}))] == 2
+    assert samples[(incidents, frozenset({("kind", "late")}))] == 1
+    assert samples[(incidents, frozenset({("kind", "store")}))] == 0
+    fake.store_down = True
+    down = parsed(fake.metrics().render())
+    assert not [key for key in down if key[0] == incidents]

@@ -100,6 +100,9 @@ CONFIG_KEYS: list[tuple[str, str, str]] = [
     ("calendar", "weekend", "weekdays"),
     ("calendar", "holidays_country", "country"),
     ("calendar", "holidays", "dates"),
+    ("http", "listen", TEXT),
+    ("http", "allow_remote", FLAG),
+    ("http", "max_job_series", COUNT),
 ]
 # TOML values of the wrong type (or an impossible value) for each kind of key.
 WRONG: dict[str, list[str]] = {
