@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from daemon_helpers import job_toml
@@ -293,3 +294,29 @@ def test_open_incidents_by_kind_and_alerts_sent_by_type() -> None:
     fake.store_down = True
     down = parsed(fake.metrics().render())
     assert not [key for key in down if key[0] == incidents]
+
+
+def test_every_family_on_the_page_is_in_the_metrics_reference() -> None:
+    fake = FakeDaemon(
+        times=(("daily", NOW.timestamp(), NOW - timedelta(days=1)),),
+        paused=frozenset({"off"}),
+        open_fires={FireStatus.PENDING: 0},
+        incidents={"failed": 0},
+        successes={"daily": NOW},
+    )
+    metrics = fake.metrics()
+    metrics.recorded([fire("daily", FireStatus.SUCCEEDED)])
+    metrics.sending(a_job(), fire("j", FireStatus.SENDING), NOW)
+    metrics.api_request("POST /tasks", 201, 0.1)
+    families = {family.name for family in text_string_to_metric_families(metrics.render().decode())}
+    # The library's `*_created` series (a counter's or histogram's start time) aside.
+    ours = {
+        name
+        for name in families
+        if name.startswith("tallyfy_scheduler_") and not name.endswith("_created")
+    }
+    assert len(ours) == 12
+    reference = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    # The parser names a counter without its `_total`; the page and the reference have it.
+    written = {f"{n}_total" if f"`{n}_total`" in reference else n for n in ours}
+    assert sorted(n for n in written if f"`{n}`" not in reference) == []
