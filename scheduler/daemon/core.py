@@ -47,7 +47,7 @@ from scheduler.alerts import Alerts
 from scheduler.alertstate import IncidentKind
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
-from scheduler.config import Settings
+from scheduler.config import Settings, is_loopback
 from scheduler.daemon.listener import Listener, Request, Response, Router
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.metrics import ASK_TIMEOUT, CONTENT_TYPE, Metrics, Sources
@@ -57,7 +57,7 @@ from scheduler.daemon.reload import merge
 from scheduler.daemon.sending import Sender, group_size
 from scheduler.daemon.sendpool import SendPool
 from scheduler.daemon.timer import Timer
-from scheduler.errors import SchedulerError, StoreError
+from scheduler.errors import ConfigError, SchedulerError, StoreError, problem
 from scheduler.notify import Notifier
 from scheduler.runner import CREDENTIAL_STATUSES, Observer, Runner
 from scheduler.store import Store
@@ -479,10 +479,16 @@ class Daemon:
 
     def listen(self) -> Listener | None:
         """Open the HTTP listener of `[http] listen` and serve `router` from it (once; None
-        when the setting is empty). ConfigError when the address cannot be bound."""
-        address = self.settings.http.listen_address()
+        when the setting is empty). ConfigError when the address cannot be bound, or when
+        other hosts could reach it without `[http] allow_remote`."""
+        http = self.settings.http
+        address = http.listen_address()
         if address is None or self.listener is not None:
             return self.listener
+        if not http.allow_remote and not is_loopback(address[0]):
+            # Loading the settings refuses it already; settings built in code are held to it too.
+            why = "not an address of this machine only; set [http] allow_remote = true to allow it"
+            raise ConfigError(problem(why, key="http.listen", value=http.listen))
         self.listener = Listener.open(*address, self.router)
         self.listener.start()
         log.info("listening on %s (/metrics, /healthz, /readyz)", self.listener.url)

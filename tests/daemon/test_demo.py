@@ -60,14 +60,14 @@ def test_the_demo_prints_each_fire_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         metrics = re.search(r"^metrics: (http://127\.0\.0\.1:\d+/metrics) ", out.read_text(), re.M)
         assert metrics is not None, "the demo prints where its metrics are"
         page = requests.get(metrics[1], timeout=10).text
-        succeeded = {
-            sample.labels["job"]
+        outcomes = {
+            (sample.labels["job"], sample.labels["outcome"])
             for family in text_string_to_metric_families(page)
             for sample in family.samples
             if sample.name == "tallyfy_scheduler_fires_total"
-            and sample.labels["outcome"] == "succeeded"
         }
-        assert "daily-approvals-follow-up" in succeeded
+        assert ("daily-approvals-follow-up", "succeeded") in outcomes
+        assert ("broken-kickoff", "failed") in outcomes  # the job that fails on purpose
         demo.send_signal(signal.SIGINT)
         assert demo.wait(15) == 0
     finally:

@@ -39,6 +39,7 @@ from scheduler.config import (
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon
 from scheduler.definitions import load_job_files
+from scheduler.errors import ConfigError
 from scheduler.lifecycle import FireStatus
 from scheduler.operations import apply_jobs
 from scheduler.store import Store
@@ -382,4 +383,18 @@ def test_healthz_turns_503_while_the_main_loop_is_stalled_and_back(
         assert requests.get(f"{listener.url}/healthz", timeout=5).text == "ok\n"
     finally:
         daemon.shutdown()
+        run.stop()
+
+
+def test_a_daemon_never_listens_where_other_hosts_reach_it_without_allow_remote(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    # Settings built in code skip the loading's check: the daemon holds them to it too.
+    run = Running(tmp_path, sandbox)
+    run.settings = replace(run.settings, http=HttpSettings(listen="0.0.0.0:0"))
+    try:
+        with pytest.raises(ConfigError, match=r"http\.listen = '0\.0\.0\.0:0'.*allow_remote"):
+            run.build().listen()
+        assert run.daemon is not None and run.daemon.listener is None
+    finally:
         run.stop()
