@@ -7,6 +7,7 @@ library writes for the same samples, through the library's parser.
 
 from __future__ import annotations
 
+import random
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -320,3 +321,66 @@ def test_every_family_on_the_page_is_in_the_metrics_reference() -> None:
     # The parser names a counter without its `_total`; the page and the reference have it.
     written = {f"{n}_total" if f"`{n}_total`" in reference else n for n in ours}
     assert sorted(n for n in written if f"`{n}`" not in reference) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_per_job_lines_kept_between_scrapes_always_say_what_a_fresh_page_would(
+    seed: int,
+) -> None:
+    # The per-job lines are rewritten only for what changed since the last scrape: after any
+    # sequence of changes, the page must read as if written whole from the state now.
+    rng = random.Random(seed)
+    ids = [f"j{i}" for i in range(30)] + [ODD]
+    fake = FakeDaemon(successes={"j1": NOW - timedelta(days=3), "j29": NOW})
+    times: dict[str, JobTimes] = {}
+    paused: set[str] = set()
+    outcomes: dict[str, dict[str, int]] = {}
+    successes = {job_id: at.timestamp() for job_id, at in fake.successes.items()}
+    metrics = fake.metrics()
+    for _step in range(60):
+        for _change in range(rng.randint(0, 6)):
+            job_id = rng.choice(ids)
+            what = rng.choice(["times", "times", "ended", "remove", "pause", "resume", "fire"])
+            if what == "times":
+                latest = rng.choice([None, NOW - timedelta(seconds=rng.randint(1, 99))])
+                times[job_id] = (job_id, NOW.timestamp() + rng.randint(0, 99), latest)
+                paused.discard(job_id)
+            elif what == "ended":
+                times[job_id] = (job_id, None, NOW)
+            elif what == "remove":
+                times.pop(job_id, None)
+                paused.discard(job_id)
+            elif what == "pause":
+                times.pop(job_id, None)
+                paused.add(job_id)
+            elif what == "resume" and job_id in paused:
+                paused.discard(job_id)
+                times[job_id] = (job_id, NOW.timestamp(), None)
+            elif what == "fire":
+                status = rng.choice([FireStatus.SUCCEEDED, FireStatus.FAILED, FireStatus.RETRYING])
+                at = NOW + timedelta(seconds=rng.randint(-99, 99))
+                metrics.recorded([fire(job_id, status, at)])
+                counts = outcomes.setdefault(job_id, {})
+                counts[status.value] = counts.get(status.value, 0) + 1
+                if status is FireStatus.SUCCEEDED:
+                    successes[job_id] = max(successes.get(job_id, -1e18), at.timestamp())
+        fake.times, fake.paused = tuple(times.values()), frozenset(paused)
+        on_page = set(times) | paused
+        expected: Samples = {}
+        for job_id, at, latest in times.values():
+            label = frozenset({("job", job_id)})
+            if at is not None:
+                expected[("tallyfy_scheduler_job_next_fire_timestamp_seconds", label)] = at
+                if latest is not None:
+                    interval = at - latest.timestamp()
+                    expected[("tallyfy_scheduler_job_interval_seconds", label)] = interval
+        for job_id in on_page:
+            label = frozenset({("job", job_id)})
+            expected[("tallyfy_scheduler_job_paused", label)] = 1 if job_id in paused else 0
+            if job_id in successes:
+                name = "tallyfy_scheduler_job_last_success_timestamp_seconds"
+                expected[(name, label)] = successes[job_id]
+            for outcome, n in outcomes.get(job_id, {}).items():
+                key = label | {("outcome", outcome)}
+                expected[("tallyfy_scheduler_fires_total", key)] = n
+        assert per_job(parsed(metrics.render())) == expected
