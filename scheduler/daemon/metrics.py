@@ -21,11 +21,12 @@ Where each figure comes from, and on which thread (docs/design.md, "The daemon")
 - **read from the store once**, at the first scrape: each job's newest success; this
   process's successes update it from then on.
 
-The per-job families are written here, not by `generate_latest`: the library formats a
-sample in ~8 us (label sorting, escaping and a name check per sample), 0.4 s for the ~50,000
-samples of 10,000 jobs, against a 100 ms budget for the whole scrape. They follow the same
-text format (0.0.4), and tests parse the whole page with the library's parser. Above
-`max_job_series` jobs they are left out, with one log line.
+The per-job families are written here (`_JobSeries`), not by `generate_latest`: the library
+formats a sample in ~8 us (label sorting, escaping and a name check per sample), 0.4 s for
+the ~50,000 samples of 10,000 jobs, against a 100 ms budget for the whole scrape; and they
+are kept between scrapes, each scrape rewriting only the lines of jobs that changed. They
+follow the same text format (0.0.4), and tests parse the whole page with the library's
+parser. Above `max_job_series` jobs they are left out, with one log line.
 
 **Extension point** (for families of later features): `Metrics.registry` takes any
 `prometheus_client` metric (`Counter("tallyfy_scheduler_x", ..., registry=
