@@ -18,7 +18,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import bench_burst, bench_catchup, bench_idle, bench_sandbox, bench_startup
+from bench import (
+    bench_burst,
+    bench_catchup,
+    bench_idle,
+    bench_metrics,
+    bench_sandbox,
+    bench_startup,
+)
 
 Summary = tuple[str, str, str]  # (figure, target, measured)
 
@@ -119,12 +126,29 @@ def _sandbox(quick: bool) -> tuple[dict[str, Any], list[Summary]]:
     ]
 
 
+def _metrics(quick: bool) -> tuple[dict[str, Any], list[Summary]]:
+    jobs = 2000 if quick else 10_000
+    r = bench_metrics.main(["--jobs", str(jobs), "--seconds", "10" if quick else "30"])
+    every, quiet = r["phases"]["every second"], r["phases"]["quiet"]
+    scrape, delay, calm = every["scrape_ms"], every["delay_ms"], quiet["delay_ms"]
+    return r, [
+        (
+            f"6. /metrics with {jobs:,} jobs, one scrape a second",
+            "< 100 ms, fires not delayed",
+            f"scrape p50 {scrape['p50']:.0f} ms (max {scrape['max']:.0f} ms); fire delay p50"
+            f" {delay['p50']:.1f} ms, p99 {delay['p99']:.1f} ms (unscraped {calm['p50']:.1f},"
+            f" {calm['p99']:.1f} ms)",
+        )
+    ]
+
+
 FIGURES: dict[str, Callable[[bool], tuple[dict[str, Any], list[Summary]]]] = {
     "startup": _startup,
     "catchup": _catchup,
     "burst": _burst,
     "idle": _idle,
     "sandbox": _sandbox,
+    "metrics": _metrics,
 }
 
 
