@@ -405,8 +405,8 @@ def _origins(
         "scheduler": SchedulerSettings,
         "retry": RetrySettings,
         "calendar": CalendarSettings,
-        "alerts": AlertSettings,
         "http": HttpSettings,
+        "alerts": AlertSettings,  # last: the alerts' secrets follow its keys
     }
     origins: dict[str, str] = {}
     for section, kind in sections.items():
