@@ -32,6 +32,7 @@ from scheduler.config import LOG_LEVELS, Settings, load_settings, zone_problem
 from scheduler.cron import parse_schedule
 from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import job_from_document, load_job_files
+from scheduler.describe import describe
 from scheduler.doctor import CheckStatus, diagnose
 from scheduler.errors import (
     ConfigError,
@@ -404,7 +405,11 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
-    for key in ("id", "enabled", "source", "next_fire", "active_since", "updated_at"):
+    for key in ("id", "enabled", "source"):
+        _say(f"{key}: {data['job'][key]}")
+    if summary["schedule_words"]:
+        _say(f"schedule: {summary['schedule_words']} ({summary['timezone']})")
+    for key in ("next_fire", "active_since", "updated_at"):
         _say(f"{key}: {data['job'][key]}")
     if "error" in summary:
         _say(f"invalid: {summary['error']}")
@@ -478,11 +483,13 @@ def next_(
             raise InvalidInput(problem(zone_fault, key="--tz", value=zone_name))
         schedule = parse_schedule(expression, zone_name)
         instants = list(islice(schedule.iter_after(after), count))
+        words = describe(expression)
     else:
         assert job_id is not None
         job = operations.load_job(app.open_store(), app.settings, job_id)
         expression, zone_name = job.schedule, job.timezone
         instants = list(islice(job.fires_after(after), count))
+        words = describe(expression, job_id=job.id)
         days = skip_days_of(job, BusinessCalendar.from_settings(app.settings.calendar))
         if days is not None:
             skipped = {i: reason for i in instants if (reason := days.reason(i)) is not None}
@@ -491,12 +498,15 @@ def next_(
         data: dict[str, Any] = {
             "schedule": expression,
             "timezone": zone_name,
+            "words": words,
             "instants": [iso_in(i, zone) for i in instants],
         }
         if skipped:
             data["skipped"] = {iso_in(i, zone): reason for i, reason in skipped.items()}
         _echo_json(data)
         return
+    # The words go to stderr: stdout stays one instant per line for scripts.
+    _say(f"# {words} ({zone_name})", err=True)
     for instant in instants:
         reason = skipped.get(instant)
         shown = f"  skipped: {reason}" if reason is not None else ""

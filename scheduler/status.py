@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.config import Settings, is_valid_zone
 from scheduler.definitions import job_from_document
+from scheduler.describe import describe
 from scheduler.errors import InvalidInput
 from scheduler.lifecycle import FireStatus
 from scheduler.skipdays import next_firing
@@ -39,12 +40,14 @@ def job_row(
         "id": stored.id,
         "enabled": stored.enabled,
         "schedule": definition.get("schedule"),
+        "schedule_words": None,
         "timezone": definition.get("timezone"),
         "action": action.get("type") if isinstance(action, dict) else None,
         "next_fire": None,
     }
     try:
         job = job_from_document(definition, settings)
+        row["schedule_words"] = describe(job.schedule, job_id=job.id)
         if stored.enabled:
             # The next instant that fires: one on a skip day is passed over (`next` lists it).
             calendar = BusinessCalendar.from_settings(settings.calendar) if job.skip_on else None

@@ -346,6 +346,7 @@ def test_list_shows_each_jobs_next_fire_in_its_zone_and_last_outcome(applied: Cl
                 "id": DAILY,
                 "enabled": True,
                 "schedule": "0 8 * * MON-FRI",
+                "schedule_words": "At 08:00, Monday through Friday",
                 "timezone": "America/New_York",
                 "action": "create_task",
                 "next_fire": "2026-03-02T08:00:00-05:00",  # 07:00 EST now
@@ -355,6 +356,7 @@ def test_list_shows_each_jobs_next_fire_in_its_zone_and_last_outcome(applied: Cl
                 "id": WEEKLY,
                 "enabled": True,
                 "schedule": "0 9 * * MON",
+                "schedule_words": "At 09:00, only on Monday",
                 "timezone": "Europe/London",
                 "action": "launch_process",
                 "next_fire": "2026-03-09T09:00:00+00:00",

@@ -69,7 +69,7 @@ def test_next_prints_exactly_the_documented_json(
         + ["--after", "2026-03-07T12:00:00-05:00", "--count", "2", "--json"]
     )
     assert result.stdout == (
-        '{"schedule": "30 2 * * *", "timezone": "America/New_York", '
+        '{"schedule": "30 2 * * *", "timezone": "America/New_York", "words": "At 02:30", '
         '"instants": ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]}\n'
     )
     assert not db.parent.exists()
@@ -188,6 +188,7 @@ def test_next_of_a_stored_job_uses_its_schedule_and_zone(base: list[str]) -> Non
     assert data == {
         "schedule": "0 8 * * MON-FRI",
         "timezone": "America/New_York",
+        "words": "At 08:00, Monday through Friday",
         "instants": [
             "2026-03-09T08:00:00-04:00",  # Monday, the first day of daylight time
             "2026-03-10T08:00:00-04:00",
