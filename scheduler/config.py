@@ -78,6 +78,11 @@ ALERT_URLS_VARIABLE = "TALLYFY_SCHEDULER_ALERT_URLS"
 ALERT_URLS_CREDENTIAL = "alert-urls"
 HEARTBEAT_URL_VARIABLE = "TALLYFY_SCHEDULER_HEARTBEAT_URL"
 HEARTBEAT_URL_CREDENTIAL = "heartbeat-url"
+# The dashboard's tokens (docs/dashboard.md): secrets read like the API token, never in TOML.
+ADMIN_TOKEN_VARIABLE = "TALLYFY_SCHEDULER_ADMIN_TOKEN"
+ADMIN_TOKEN_CREDENTIAL = "admin-token"
+READ_TOKEN_VARIABLE = "TALLYFY_SCHEDULER_READ_TOKEN"
+READ_TOKEN_CREDENTIAL = "read-token"
 DEFAULT_LATE_AFTER = timedelta(minutes=5)
 DEFAULT_UNCERTAIN_AFTER = timedelta(minutes=10)
 DEFAULT_STORE_DOWN_AFTER = timedelta(minutes=1)
@@ -260,6 +265,19 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class DashboardTokens:
+    """The dashboard's tokens (docs/dashboard.md): `admin` signs in for actions, `read` only
+    reads (needed for every page with `[http] allow_remote`). Secrets: `*_source` says where
+    each came from, never the value."""
+
+    admin: Secret | None = field(default=None, repr=False)
+    admin_source: str | None = field(default=None, compare=False)
+    read: Secret | None = field(default=None, repr=False)
+    read_source: str | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting, validated; built once by `load_settings` and passed down."""
 
@@ -270,6 +288,7 @@ class Settings:
     calendar: CalendarSettings = CalendarSettings()
     alerts: AlertSettings = AlertSettings()
     http: HttpSettings = HttpSettings()
+    dashboard: DashboardTokens = DashboardTokens()
     config_file: Path | None = None
     # "tallyfy.base_url" -> "the config file", "TALLYFY_BASE_URL in /etc/x/.env", "default",
     # ...: where each setting came from, for `doctor`; never a value (it may be a secret).
@@ -323,6 +342,7 @@ def load_settings(
     retry = reader.retry()
     calendar = reader.calendar()
     alerts = reader.alerts(environ, from_dotenv)
+    dashboard = _dashboard_tokens(environ, from_dotenv, problems)
     http = reader.http()
     reader.no_unknown(
         data, "", {"tallyfy", "store", "scheduler", "retry", "calendar", "alerts", "http"}
@@ -336,6 +356,7 @@ def load_settings(
         calendar=calendar,
         alerts=alerts,
         http=http,
+        dashboard=dashboard,
         config_file=path,
         origins=_origins(data, environ, from_dotenv, db_url, tallyfy.access_token_source, alerts),
     )
@@ -625,6 +646,29 @@ def _read_secret(sources: list[_TokenSource], problems: Problems, *, what: str) 
             warning = _readable_by_others(holder, source.path is None, what) if holder else None
             return _Token(Secret(text), source.label, warning)
     return _Token()
+
+
+def _dashboard_tokens(
+    environ: Mapping[str, str], from_dotenv: Mapping[str, Path], problems: Problems
+) -> DashboardTokens:
+    """The dashboard's admin and read tokens, each read like the API token (module docstring)."""
+    admin = _read_secret(
+        _secret_sources(ADMIN_TOKEN_VARIABLE, ADMIN_TOKEN_CREDENTIAL, environ, from_dotenv),
+        problems,
+        what="admin token",
+    )
+    read = _read_secret(
+        _secret_sources(READ_TOKEN_VARIABLE, READ_TOKEN_CREDENTIAL, environ, from_dotenv),
+        problems,
+        what="read token",
+    )
+    return DashboardTokens(
+        admin=admin.secret,
+        admin_source=admin.source,
+        read=read.secret,
+        read_source=read.source,
+        warnings=tuple(w for w in (admin.warning, read.warning) if w),
+    )
 
 
 def unsendable(token: str) -> str | None:

@@ -48,9 +48,11 @@ class Reports:
         status: FireStatus | str | None = None,
         since: datetime | None = None,
         limit: int | None = 50,
+        offset: int = 0,
     ) -> list[Fire]:
         """Fires newest first (by scheduled instant), optionally of one job, in one status,
-        and touching instants at or after `since` (a skip range counts by its last instant)."""
+        and touching instants at or after `since` (a skip range counts by its last instant);
+        `offset` passes over that many first (the dashboard's pages)."""
         query = select(FIRES)
         if job_id is not None:
             query = query.where(FIRES.c.job_id == job_id)
@@ -61,6 +63,8 @@ class Reports:
         query = query.order_by(FIRES.c.scheduled_for.desc(), FIRES.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         return read_fires(self._db, query)
 
     def success_counts(self) -> dict[str, int]:

@@ -1,0 +1,339 @@
+"""What the dashboard shows, computed from the store, the settings and `now`: no HTML here.
+
+Every function is pure over its arguments (the store is read, never written), so the pages and
+the JSON routes share them and tests call them directly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from scheduler.config import Settings
+from scheduler.definitions import job_from_document
+from scheduler.describe import describe
+from scheduler.errors import InvalidInput, SchedulerError
+from scheduler.job import Job
+from scheduler.store import Fire, Store, StoredJob
+from scheduler.store.incidents import Incident
+
+PAGE_SIZE = 50
+STRIP_LENGTH = 30  # the last fates shown per job on the jobs page
+# States (docs/dashboard.md): the filter's values, in the order the filter lists them.
+STATES = ("active", "paused", "paused-by-breaker", "quarantined", "ended")
+STATE_WORDS = {
+    "active": "active",
+    "paused": "paused by a person",
+    "paused-by-breaker": "paused by the failure breaker",
+    "quarantined": "quarantined",
+    "ended": "ended",
+}
+# Pause reasons that mean the failure breaker paused the job (the breaker writes one).
+BREAKER_REASONS = ("breaker", "failure-breaker", "failure breaker")
+UPCOMING_DAY = timedelta(hours=24)
+UPCOMING_WEEK = timedelta(days=7)
+# A job firing more often than this in a day is bucketed by counting (count_between per
+# minute), never by listing its instants: a per-second job has 86,400 a day.
+ENUMERATE_AT_MOST = 1500
+UTC = ZoneInfo("UTC")
+
+
+def pause_reason(stored: StoredJob) -> str | None:
+    """Why a paused job was paused, when the store says (the failure breaker records one);
+    None for a person's pause or a store without reasons. The one seam for the breaker."""
+    reason = getattr(stored, "pause_reason", None)
+    return reason if isinstance(reason, str) and reason else None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One job as the dashboard reads it: the stored row, its validated job (None when it
+    no longer validates: quarantined) and the error that says why."""
+
+    stored: StoredJob
+    job: Job | None
+    error: str | None
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return self.stored.definition
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.job.zone if self.job is not None else UTC
+
+
+def view_of(stored: StoredJob, settings: Settings) -> JobView:
+    try:
+        return JobView(stored, job_from_document(stored.definition, settings), None)
+    except InvalidInput as exc:
+        return JobView(stored, None, "; ".join(p.message for p in exc.problems))
+
+
+def state_of(view: JobView, next_fire: datetime | None) -> str:
+    """One of STATES. `next_fire` is the job's next instant (None: it has none left)."""
+    if view.job is None:
+        return "quarantined"
+    if not view.stored.enabled:
+        reason = pause_reason(view.stored) or ""
+        return "paused-by-breaker" if reason.lower() in BREAKER_REASONS else "paused"
+    return "active" if next_fire is not None else "ended"
+
+
+def next_fire_of(view: JobView, now: datetime, fires_so_far: int) -> datetime | None:
+    if view.job is None:
+        return None
+    try:
+        return view.job.next_fire(now, fires_so_far=fires_so_far)
+    except SchedulerError:
+        return None
+
+
+def words_of(view: JobView) -> str | None:
+    if view.job is None:
+        return None
+    return describe(view.job.schedule, job_id=view.job.id)
+
+
+def matches_text(stored: StoredJob, text: str) -> bool:
+    """The text filter: in the id or anywhere in the stored definition (title, schedule, ...)."""
+    wanted = text.casefold()
+    return wanted in stored.id.casefold() or wanted in stored.definition_json.casefold()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a longer list: its items, its number (from 1), how many pages, the total."""
+
+    items: list[Any]
+    number: int
+    pages: int
+    total: int
+
+
+def page_of(items: Sequence[Any], number: int, size: int = PAGE_SIZE) -> Page:
+    pages = max(1, -(-len(items) // size))
+    number = min(max(1, number), pages)
+    start = (number - 1) * size
+    return Page(list(items[start : start + size]), number, pages, len(items))
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A row of the jobs page (and `/api/jobs`)."""
+
+    view: JobView
+    state: str
+    next_fire: datetime | None
+    words: str | None
+    last: Fire | None
+    strip: list[Fire]  # newest first
+
+
+def job_rows(
+    store: Store,
+    settings: Settings,
+    now: datetime,
+    *,
+    state: str = "",
+    text: str = "",
+    page: int = 1,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """The jobs page: filtered by state and text, one page of rows, each with its next fire,
+    last outcome and its last fates. Only the page's rows read their history."""
+    stored_jobs = store.list_jobs()
+    if text:
+        stored_jobs = [s for s in stored_jobs if matches_text(s, text)]
+    counts = store.success_counts()
+    if state:
+        # The state needs the validated job and its next fire: computed for every job only
+        # when filtering by it (bench/README.md: 10,000 jobs).
+        chosen = []
+        for stored in stored_jobs:
+            view = view_of(stored, settings)
+            next_fire = next_fire_of(view, now, counts.get(stored.id, 0))
+            if state_of(view, next_fire) == state:
+                chosen.append(stored)
+        stored_jobs = chosen
+    shown = page_of(stored_jobs, page, size)
+    rows = []
+    for stored in shown.items:
+        view = view_of(stored, settings)
+        next_fire = next_fire_of(view, now, counts.get(stored.id, 0))
+        strip = store.history(stored.id, limit=STRIP_LENGTH)
+        rows.append(
+            JobRow(
+                view,
+                state_of(view, next_fire),
+                next_fire,
+                words_of(view),
+                strip[0] if strip else None,
+                strip,
+            )
+        )
+    return Page(rows, shown.number, shown.pages, shown.total)
+
+
+def row_json(row: JobRow) -> dict[str, Any]:
+    """`jobs list --json`'s element (cli.md), plus `state` and `pause_reason`."""
+    definition = row.view.definition
+    zone = row.view.zone
+    action = definition.get("action")
+    data: dict[str, Any] = {
+        "id": row.view.stored.id,
+        "enabled": row.view.stored.enabled,
+        "schedule": definition.get("schedule"),
+        "schedule_words": row.words,
+        "timezone": definition.get("timezone"),
+        "action": action.get("type") if isinstance(action, dict) else None,
+        "next_fire": iso(row.next_fire, zone) if row.view.stored.enabled else None,
+    }
+    if row.view.error:
+        data["error"] = row.view.error
+    data["last_outcome"] = (
+        None
+        if row.last is None
+        else {
+            "status": str(row.last.status),
+            "scheduled_for": iso(row.last.scheduled_for, zone),
+            "error": row.last.error,
+        }
+    )
+    data["state"] = row.state
+    data["pause_reason"] = pause_reason(row.view.stored)
+    return data
+
+
+def iso(instant: datetime | None, zone: ZoneInfo) -> str | None:
+    return None if instant is None else instant.astimezone(zone).isoformat()
+
+
+# -- upcoming -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Fires due in one minute (or hour): how many per job, and how long the rate limit
+    takes to send them all."""
+
+    start: datetime
+    length: timedelta
+    per_job: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_job.values())
+
+    def top(self, n: int = 5) -> list[tuple[str, int]]:
+        return Counter(self.per_job).most_common(n)
+
+
+def drain_seconds(requests: int, per_minute: int) -> float:
+    """Seconds the client's rate limit (scheduler/ratelimit.py: GCRA, burst 1, a request every
+    60/per_minute seconds) takes to send `requests` that are all due at once: the first goes
+    at once, each next one an interval later."""
+    return max(0, requests - 1) * 60.0 / per_minute
+
+
+def _job_instants(job: Job, now: datetime, until: datetime) -> Iterator[datetime]:
+    for instant in job.fires_after(now):
+        if instant > until:
+            return
+        yield instant
+
+
+def upcoming(store: Store, settings: Settings, now: datetime) -> tuple[list[Bucket], list[Bucket]]:
+    """Non-empty minute buckets of the next 24 hours and hour buckets of the next 7 days,
+    oldest first, counted with the engine (`count_between` for dense jobs, never a week of
+    per-second instants)."""
+    minutes: dict[datetime, Counter[str]] = {}
+    hours: dict[datetime, Counter[str]] = {}
+    day_end, week_end = now + UPCOMING_DAY, now + UPCOMING_WEEK
+    counts = store.success_counts()
+    for stored in store.list_jobs():
+        if not stored.enabled:
+            continue
+        view = view_of(stored, settings)
+        job = view.job
+        if job is None or next_fire_of(view, now, counts.get(stored.id, 0)) is None:
+            continue
+        week = job.cron.count_between(now, week_end)
+        if week <= ENUMERATE_AT_MOST * 7:
+            for instant in _job_instants(job, now, week_end):
+                hour = instant.replace(minute=0, second=0, microsecond=0)
+                hours.setdefault(hour, Counter())[job.id] += 1
+                if instant <= day_end:
+                    minute = instant.replace(second=0, microsecond=0)
+                    minutes.setdefault(minute, Counter())[job.id] += 1
+            continue
+        # Dense: count per bucket with the engine's arithmetic, within the job's window.
+        _count_into(job, now, week_end, timedelta(hours=1), hours)
+        _count_into(job, now, day_end, timedelta(minutes=1), minutes)
+    return (
+        [Bucket(k, timedelta(minutes=1), dict(v)) for k, v in sorted(minutes.items())],
+        [Bucket(k, timedelta(hours=1), dict(v)) for k, v in sorted(hours.items())],
+    )
+
+
+def _count_into(
+    job: Job,
+    now: datetime,
+    until: datetime,
+    step: timedelta,
+    into: dict[datetime, Counter[str]],
+) -> None:
+    seconds = int(step.total_seconds())
+    start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
+    while start < until:
+        lo = max(start, now)
+        hi = min(start + step, until)
+        if job.start_at is not None:
+            lo = max(lo, job.start_at - timedelta(microseconds=1))
+        if job.end_at is not None:
+            hi = min(hi, job.end_at)
+        if hi > lo:
+            # count_between counts (lo, hi]; a bucket is [start, start + step): shift by a tick.
+            tick = timedelta(microseconds=1)
+            n = job.cron.count_between(lo - tick if lo == start else lo, hi - tick)
+            if n:
+                into.setdefault(start, Counter())[job.id] += n
+        start += step
+
+
+# -- incidents ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alarms:
+    """What the banner on every page says: open incidents and uncertain fires."""
+
+    incidents: list[Incident]
+    uncertain: list[Fire]
+    retrying: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.incidents or self.uncertain)
+
+
+def alarms(store: Store, limit: int = 20) -> Alarms:
+    return Alarms(
+        store.incidents(open_only=True, limit=limit),
+        store.history(status="uncertain", limit=limit),
+        len(store.history(status="retrying", limit=100)),
+    )
+
+
+def history_page(store: Store, job_id: str, page: int, size: int = PAGE_SIZE) -> Page:
+    """One page of a job's history, newest first (the unique index on (job id, instant)
+    serves both the count and the page)."""
+    total = store.count_fires(job_id)
+    pages = max(1, -(-total // size))
+    number = min(max(1, page), pages)
+    fires = store.history(job_id, limit=size, offset=(number - 1) * size)
+    return Page(fires, number, pages, total)
