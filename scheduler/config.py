@@ -258,6 +258,9 @@ class HttpSettings:
     listen: str = ""
     allow_remote: bool = False
     max_job_series: int = DEFAULT_MAX_JOB_SERIES
+    # The dashboard links a fire's remote id to Tallyfy through this pattern ({remote_id},
+    # {organization_id}); empty: no link.
+    tallyfy_web_url: str = ""
 
     def listen_address(self) -> tuple[str, int] | None:
         """(host, port) to listen on, or None when the listener is off."""
@@ -1017,6 +1020,7 @@ class _Reader:
             max_job_series=self.positive_int(
                 table, "http", "max_job_series", DEFAULT_MAX_JOB_SERIES
             ),
+            tallyfy_web_url=self.web_url_pattern(table),
         )
         if listen:
             try:
@@ -1034,8 +1038,25 @@ class _Reader:
                         "other hosts could read the job names and the health; set "
                         "[http] allow_remote = true to allow it",
                     )
-        self.no_unknown(table, "http", {"listen", "allow_remote", "max_job_series"})
+        self.no_unknown(
+            table, "http", {"listen", "allow_remote", "max_job_series", "tallyfy_web_url"}
+        )
         return settings
+
+    def web_url_pattern(self, table: Mapping[str, Any]) -> str:
+        """`[http] tallyfy_web_url`: an http(s) URL holding `{remote_id}` (or empty)."""
+        pattern = self.get(table, "http", "tallyfy_web_url", str, "").strip()
+        if not pattern:
+            return ""
+        if not pattern.startswith(("https://", "http://")) or "{remote_id}" not in pattern:
+            self._bad(
+                "http.tallyfy_web_url",
+                pattern,
+                "must be an http(s) URL holding {remote_id} (and may hold {organization_id}), "
+                "e.g. https://go.tallyfy.com/{organization_id}/process/{remote_id}",
+            )
+            return ""
+        return pattern
 
     # - typed reads -
 

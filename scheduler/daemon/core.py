@@ -48,6 +48,7 @@ from scheduler.alertstate import IncidentKind
 from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings, is_loopback
+from scheduler.daemon import pages
 from scheduler.daemon.listener import Listener, Request, Response, Router
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.metrics import ASK_TIMEOUT, CONTENT_TYPE, Metrics, Sources
@@ -57,6 +58,7 @@ from scheduler.daemon.reload import merge
 from scheduler.daemon.sending import Sender, group_size
 from scheduler.daemon.sendpool import SendPool
 from scheduler.daemon.timer import Timer
+from scheduler.dashboard import Dashboard
 from scheduler.errors import ConfigError, SchedulerError, StoreError, problem
 from scheduler.notify import Notifier
 from scheduler.runner import CREDENTIAL_STATUSES, Observer, Runner
@@ -159,6 +161,17 @@ class Daemon:
         self.router.get("/healthz", self._serve_health)
         self.router.get("/readyz", self._serve_readiness)
         self.listener: Listener | None = None
+        # The dashboard (docs/dashboard.md) on the same listener; fire now and backfill go
+        # through this daemon's own runner (made just below), as its scheduled fires do.
+        self.dashboard = Dashboard(
+            store,
+            settings,
+            self.clock,
+            allow_remote=settings.http.allow_remote,
+            tallyfy_web_url=settings.http.tallyfy_web_url,
+            runner=lambda: self.runner,
+        )
+        pages.mount(self.router, self.dashboard)
         self.runner = Runner(
             store,
             client,
@@ -491,7 +504,7 @@ class Daemon:
             raise ConfigError(problem(why, key="http.listen", value=http.listen))
         self.listener = Listener.open(*address, self.router)
         self.listener.start()
-        log.info("listening on %s (/metrics, /healthz, /readyz)", self.listener.url)
+        log.info("listening on %s (the dashboard, /metrics, /healthz, /readyz)", self.listener.url)
         return self.listener
 
     def request_stop(self) -> None:

@@ -345,3 +345,38 @@ def test_backfill_shows_a_dry_run_then_fires_what_it_showed(dash: Dashboard, sto
     fires = store.history(WEEKLY)
     assert [f.trigger for f in fires] == [Trigger.BACKFILL] * 3
     assert all(f.status == FireStatus.SUCCEEDED for f in fires)
+
+
+# -- mounted on the daemon's listener ------------------------------------------------------------
+
+
+def test_mounted_on_the_listener_the_pages_answer_over_http(dash: Dashboard) -> None:
+    import requests
+
+    from scheduler.daemon import pages
+    from scheduler.daemon.listener import Listener, Router
+
+    router = Router()
+    pages.mount(router, dash)
+    listener = Listener.open("127.0.0.1", 0, router)
+    listener.start()
+    try:
+        session = requests.Session()
+        page = session.get(listener.url + "/", timeout=10)
+        assert page.status_code == 200 and "At 09:00, only on Monday" in page.text
+        assert page.headers["Content-Security-Policy"] == dash_csp()
+        assert page.headers["Cache-Control"] == "no-store"  # once, from the listener
+        signed = session.post(
+            listener.url + "/signin", data={"token": ADMIN, "next": f"/jobs/{WEEKLY}"}, timeout=10
+        )
+        assert signed.url.endswith(f"/jobs/{WEEKLY}") and 'id="pause"' in signed.text
+        head = session.head(listener.url + "/api/jobs", timeout=10)
+        assert head.status_code == 200 and head.headers["Content-Type"] == "application/json"
+    finally:
+        listener.close()
+
+
+def dash_csp() -> str:
+    from scheduler.dashboard.app import CSP
+
+    return CSP
