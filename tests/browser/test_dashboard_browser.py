@@ -1,0 +1,144 @@
+"""The dashboard in a real headless Chromium, served by a real daemon firing against the sandbox.
+
+One daemon (`tallyfy-scheduler run`, a subprocess) with `[http] listen` on a free port, the
+example jobs, a job every 3 seconds (6 fields), a job whose launches the sandbox refuses with
+422 (an injected fault), and a job whose description is an XSS payload. The browser opens the
+jobs page, sees the plain-words schedules, opens the 6-field job and watches a new fire appear
+in its history, signs in with the admin token and pauses it (the CLI then says it is paused),
+sees the 422 as an open incident, and sees the payload shown as text, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from daemon.daemon_helpers import DaemonEnv, DaemonProcess, config_toml, write_job
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+from scheduler.store import Store
+from tallyfy_sandbox import FaultRule, SandboxServer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "jobs"
+ADMIN = "browser-admin-token-0123456789abcdef"
+XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+EVERY_3S = "every-three-seconds"
+REFUSED = "refused-launch"
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.25):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[str, DaemonEnv, SandboxServer]:  # type: ignore[misc]
+    with SandboxServer() as sandbox:
+        db = f"sqlite:///{tmp_path / 'scheduler.db'}"
+        store = Store.open(db)
+        store.init_schema()
+        store.close()
+        config = tmp_path / "config.toml"
+        config.write_text(
+            config_toml(
+                http={"listen": "127.0.0.1:0"},
+                scheduler={"shutdown_grace": "5s"},
+                alerts={"late_after": "1h"},
+            )
+        )
+        env = DaemonEnv(db, sandbox.url, sandbox.organization_id, sandbox.token, tmp_path, config)
+        jobs = tmp_path / "jobs"
+        jobs.mkdir()
+        for example in EXAMPLES.glob("*.toml"):
+            (jobs / example.name).write_text(example.read_text())
+        write_job(jobs, EVERY_3S, "*/3 * * * * *")
+        write_job(jobs, REFUSED, "*/2 * * * * *", action="launch")
+        write_job(jobs, "xss", "0 9 * * *", description=XSS)
+        done = env.cli("jobs", "apply", str(jobs))
+        assert done.returncode == 0, done.stderr
+        sandbox.add_fault(FaultRule("error_before", status=422, path_contains="/runs",
+                                    message="Injected: kick-off field missing"))  # fmt: skip
+        daemon = DaemonProcess(
+            env.argv("run"),
+            env=env.env(
+                {
+                    "TALLYFY_SCHEDULER_ADMIN_TOKEN": ADMIN,
+                    # Alerts on, so failures open incidents; the URL refuses, which is fine here.
+                    "TALLYFY_SCHEDULER_ALERT_URLS": "json://127.0.0.1:9/",
+                }
+            ),
+            cwd=tmp_path,
+            name="daemon",
+        )
+        with daemon.start():
+            port = int(daemon.wait_for_log(r"listening on http://127\.0\.0\.1:(\d+) ", 30)[1])
+            yield f"http://127.0.0.1:{port}", env, sandbox
+
+
+def history_rows(chrome: webdriver.Chrome) -> int:
+    return len(chrome.find_elements(By.CSS_SELECTOR, "#history tr.fire"))
+
+
+def test_the_dashboard_in_a_real_browser(
+    chrome: webdriver.Chrome, served: tuple[str, DaemonEnv, SandboxServer]
+) -> None:
+    url, env, _sandbox = served
+    chrome.get(url + "/")
+    rows = {
+        row.get_attribute("data-job"): row.text
+        for row in chrome.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr[data-job]")
+    }
+    assert "At 09:00, only on Monday" in rows["weekly-client-review"]
+    assert "At 08:00, Monday through Friday" in rows["daily-approvals-follow-up"]
+    assert "Every 3 seconds" in rows[EVERY_3S]
+
+    # The XSS title is shown as text and never runs (autoescape; and the CSP).
+    assert XSS in rows["xss"]
+    assert chrome.execute_script("return window.pwned === undefined") is True
+    assert not chrome.find_elements(By.CSS_SELECTOR, "table.jobs img")
+
+    # Open the 6-field job and watch a new fire appear in its history.
+    chrome.find_element(By.LINK_TEXT, EVERY_3S).click()
+    assert chrome.find_element(By.TAG_NAME, "h1").text == EVERY_3S
+    before = history_rows(chrome)
+
+    def grew() -> bool:
+        chrome.refresh()
+        return history_rows(chrome) > before
+
+    wait_for(grew, timeout=30, interval=1)
+    assert "succeeded" in chrome.find_element(By.ID, "history").text
+
+    # Sign in with the admin token and pause it; the CLI sees the state.
+    chrome.find_element(By.LINK_TEXT, "Sign in").click()
+    chrome.find_element(By.ID, "token").send_keys(ADMIN)
+    chrome.find_element(By.ID, "signin").click()
+    chrome.find_element(By.ID, "pause").click()
+    assert "paused by a person" in chrome.find_element(By.ID, "state").text
+    listed = json.loads(env.cli("jobs", "list", "--json").stdout)
+    assert {j["id"]: j["enabled"] for j in listed["jobs"]}[EVERY_3S] is False
+
+    # The injected 422 is an open incident, on top of every page and on /incidents.
+    def incident_shown() -> bool:
+        chrome.get(url + "/incidents")
+        return REFUSED in chrome.find_element(By.ID, "incidents").text and bool(
+            chrome.find_elements(By.ID, "alarms")
+        )
+
+    wait_for(incident_shown, timeout=40, interval=1)
+    row = next(
+        r for r in chrome.find_elements(By.CSS_SELECTOR, "#incidents tbody tr") if REFUSED in r.text
+    )
+    assert row.get_attribute("class") == "open" and "failed" in row.text
+    chrome.get(url + f"/jobs/{REFUSED}")
+    assert "HTTP 422" in chrome.find_element(By.ID, "history").text
+    assert "open incident" in chrome.find_element(By.ID, "alarms").text
