@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint types unit venv bench clean
+.PHONY: demo test lint types unit venv bench clean screenshots
 
 $(BIN)/tallyfy-scheduler: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ types: venv
 
 unit: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## make screenshots: PNGs of each dashboard page under docs/screenshots/ (needs chromium and
+## chromium-driver; checked in, CI does not write them)
+screenshots: venv
+	$(BIN)/python tests/browser/screenshots.py docs/screenshots
 
 bench: venv
 	$(BIN)/python -m bench.run_all

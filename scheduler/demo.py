@@ -8,7 +8,8 @@ replaced by 6-field ones that fire every few seconds. Each fire is printed as it
 One more job fails on purpose (`broken-kickoff`: the example launch without its required
 client name, a 422), so the demo shows alerts too: its incident goes through the real path
 (the store's outbox, Apprise) to a `demo://` target that prints an `ALERT` line here. The
-daemon's HTTP listener is on, on a free loopback port: the demo prints where its metrics are.
+daemon's HTTP listener is on, on a free loopback port: the demo prints where its dashboard
+and its metrics are.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def run_demo(
             write(f"sandbox: {sandbox.url} (organization {sandbox.organization_id})")
             write(f"store:   {settings.store.url}")
             if listener is not None:
+                write(f"dashboard: {listener.url}/ (read-only: jobs, upcoming, incidents)")
                 write(f"metrics: {listener.url}/metrics (health: /healthz, /readyz)")
             for job in jobs:
                 write(f"job:     {job.id:<28} {job.schedule!r} in {job.timezone}")

@@ -139,6 +139,7 @@ class Dashboard:
             ("GET", "/api/upcoming", self.api_upcoming),
             ("GET", "/static/dashboard.css", self.static),
             ("GET", "/static/dashboard.js", self.static),
+            ("GET", "/favicon.ico", self.no_icon),
         ]
 
     def handle(self, request: Request) -> Response:
@@ -344,6 +345,7 @@ class Dashboard:
         return self._page(
             request,
             "upcoming.html",
+            crowded=sorted(minutes, key=lambda b: (-b.total, b.start))[:10],
             minutes=minutes[:300],
             more_minutes=max(0, len(minutes) - 300),
             hours=hours,
@@ -601,6 +603,10 @@ class Dashboard:
                 "hours": [bucket(b) for b in hours],
             }
         )
+
+    def no_icon(self, _request: Request) -> Response:
+        """Browsers ask for it on every page; there is none (and no 404 in their console)."""
+        return Response(HTTPStatus.NO_CONTENT)
 
     def static(self, request: Request) -> Response:
         name = request.path.rsplit("/", 1)[-1]

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon.daemon_helpers import DaemonEnv, DaemonProcess, config_toml, write_job
+from daemon.daemon_helpers import DaemonEnv
+from dashboard_site import ADMIN, EVERY_3S, REFUSED, XSS, running_site
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from scheduler.store import Store
-from tallyfy_sandbox import FaultRule, SandboxServer
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "jobs"
-ADMIN = "browser-admin-token-0123456789abcdef"
-XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
-EVERY_3S = "every-three-seconds"
-REFUSED = "refused-launch"
+from tallyfy_sandbox import SandboxServer
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.25):  # type: ignore[no-untyped-def]
@@ -41,47 +36,9 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.25):  # type: i
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[str, DaemonEnv, SandboxServer]:  # type: ignore[misc]
-    with SandboxServer() as sandbox:
-        db = f"sqlite:///{tmp_path / 'scheduler.db'}"
-        store = Store.open(db)
-        store.init_schema()
-        store.close()
-        config = tmp_path / "config.toml"
-        config.write_text(
-            config_toml(
-                http={"listen": "127.0.0.1:0"},
-                scheduler={"shutdown_grace": "5s"},
-                alerts={"late_after": "1h"},
-            )
-        )
-        env = DaemonEnv(db, sandbox.url, sandbox.organization_id, sandbox.token, tmp_path, config)
-        jobs = tmp_path / "jobs"
-        jobs.mkdir()
-        for example in EXAMPLES.glob("*.toml"):
-            (jobs / example.name).write_text(example.read_text())
-        write_job(jobs, EVERY_3S, "*/3 * * * * *")
-        write_job(jobs, REFUSED, "*/2 * * * * *", action="launch")
-        write_job(jobs, "xss", "0 9 * * *", description=XSS)
-        done = env.cli("jobs", "apply", str(jobs))
-        assert done.returncode == 0, done.stderr
-        sandbox.add_fault(FaultRule("error_before", status=422, path_contains="/runs",
-                                    message="Injected: kick-off field missing"))  # fmt: skip
-        daemon = DaemonProcess(
-            env.argv("run"),
-            env=env.env(
-                {
-                    "TALLYFY_SCHEDULER_ADMIN_TOKEN": ADMIN,
-                    # Alerts on, so failures open incidents; the URL refuses, which is fine here.
-                    "TALLYFY_SCHEDULER_ALERT_URLS": "json://127.0.0.1:9/",
-                }
-            ),
-            cwd=tmp_path,
-            name="daemon",
-        )
-        with daemon.start():
-            port = int(daemon.wait_for_log(r"listening on http://127\.0\.0\.1:(\d+) ", 30)[1])
-            yield f"http://127.0.0.1:{port}", env, sandbox
+def served(tmp_path: Path) -> Iterator[tuple[str, DaemonEnv, SandboxServer]]:
+    with running_site(tmp_path) as site:
+        yield site.url, site.env, site.sandbox
 
 
 def history_rows(chrome: webdriver.Chrome) -> int:

@@ -57,6 +57,10 @@ def test_the_demo_prints_each_fire_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             30,
             message="an alert line for the job that fails on purpose",
         )
+        dashboard = re.search(r"^dashboard: (http://127\.0\.0\.1:\d+/) ", out.read_text(), re.M)
+        assert dashboard is not None, "the demo prints where its dashboard is"
+        jobs_page = requests.get(dashboard[1], timeout=10)
+        assert jobs_page.status_code == 200 and "Every 10 seconds" in jobs_page.text
         metrics = re.search(r"^metrics: (http://127\.0\.0\.1:\d+/metrics) ", out.read_text(), re.M)
         assert metrics is not None, "the demo prints where its metrics are"
         page = requests.get(metrics[1], timeout=10).text
