@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from scheduler.dashboard import views
 from scheduler.dashboard.web import HTML, JSON, Request, Response
 from scheduler.errors import JobNotFound, SchedulerError
 from scheduler.runner import Runner
-from scheduler.status import build_status, job_row, zone_of
+from scheduler.status import job_row, zone_of
 from scheduler.store import Store
 
 Handler = Callable[[Request], Response]
@@ -103,6 +104,10 @@ class Dashboard:
         self.admin_token = admin_token if admin_token is not None else tokens.admin
         self.read_token = read_token if read_token is not None else tokens.read
         self._key = secrets.token_bytes(32)
+        self.catalog = views.Catalog(settings)
+        # /upcoming is counted once per minute and jobs revision (it changes no faster).
+        self._upcoming: tuple[Any, Any] | None = None
+        self._upcoming_lock = threading.Lock()
         self.env = Environment(
             loader=PackageLoader("scheduler.dashboard", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -272,7 +277,7 @@ class Dashboard:
         text = request.arg("q").strip()[:200]
         page = views.job_rows(
             self.store,
-            self.settings,
+            self.catalog,
             self.clock.now(),
             state=state,
             text=text,
@@ -290,7 +295,7 @@ class Dashboard:
         except JobNotFound:
             return self._error(request, HTTPStatus.NOT_FOUND, f"No job with id {job_id!r}.")
         now = self.clock.now()
-        view = views.view_of(stored, self.settings)
+        view = self.catalog.view(stored)
         fires_so_far = self.store.success_count(job_id)
         next_fire = views.next_fire_of(view, now, fires_so_far)
         history = views.history_page(self.store, job_id, _int(request.arg("page"), 1))
@@ -339,7 +344,7 @@ class Dashboard:
     def upcoming_page(self, request: Request) -> Response:
         if not self._may_read(request):
             return self._signin_first(request)
-        minutes, hours = views.upcoming(self.store, self.settings, self.clock.now())
+        minutes, hours = self._upcoming_buckets(self.clock.now())
         per_minute = self.settings.tallyfy.max_requests_per_minute
         busiest = max((b.total for b in [*minutes, *hours]), default=0)
         return self._page(
@@ -354,15 +359,37 @@ class Dashboard:
             busiest=busiest or 1,
         )
 
+    def _upcoming_buckets(self, now: datetime) -> tuple[list[views.Bucket], list[views.Bucket]]:
+        key = (self.store.jobs_revision(), now.replace(second=0, microsecond=0))
+        with self._upcoming_lock:
+            if self._upcoming is not None and self._upcoming[0] == key:
+                return self._upcoming[1]  # type: ignore[no-any-return]
+        found = views.upcoming(self.store, self.catalog, now)
+        with self._upcoming_lock:
+            self._upcoming = (key, found)
+        return found
+
     def incidents_page(self, request: Request) -> Response:
         if not self._may_read(request):
             return self._signin_first(request)
-        status = build_status(self.store, self.settings, self.clock.now())
+        dead_before = self.clock.now() - self.settings.scheduler.dead_after
+        daemons = [
+            {
+                "id": d.id,
+                "hostname": d.hostname,
+                "pid": d.pid,
+                "state": d.state,
+                "alive": d.state != "stopped" and d.last_seen >= dead_before,
+                "started_at": d.started_at,
+                "last_seen": d.last_seen,
+            }
+            for d in self.store.daemons()
+        ]
         return self._page(
             request,
             "incidents.html",
             incidents=self.store.incidents(open_only=False, limit=100),
-            daemons=status["daemons"],
+            daemons=daemons,
             uncertain=self.store.history(status="uncertain", limit=100),
             retrying=self.store.history(status="retrying", limit=100),
         )
@@ -503,7 +530,7 @@ class Dashboard:
         state = request.arg("state")
         page = views.job_rows(
             self.store,
-            self.settings,
+            self.catalog,
             self.clock.now(),
             state=state if state in views.STATES else "",
             text=request.arg("q"),
@@ -529,7 +556,7 @@ class Dashboard:
             return _json({"error": f"no job with id {job_id!r}"}, 404)
         now = self.clock.now()
         zone = zone_of(stored.definition)
-        view = views.view_of(stored, self.settings)
+        view = self.catalog.view(stored)
         summary = job_row(stored, self.settings, now, self.store.success_count(job_id))
         history = views.history_page(self.store, job_id, _int(request.arg("page"), 1))
         next_fire = views.next_fire_of(view, now, self.store.success_count(job_id))
@@ -584,7 +611,7 @@ class Dashboard:
         if not self._may_read(request):
             return self._signin_first(request)
         now = self.clock.now()
-        minutes, hours = views.upcoming(self.store, self.settings, now)
+        minutes, hours = self._upcoming_buckets(now)
         per_minute = self.settings.tallyfy.max_requests_per_minute
 
         def bucket(b: views.Bucket) -> dict[str, Any]:

@@ -6,6 +6,7 @@ the JSON routes share them and tests call them directly.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,41 @@ def view_of(stored: StoredJob, settings: Settings) -> JobView:
         return JobView(stored, None, "; ".join(p.message for p in exc.problems))
 
 
+class Catalog:
+    """The stored jobs and their validated form, kept between requests.
+
+    The list is read again only when the store's `jobs_revision` moved (one cheap query a
+    request otherwise), and a job is validated again only when its stored text changed: the
+    jobs page of 10,000 jobs does not decode and validate 10,000 documents each time
+    (bench/README.md, the dashboard).
+    """
+
+    def __init__(self, settings: Settings, size: int = 200_000) -> None:
+        self.settings = settings
+        self.size = size
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._stored: list[StoredJob] = []
+        self._jobs: dict[str, tuple[Job | None, str | None]] = {}  # definition text -> validated
+
+    def jobs(self, store: Store) -> list[StoredJob]:
+        revision = store.jobs_revision()
+        with self._lock:
+            if revision != self._revision:
+                self._stored = store.list_jobs()
+                self._revision = revision
+                if len(self._jobs) > self.size:
+                    self._jobs.clear()
+            return self._stored
+
+    def view(self, stored: StoredJob) -> JobView:
+        found = self._jobs.get(stored.definition_json)
+        if found is None:
+            fresh = view_of(stored, self.settings)
+            found = self._jobs[stored.definition_json] = (fresh.job, fresh.error)
+        return JobView(stored, *found)
+
+
 def state_of(view: JobView, next_fire: datetime | None) -> str:
     """One of STATES. `next_fire` is the job's next instant (None: it has none left)."""
     if view.job is None:
@@ -82,6 +118,12 @@ def state_of(view: JobView, next_fire: datetime | None) -> str:
         reason = pause_reason(view.stored) or ""
         return "paused-by-breaker" if reason.lower() in BREAKER_REASONS else "paused"
     return "active" if next_fire is not None else "ended"
+
+
+def may_end(view: JobView) -> bool:
+    """Whether the job can run out of instants: a valid schedule always fires again (the
+    engine refuses one that never does), so only `end_at` and `max_fires` end a job."""
+    return view.job is not None and (view.job.end_at is not None or view.job.max_fires is not None)
 
 
 def next_fire_of(view: JobView, now: datetime, fires_so_far: int) -> datetime | None:
@@ -136,7 +178,7 @@ class JobRow:
 
 def job_rows(
     store: Store,
-    settings: Settings,
+    catalog: Catalog,
     now: datetime,
     *,
     state: str = "",
@@ -145,36 +187,36 @@ def job_rows(
     size: int = PAGE_SIZE,
 ) -> Page:
     """The jobs page: filtered by state and text, one page of rows, each with its next fire,
-    last outcome and its last fates. Only the page's rows read their history."""
-    stored_jobs = store.list_jobs()
+    last outcome and its last fates (one query for the page's strips)."""
+    stored_jobs = catalog.jobs(store)
     if text:
         stored_jobs = [s for s in stored_jobs if matches_text(s, text)]
-    counts = store.success_counts()
+    counts: dict[str, int] | None = None
+
+    def fires_so_far(job_id: str) -> int:
+        nonlocal counts
+        if counts is None:
+            counts = store.success_counts()  # only jobs with max_fires need it
+        return counts.get(job_id, 0)
+
+    def state_and_next(view: JobView, always: bool) -> tuple[str, datetime | None]:
+        if not always and view.stored.enabled and not may_end(view):
+            return ("active" if view.job is not None else "quarantined"), None
+        needs_count = view.job is not None and view.job.max_fires is not None
+        next_fire = next_fire_of(view, now, fires_so_far(view.stored.id) if needs_count else 0)
+        return state_of(view, next_fire), next_fire
+
     if state:
-        # The state needs the validated job and its next fire: computed for every job only
-        # when filtering by it (bench/README.md: 10,000 jobs).
-        chosen = []
-        for stored in stored_jobs:
-            view = view_of(stored, settings)
-            next_fire = next_fire_of(view, now, counts.get(stored.id, 0))
-            if state_of(view, next_fire) == state:
-                chosen.append(stored)
-        stored_jobs = chosen
+        stored_jobs = [s for s in stored_jobs if state_and_next(catalog.view(s), False)[0] == state]
     shown = page_of(stored_jobs, page, size)
+    strips = store.recent_fires([s.id for s in shown.items], STRIP_LENGTH)
     rows = []
     for stored in shown.items:
-        view = view_of(stored, settings)
-        next_fire = next_fire_of(view, now, counts.get(stored.id, 0))
-        strip = store.history(stored.id, limit=STRIP_LENGTH)
+        view = catalog.view(stored)
+        row_state, next_fire = state_and_next(view, True)
+        strip = strips.get(stored.id, [])
         rows.append(
-            JobRow(
-                view,
-                state_of(view, next_fire),
-                next_fire,
-                words_of(view),
-                strip[0] if strip else None,
-                strip,
-            )
+            JobRow(view, row_state, next_fire, words_of(view), strip[0] if strip else None, strip)
         )
     return Page(rows, shown.number, shown.pages, shown.total)
 
@@ -247,36 +289,73 @@ def _job_instants(job: Job, now: datetime, until: datetime) -> Iterator[datetime
         yield instant
 
 
-def upcoming(store: Store, settings: Settings, now: datetime) -> tuple[list[Bucket], list[Bucket]]:
+def upcoming(store: Store, catalog: Catalog, now: datetime) -> tuple[list[Bucket], list[Bucket]]:
     """Non-empty minute buckets of the next 24 hours and hour buckets of the next 7 days,
     oldest first, counted with the engine (`count_between` for dense jobs, never a week of
-    per-second instants)."""
+    per-second instants). Jobs that share a schedule, zone and window are counted once: 10,000
+    jobs at "0 9 * * MON-FRI" cost one schedule's arithmetic."""
     minutes: dict[datetime, Counter[str]] = {}
     hours: dict[datetime, Counter[str]] = {}
     day_end, week_end = now + UPCOMING_DAY, now + UPCOMING_WEEK
-    counts = store.success_counts()
-    for stored in store.list_jobs():
+    shared: dict[tuple[Any, ...], tuple[dict[datetime, int], dict[datetime, int]]] = {}
+    counts: dict[str, int] | None = None
+    for stored in catalog.jobs(store):
         if not stored.enabled:
             continue
-        view = view_of(stored, settings)
-        job = view.job
-        if job is None or next_fire_of(view, now, counts.get(stored.id, 0)) is None:
+        job = catalog.view(stored).job
+        if job is None:
             continue
-        week = job.cron.count_between(now, week_end)
-        if week <= ENUMERATE_AT_MOST * 7:
-            for instant in _job_instants(job, now, week_end):
-                hour = instant.replace(minute=0, second=0, microsecond=0)
-                hours.setdefault(hour, Counter())[job.id] += 1
-                if instant <= day_end:
-                    minute = instant.replace(second=0, microsecond=0)
-                    minutes.setdefault(minute, Counter())[job.id] += 1
-            continue
-        # Dense: count per bucket with the engine's arithmetic, within the job's window.
-        _count_into(job, now, week_end, timedelta(hours=1), hours)
-        _count_into(job, now, day_end, timedelta(minutes=1), minutes)
+        if job.max_fires is not None:
+            if counts is None:
+                counts = store.success_counts()
+            left = job.max_fires - counts.get(job.id, 0)
+            if left <= 0:
+                continue
+            per_minute, per_hour = _buckets(job, now, day_end, week_end, left)
+        else:
+            key = (
+                job.cron.expression,
+                job.timezone,
+                job.id if "H" in job.schedule.upper() else "",
+                job.start_at,
+                job.end_at,
+            )
+            if key not in shared:
+                shared[key] = _buckets(job, now, day_end, week_end, None)
+            per_minute, per_hour = shared[key]
+        for start, n in per_minute.items():
+            minutes.setdefault(start, Counter())[job.id] += n
+        for start, n in per_hour.items():
+            hours.setdefault(start, Counter())[job.id] += n
     return (
         [Bucket(k, timedelta(minutes=1), dict(v)) for k, v in sorted(minutes.items())],
         [Bucket(k, timedelta(hours=1), dict(v)) for k, v in sorted(hours.items())],
+    )
+
+
+def _buckets(
+    job: Job, now: datetime, day_end: datetime, week_end: datetime, at_most: int | None
+) -> tuple[dict[datetime, int], dict[datetime, int]]:
+    """(minute -> fires, hour -> fires) of one job; `at_most` caps the instants (max_fires)."""
+    minutes: Counter[datetime] = Counter()
+    hours: Counter[datetime] = Counter()
+    week = job.cron.count_between(now, week_end)
+    if week <= ENUMERATE_AT_MOST * 7 or at_most is not None:
+        for n, instant in enumerate(_job_instants(job, now, week_end)):
+            if at_most is not None and n >= at_most:
+                break
+            hours[instant.replace(minute=0, second=0, microsecond=0)] += 1
+            if instant <= day_end:
+                minutes[instant.replace(second=0, microsecond=0)] += 1
+        return dict(minutes), dict(hours)
+    # Dense: count per bucket with the engine's arithmetic, within the job's window.
+    into_minutes: dict[datetime, Counter[str]] = {}
+    into_hours: dict[datetime, Counter[str]] = {}
+    _count_into(job, now, week_end, timedelta(hours=1), into_hours)
+    _count_into(job, now, day_end, timedelta(minutes=1), into_minutes)
+    return (
+        {k: v[job.id] for k, v in into_minutes.items()},
+        {k: v[job.id] for k, v in into_hours.items()},
     )
 
 

@@ -18,7 +18,7 @@ from scheduler.client import TallyfyClient
 from scheduler.clock import FakeClock
 from scheduler.config import DashboardTokens, Secret, Settings, StoreSettings, TallyfySettings
 from scheduler.dashboard import Dashboard, Request, Response
-from scheduler.dashboard.views import drain_seconds, upcoming
+from scheduler.dashboard.views import Catalog, drain_seconds, upcoming
 from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.operations import apply_job_files
 from scheduler.runner import Runner
@@ -238,7 +238,7 @@ def test_upcoming_buckets_per_minute_with_the_rate_limits_drain_time(
         source.replace('"0 9 * * MON"', '"* * * * * *"').replace("Europe/London", "UTC")
     )
     apply_job_files([tmp_path], settings, lambda: store, now=NOW - timedelta(days=1))
-    minutes, hours = upcoming(store, settings, NOW)
+    minutes, hours = upcoming(store, Catalog(settings), NOW)
     crowded = next(b for b in minutes if b.start == datetime(2026, 3, 2, 14, tzinfo=UTC))
     assert crowded.total == 300 + 60 and crowded.per_job["every-second"] == 60
     assert sum(b.per_job.get("every-second", 0) for b in hours) == 7 * 86400
