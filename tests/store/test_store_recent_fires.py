@@ -26,7 +26,5 @@ def test_recent_fires_gives_each_jobs_newest_first_capped(store: Store) -> None:
 def test_history_pages_by_offset(store: Store) -> None:
     store.claim([("a", NOW - timedelta(minutes=n), Trigger.SCHEDULE) for n in range(25)], now=NOW)
     second = store.history("a", limit=10, offset=10)
-    assert [f.scheduled_for for f in second] == [
-        NOW - timedelta(minutes=n) for n in range(10, 20)
-    ]
+    assert [f.scheduled_for for f in second] == [NOW - timedelta(minutes=n) for n in range(10, 20)]
     assert len(store.history("a", limit=10, offset=20)) == 5
