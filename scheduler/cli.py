@@ -805,9 +805,14 @@ def run(app: App, log_level: str | None) -> None:
     """The daemon, in the foreground (what systemd starts)."""
     settings = app.load_settings(log_level=log_level)
     token = settings.tallyfy.access_token
-    configure_logging(settings.scheduler.log_level, secrets=[token.reveal()] if token else [])
+    tokens = [token, settings.dashboard.admin, settings.dashboard.read]
+    configure_logging(
+        settings.scheduler.log_level, secrets=[t.reveal() for t in tokens if t is not None]
+    )
     if settings.tallyfy.access_token_warning:  # a warning, not a refusal: the token works
         log.warning("%s", settings.tallyfy.access_token_warning)
+    for warning in settings.dashboard.warnings:  # the dashboard's token files, likewise
+        log.warning("%s", warning)
     store = app.open_store()
     daemon = Daemon(
         settings,

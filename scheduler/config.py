@@ -1038,8 +1038,22 @@ class _Reader:
                         "other hosts could read the job names and the health; set "
                         "[http] allow_remote = true to allow it",
                     )
+        # The dashboard's tokens are secrets, like the API token: refused unshown.
+        for key, variable, credential in (
+            ("admin_token", ADMIN_TOKEN_VARIABLE, ADMIN_TOKEN_CREDENTIAL),
+            ("read_token", READ_TOKEN_VARIABLE, READ_TOKEN_CREDENTIAL),
+        ):
+            if key in table:
+                self.problems.add(
+                    f"http.{key}",
+                    f"a token is never read from the config file: set {variable} "
+                    f"(environment or .env), {variable}_FILE or a systemd credential "
+                    f"'{credential}'",
+                )
         self.no_unknown(
-            table, "http", {"listen", "allow_remote", "max_job_series", "tallyfy_web_url"}
+            {k: v for k, v in table.items() if k not in ("admin_token", "read_token")},
+            "http",
+            {"listen", "allow_remote", "max_job_series", "tallyfy_web_url"},
         )
         return settings
 
