@@ -227,6 +227,7 @@ def test_doctor_says_where_each_setting_came_from_and_never_a_secret(
         "http.listen: default",
         "http.allow_remote: default",
         "http.max_job_series: default",
+        "http.tallyfy_web_url: default",
         "alerts.late_after: default",
         "alerts.uncertain_after: default",
         "alerts.store_down_after: default",
