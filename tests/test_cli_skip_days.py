@@ -71,6 +71,7 @@ def test_next_json_names_the_skipped_instants(base: list[str]) -> None:
     assert json.loads(result.stdout) == {
         "schedule": "0 9 * * *",
         "timezone": "Europe/London",
+        "words": "At 09:00",
         "instants": ["2026-12-25T09:00:00+00:00", "2026-12-26T09:00:00+00:00"],
         "skipped": {"2026-12-25T09:00:00+00:00": HOLIDAY},
     }

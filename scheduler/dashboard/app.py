@@ -326,9 +326,16 @@ class Dashboard:
         for instant in views_first(job.fires_after(now), PREVIEW_COUNT):
             try:
                 p = operations.preview(self.store, self.settings, job.id, now=now, at=instant)
-                request_text = f"{p.request.method} {p.url}\n" + json.dumps(
-                    p.request.body, indent=2, ensure_ascii=False
-                )
+                if p.request is None:  # on one of the job's skip days
+                    request_text = f"(skipped: {p.skipped}; nothing is sent)"
+                else:
+                    request_text = f"{p.request.method} {p.url}\n" + json.dumps(
+                        p.request.body, indent=2, ensure_ascii=False
+                    )
+                    if p.waiting is not None:
+                        request_text = f"({p.waiting}: when fired, it waits for it)\n" + (
+                            request_text
+                        )
             except SchedulerError as exc:
                 request_text = f"(no request: {exc})"
             shown.append({"instant": instant, "request": request_text})

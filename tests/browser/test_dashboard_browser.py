@@ -19,6 +19,7 @@ import pytest
 from daemon.daemon_helpers import DaemonEnv
 from dashboard_site import ADMIN, EVERY_3S, REFUSED, XSS, running_site
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from tallyfy_sandbox import SandboxServer
@@ -33,6 +34,16 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.25):  # type: i
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s")
         time.sleep(interval)
+
+
+def text_of(chrome: webdriver.Chrome, element_id: str) -> str:
+    """The element's text, or "" while the page that has it is still loading.
+
+    A click that submits a form returns before the next page is there: read it until it is."""
+    try:
+        return str(chrome.find_element(By.ID, element_id).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
 
 
 @pytest.fixture
@@ -65,6 +76,7 @@ def test_the_dashboard_in_a_real_browser(
 
     # Open the 6-field job and watch a new fire appear in its history.
     chrome.find_element(By.LINK_TEXT, EVERY_3S).click()
+    wait_for(lambda: chrome.find_elements(By.ID, "history"), timeout=10)
     assert chrome.find_element(By.TAG_NAME, "h1").text == EVERY_3S
     before = history_rows(chrome)
 
@@ -77,10 +89,12 @@ def test_the_dashboard_in_a_real_browser(
 
     # Sign in with the admin token and pause it; the CLI sees the state.
     chrome.find_element(By.LINK_TEXT, "Sign in").click()
+    wait_for(lambda: chrome.find_elements(By.ID, "token"), timeout=10)
     chrome.find_element(By.ID, "token").send_keys(ADMIN)
     chrome.find_element(By.ID, "signin").click()
+    wait_for(lambda: chrome.find_elements(By.ID, "pause"), timeout=10)
     chrome.find_element(By.ID, "pause").click()
-    assert "paused by a person" in chrome.find_element(By.ID, "state").text
+    wait_for(lambda: "paused by a person" in text_of(chrome, "state"), timeout=10)
     listed = json.loads(env.cli("jobs", "list", "--json").stdout)
     assert {j["id"]: j["enabled"] for j in listed["jobs"]}[EVERY_3S] is False
 
