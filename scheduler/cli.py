@@ -49,7 +49,7 @@ from scheduler.lifecycle import FireStatus
 from scheduler.logs import configure_logging, escape_controls, escape_json_controls
 from scheduler.runner import Observer, Runner
 from scheduler.skipdays import skip_days_of
-from scheduler.status import build_status, iso_in, job_row, job_rows, zone_of
+from scheduler.status import build_status, iso_in, job_row, job_rows, paused_cell, zone_of
 from scheduler.store import ApplyPlan, Fire, Store, StoredJob
 from scheduler.templatecheck import check_job_files
 from scheduler.timeexpr import BusinessCalendar
@@ -367,7 +367,7 @@ def jobs_list(app: App, as_json: bool) -> None:
         next_fire = f"invalid: {row['error']}" if "error" in row else row["next_fire"] or "-"
         cells = (
             row["id"],
-            "yes" if row["enabled"] else "paused",
+            paused_cell(row),
             str(row["schedule"]),
             str(row["timezone"]),
             next_fire,
@@ -389,7 +389,13 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
     store = app.open_store()
     stored = store.get_job(job_id)
     zone = zone_of(stored.definition)
-    summary = job_row(stored, app.settings, now, store.success_count(job_id))
+    summary = job_row(
+        stored,
+        app.settings,
+        now,
+        store.success_count(job_id),
+        store.job_marks([job_id]).get(job_id),
+    )
     fires = [fire.to_json(zone) for fire in store.history(job_id, limit=SHOW_HISTORY_LIMIT)]
     data: dict[str, Any] = {
         "job": {
@@ -411,6 +417,8 @@ def jobs_show(app: App, job_id: str, as_json: bool) -> None:
         _say(f"schedule: {summary['schedule_words']} ({summary['timezone']})")
     for key in ("next_fire", "active_since", "updated_at"):
         _say(f"{key}: {data['job'][key]}")
+    if not stored.enabled:
+        _say(f"paused by: {summary['paused_by']}: {summary['pause_reason'] or '-'}")
     if "error" in summary:
         _say(f"invalid: {summary['error']}")
     _say("definition:")
@@ -688,6 +696,10 @@ def status(app: App, as_json: bool) -> None:
             f"next {job['next_fire'] or '-':<26} last "
             f"{(last['status'] + ' ' + (last['scheduled_for'] or '')) if last else '-'}"
         )
+        if job["paused_by"] == "breaker":
+            _say(f"  {job['pause_reason']}")
+        elif job["paused_by"] is not None:
+            _say(f"  paused by {job['paused_by']}")
     for key in ("retrying", "uncertain"):
         for fire in report[key]:
             _say(

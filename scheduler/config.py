@@ -56,6 +56,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_REQUESTS_PER_MINUTE = 100  # the lower of the published figures (100/min per org)
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_CATCH_UP_WINDOW = timedelta(days=1)
+DEFAULT_HISTORY_RETENTION = timedelta(days=400)
 DEFAULT_MAX_CONCURRENT_FIRES = 8
 DEFAULT_SHUTDOWN_GRACE = timedelta(seconds=30)  # guarantees.md: in-flight requests get 30 s
 DEFAULT_RELOAD_INTERVAL = timedelta(seconds=2)  # CLI changes are picked up within 5 s
@@ -181,6 +182,9 @@ class TallyfySettings:
 @dataclass(frozen=True)
 class StoreSettings:
     url: str
+    # Terminal history rows older than this are pruned by the daemon; 0 keeps all of them
+    # (docs/configuration.md, "[store]").
+    history_retention: timedelta = DEFAULT_HISTORY_RETENTION
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,8 @@ class SchedulerSettings:
     heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
     dead_after: timedelta = DEFAULT_DEAD_AFTER
     log_level: str = DEFAULT_LOG_LEVEL
+    # A job's `pause_after_failures` when its file does not say (0: no breaker).
+    pause_after_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -341,6 +347,7 @@ def load_settings(
     reader = _Reader(data, problems)
     tallyfy = reader.tallyfy(environ, from_dotenv)
     store_url = reader.store_url(environ, db_url)
+    history_retention = reader.history_retention()
     scheduler = reader.scheduler()
     retry = reader.retry()
     calendar = reader.calendar()
@@ -352,7 +359,7 @@ def load_settings(
     )
     problems.raise_if_any(ConfigError)
     return Settings(
-        store=StoreSettings(url=store_url),
+        store=StoreSettings(url=store_url, history_retention=history_retention),
         tallyfy=tallyfy,
         scheduler=scheduler,
         retry=retry,
@@ -820,13 +827,25 @@ class _Reader:
     def store_url(self, environ: Mapping[str, str], db_url: str | None) -> str:
         store = self.table("store")
         file_store_url = self.get(store, "store", "url", str, None)
-        self.no_unknown(store, "store", {"url"})
+        self.no_unknown(store, "store", {"url", "history_retention"})
         return (
             db_url
             or environ.get("TALLYFY_SCHEDULER_DB")
             or file_store_url
             or default_store_url(environ)
         )
+
+    def history_retention(self) -> timedelta:
+        return self.duration(
+            self.table("store"), "store", "history_retention", DEFAULT_HISTORY_RETENTION
+        )
+
+    def not_negative_int(self, table: Mapping[str, Any], prefix: str, key: str) -> int:
+        value = self.get(table, prefix, key, int, 0)
+        if value < 0:
+            self._bad(f"{prefix}.{key}", value, "must be 0 (off) or a whole number above 0")
+            return 0
+        return value
 
     def scheduler(self) -> SchedulerSettings:
         sched = self.table("scheduler")
@@ -854,6 +873,7 @@ class _Reader:
             ),
             dead_after=self.duration(sched, "scheduler", "dead_after", DEFAULT_DEAD_AFTER),
             log_level=self._convert(sched, "scheduler", "log_level", DEFAULT_LOG_LEVEL, _log_level),
+            pause_after_failures=self.not_negative_int(sched, "scheduler", "pause_after_failures"),
         )
         if settings.dead_after < 2 * settings.heartbeat_interval:
             self._bad(
@@ -876,6 +896,7 @@ class _Reader:
                 "heartbeat_interval",
                 "dead_after",
                 "log_level",
+                "pause_after_failures",
             },
         )
         return settings

@@ -83,7 +83,7 @@ TASK_NAMES = FIRE_NAMES
 
 JOB_KEYS = tuple(
     "id description schedule timezone enabled catch_up catch_up_window jitter start_at end_at "
-    "max_fires alert skip_on action".split()
+    "max_fires alert skip_on pause_after_failures action".split()
 )
 ACTION_TYPES = ("launch_process", "create_task")
 # The launch keys most jobs leave out: a Job keeps them together (`LaunchOptions`).
@@ -1013,6 +1013,13 @@ _JOB = _Table(
         "start_at": _Key(None, _instant),
         "end_at": _Key(None, _instant, after=_after_start),
         "max_fires": _Key(int, test=_positive, message="must be a whole number greater than 0"),
+        # The failure breaker (docs/jobs.md, "pause_after_failures"): 0 is off.
+        "pause_after_failures": _Key(
+            int,
+            test=_not_negative,
+            message="must be 0 (off) or a whole number above 0",
+            missing=_setting("pause_after_failures"),
+        ),
         # Which alert targets hear of the job's incidents; whether each is configured is
         # checked when the job is applied (`_RenderCheck`), never when a stored job loads: a
         # target removed from the config must not quarantine the jobs naming it.

@@ -292,6 +292,8 @@ class Job:
     max_fires: int | None = None
     alert: tuple[str, ...] = ()  # alert targets of its incidents (none: the default target)
     skip_on: SkipOn | None = None
+    # Paused by the breaker after this many consecutive fires the API rejected (0: never).
+    pause_after_failures: int = 0
     source: str | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
@@ -368,6 +370,8 @@ class Job:
             doc["alert"] = list(self.alert)
         if self.skip_on is not None:
             doc["skip_on"] = self.skip_on.to_document()
+        if self.pause_after_failures:  # absent when off: older stored documents stay equal
+            doc["pause_after_failures"] = self.pause_after_failures
         doc["action"] = self.action.to_document()
         return doc
 

@@ -121,6 +121,19 @@ MAY_HAVE_ARRIVED: frozenset[FireStatus] = frozenset({_S.SENDING, _S.UNCERTAIN})
 COUNTS_TOWARD_MAX_FIRES: frozenset[FireStatus] = OPEN | {_S.SUCCEEDED}
 
 
+# Statuses of a 4xx response that do not say the request itself is wrong: the credentials
+# (401, 403) and the rate limit (429). Every other 4xx is a rejection (the failure breaker).
+NOT_REJECTIONS = frozenset({401, 403, 429})
+
+
+def rejected_by_api(http_status: int | None) -> bool:
+    """Whether a fire failed because the API rejected the request itself (a 4xx other than
+    401, 403 and 429): what the failure breaker counts (docs/jobs.md)."""
+    return (
+        http_status is not None and 400 <= http_status < 500 and http_status not in NOT_REJECTIONS
+    )
+
+
 def reopenable(status: FireStatus, skipped_count: int | None) -> bool:
     """Whether `backfill` may reopen this row: a failed fire, or a skip row for one instant
     (never sent, so sending it now cannot duplicate anything; a range keeps its count)."""

@@ -52,7 +52,15 @@ from scheduler.errors import (
     problem,
 )
 from scheduler.job import CreateTask, Job
-from scheduler.lifecycle import MAY_HAVE_ARRIVED, OPEN, FireStatus, Op, Trigger, sources
+from scheduler.lifecycle import (
+    MAY_HAVE_ARRIVED,
+    OPEN,
+    FireStatus,
+    Op,
+    Trigger,
+    rejected_by_api,
+    sources,
+)
 from scheduler.members import MemberDirectory
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
@@ -95,6 +103,7 @@ class Attempt:
     fire: Fire
     request: ApiRequest | None
     outcome: Outcome
+    job: Job | None = None  # its job's failure breaker looks at a rejection
 
 
 def request_for_instant(
@@ -294,7 +303,7 @@ class Runner:
         try:
             created = self.client.send(request, slot_taken=True)
         except ApiError as exc:
-            return Attempt(started, request, self._failed_outcome(job, started, exc))
+            return Attempt(started, request, self._failed_outcome(job, started, exc), job)
         return Attempt(
             started,
             request,
@@ -317,7 +326,23 @@ class Runner:
                 self._moved_on(attempt.fire, attempt.outcome)
             elif fire.status is not FireStatus.UNCERTAIN:  # reported once read back
                 self._report(fire, attempt.request, attempt.outcome.error)
+                if attempt.job is not None and fire.status is FireStatus.FAILED:
+                    self._breaker(attempt.job, fire)
         return done
+
+    def _breaker(self, job: Job, failed: Fire) -> None:
+        """After a fire the API rejected: pause the job if its breaker trips (docs/jobs.md,
+        "pause_after_failures"). Transport failures and exhausted retries end with no 4xx
+        status and never count; a success costs nothing here."""
+        if not job.pause_after_failures or not rejected_by_api(failed.http_status):
+            return
+        note = self.store.pause_by_breaker(
+            job.id, threshold=job.pause_after_failures, now=self.clock.now()
+        )
+        if note is not None:
+            log.error("job paused by the breaker job=%s: %s", job.id, note.error)
+            if self.observer is not None:
+                self.observer(note, None)
 
     def _record(self, fire: Fire, outcome: Outcome) -> Fire | None:
         """Write one outcome; None, logged, when another daemon moved the fire on meanwhile

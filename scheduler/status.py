@@ -13,7 +13,7 @@ from scheduler.describe import describe
 from scheduler.errors import InvalidInput
 from scheduler.lifecycle import FireStatus
 from scheduler.skipdays import next_firing
-from scheduler.store import Store, StoredJob
+from scheduler.store import JobMark, Store, StoredJob
 from scheduler.timeexpr import BusinessCalendar
 
 OPEN_LIST_LIMIT = 100  # retrying/uncertain fires listed in full; the counts are exact
@@ -29,10 +29,32 @@ def iso_in(instant: datetime | None, zone: ZoneInfo) -> str | None:
     return None if instant is None else instant.astimezone(zone).isoformat()
 
 
+def paused_fields(stored: StoredJob, mark: JobMark | None) -> dict[str, Any]:
+    """Who paused a job and why (`paused_by`: breaker, operator or job_file; None while it
+    is enabled), as `jobs list`, `jobs show` and `status` report them."""
+    if stored.enabled:
+        return {"paused_by": None, "pause_reason": None}
+    if mark is None or mark.paused_by is None:
+        return {"paused_by": "job_file", "pause_reason": "enabled = false in its job file"}
+    return {"paused_by": mark.paused_by, "pause_reason": mark.pause_reason}
+
+
+def paused_cell(row: dict[str, Any]) -> str:
+    """The ENABLED cell of a job's line: `yes`, or `paused (by ...)`."""
+    if row["enabled"]:
+        return "yes"
+    return f"paused (by {row['paused_by']})" if row.get("paused_by") else "paused"
+
+
 def job_row(
-    stored: StoredJob, settings: Settings, now: datetime, fires_so_far: int
+    stored: StoredJob,
+    settings: Settings,
+    now: datetime,
+    fires_so_far: int,
+    mark: JobMark | None = None,
 ) -> dict[str, Any]:
-    """One job: the stored definition's essentials and its next fire (or why it has none)."""
+    """One job: the stored definition's essentials, who paused it and why, and its next fire
+    (or why it has none)."""
     definition = stored.definition
     zone = zone_of(definition)
     action = definition.get("action")
@@ -44,6 +66,7 @@ def job_row(
         "timezone": definition.get("timezone"),
         "action": action.get("type") if isinstance(action, dict) else None,
         "next_fire": None,
+        **paused_fields(stored, mark),
     }
     try:
         job = job_from_document(definition, settings)
@@ -76,9 +99,10 @@ def last_outcome(store: Store, job_id: str, zone: ZoneInfo) -> dict[str, Any] | 
 def job_rows(store: Store, settings: Settings, now: datetime) -> list[dict[str, Any]]:
     """Every stored job with its next fire and last outcome (`jobs list`, `status`)."""
     counts = store.success_counts()
+    marks = store.job_marks()
     rows = []
     for stored in store.list_jobs():
-        row = job_row(stored, settings, now, counts.get(stored.id, 0))
+        row = job_row(stored, settings, now, counts.get(stored.id, 0), marks.get(stored.id))
         row["last_outcome"] = last_outcome(store, stored.id, zone_of(stored.definition))
         rows.append(row)
     return rows

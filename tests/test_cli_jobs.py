@@ -21,8 +21,7 @@ from scheduler import __version__
 from scheduler.cli import App, cli
 from scheduler.clock import FakeClock
 from scheduler.lifecycle import FireStatus, Trigger
-from scheduler.store import Outcome, Store
-from scheduler.store.schema import SCHEMA_VERSION
+from scheduler.store import SCHEMA_VERSION, Outcome, Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # Monday 2026-03-02, 12:00 UTC
@@ -350,6 +349,8 @@ def test_list_shows_each_jobs_next_fire_in_its_zone_and_last_outcome(applied: Cl
                 "timezone": "America/New_York",
                 "action": "create_task",
                 "next_fire": "2026-03-02T08:00:00-05:00",  # 07:00 EST now
+                "paused_by": None,
+                "pause_reason": None,
                 "last_outcome": None,
             },
             {
@@ -360,6 +361,8 @@ def test_list_shows_each_jobs_next_fire_in_its_zone_and_last_outcome(applied: Cl
                 "timezone": "Europe/London",
                 "action": "launch_process",
                 "next_fire": "2026-03-09T09:00:00+00:00",
+                "paused_by": None,
+                "pause_reason": None,
                 "last_outcome": {
                     "status": "succeeded",
                     "scheduled_for": "2026-02-23T09:00:00+00:00",

@@ -9,13 +9,15 @@ from __future__ import annotations
 from scheduler.store.database import make_engine
 from scheduler.store.facade import Store
 from scheduler.store.incidents import Delivery, Incident, Message, Notification
-from scheduler.store.jobs import ApplyPlan, JobDocument, StoredJob
+from scheduler.store.jobs import BREAKER, OPERATOR, ApplyPlan, JobDocument, JobMark, StoredJob
 from scheduler.store.ledger import Claim, Fire, Outcome, Skip
 from scheduler.store.reports import DaemonInfo
 from scheduler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 
 __all__ = [
+    "BREAKER",
     "MIGRATIONS",
+    "OPERATOR",
     "SCHEMA_VERSION",
     "ApplyPlan",
     "Claim",
@@ -24,6 +26,7 @@ __all__ = [
     "Fire",
     "Incident",
     "JobDocument",
+    "JobMark",
     "Message",
     "Migration",
     "Notification",

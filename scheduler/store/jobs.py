@@ -1,5 +1,7 @@
 """The job repository: applying job documents (one transaction, diffed against what is stored),
-reading jobs, pausing, resuming and removing them, and the revision counter the daemon polls.
+reading jobs, pausing, resuming and removing them, and the revision counter the daemon polls;
+and each job's marks (`job_marks`, schema 3): who paused it and why, the failure breaker that
+pauses it, and what history retention pruned of its history.
 
 `active_since` is the one piece of scheduling state kept here: instants strictly after it
 belong to the job, so a resumed or rescheduled job never replays its paused or old-schedule
@@ -12,17 +14,31 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Integer, String, bindparam, cast, delete, select, update
 
 from scheduler.clock import to_utc
 from scheduler.errors import DefinitionError, JobNotFound, problem
+from scheduler.lifecycle import FireStatus, Trigger, rejected_by_api
 from scheduler.store.database import Database, chunks
-from scheduler.store.tables import JOBS, JOBS_REVISION_KEY, META
+from scheduler.store.ledger import Fire, fire_from_row
+from scheduler.store.tables import FIRES, JOB_MARKS, JOBS, JOBS_REVISION_KEY, META
 
-__all__ = ["ApplyPlan", "JobDocument", "JobRepository", "StoredJob"]
+__all__ = [
+    "BREAKER",
+    "OPERATOR",
+    "ApplyPlan",
+    "JobDocument",
+    "JobMark",
+    "JobRepository",
+    "StoredJob",
+]
+
+# Who paused a job (`JobMark.paused_by`); a paused job with neither was disabled by its file.
+BREAKER = "breaker"
+OPERATOR = "operator"
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,19 @@ class StoredJob:
         """The validated, defaults-resolved job document (decoded anew at each access)."""
         value: dict[str, Any] = json.loads(self.definition_json)
         return value
+
+
+@dataclass(frozen=True)
+class JobMark:
+    """What the store keeps about a job beside its definition (tables.JobMarkRow)."""
+
+    job_id: str
+    paused_by: str | None = None
+    pause_reason: str | None = None
+    paused_at: datetime | None = None
+    pruned_before: datetime | None = None
+    pruned_successes: int = 0
+    pruned_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,13 @@ class JobRepository:
                             "updated_at": now,
                         }
                     )
+                toggled = [
+                    job_id
+                    for job_id in plan.changed
+                    if prepared[job_id][0].enabled != states[job_id].enabled
+                ]
+                # The file is the truth for `enabled`: whoever paused the job no longer has.
+                _clear_pause(conn, toggled, now)
                 conn.execute(
                     update(JOBS)
                     .where(JOBS.c.id == bindparam("b_id"))
@@ -232,6 +268,10 @@ class JobRepository:
                 if enabled:
                     values["active_since"] = now
                 conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(values))
+                if enabled:
+                    _clear_pause(conn, [job_id], now)
+                else:
+                    self._mark_paused(conn, job_id, OPERATOR, None, now)
                 _bump_revision(conn)
             (job,) = _stored_jobs(conn.execute(select(*_JOB_COLUMNS).where(JOBS.c.id == job_id)))
         return job
@@ -243,6 +283,86 @@ class JobRepository:
             if not conn.execute(delete(JOBS).where(JOBS.c.id == job_id)).rowcount:
                 raise JobNotFound(job_id)
             _bump_revision(conn)
+
+    def pause_by_breaker(self, job_id: str, *, threshold: int, now: datetime) -> Fire | None:
+        """The failure breaker (docs/jobs.md, "pause_after_failures"): pause the job when its
+        last `threshold` settled fires (succeeded or failed, newest scheduled instant first)
+        were all rejected by the API (`lifecycle.rejected_by_api`) and all settled since the
+        job last (re)started firing (`active_since`: a resume clears the count).
+
+        One transaction: the job paused, who and why in its marks, and one `skipped` history
+        row at `now` (trigger `manual`: not a scheduled instant) holding the reason and the
+        last error, which alerts report like any skip. Returns that row; None when the job is
+        not tripped (or already paused, or gone). Costs nothing unless a fire was rejected.
+        """
+        if threshold < 1:
+            return None
+        now = to_utc(now)
+        with self._db.tx(write=True) as conn:
+            self._lock_jobs(conn)
+            job = conn.execute(
+                select(JOBS.c.enabled, JOBS.c.active_since).where(JOBS.c.id == job_id)
+            ).first()
+            if job is None or not job.enabled:
+                return None
+            settled = conn.execute(
+                select(FIRES.c.status, FIRES.c.http_status, FIRES.c.error, FIRES.c.updated_at)
+                .where(
+                    FIRES.c.job_id == job_id,
+                    FIRES.c.status.in_([str(FireStatus.SUCCEEDED), str(FireStatus.FAILED)]),
+                )
+                .order_by(FIRES.c.scheduled_for.desc(), FIRES.c.id.desc())
+                .limit(threshold)
+            ).all()
+            if len(settled) < threshold or not all(
+                row.status == str(FireStatus.FAILED)
+                and rejected_by_api(row.http_status)
+                and row.updated_at >= job.active_since
+                for row in settled
+            ):
+                return None
+            reason = (
+                f"paused by the breaker: {threshold} consecutive fires rejected by the API "
+                f"(pause_after_failures = {threshold}); last error: {settled[0].error}; "
+                f"fix the job, then `tallyfy-scheduler jobs resume {job_id}`"
+            )
+            conn.execute(
+                update(JOBS).where(JOBS.c.id == job_id).values(enabled=False, updated_at=now)
+            )
+            self._mark_paused(conn, job_id, BREAKER, reason, now)
+            _bump_revision(conn)
+            return _history_note(conn, self._db.insert(FIRES), job_id, reason, now)
+
+    def job_marks(self, job_ids: Sequence[str] | None = None) -> dict[str, JobMark]:
+        """The marks of these jobs (all jobs with marks when None), by job id; a job with no
+        row has none (it was never paused nor pruned)."""
+        query = select(JOB_MARKS)
+        with self._db.tx() as conn:
+            if job_ids is None:
+                rows = list(conn.execute(query).mappings())
+            else:
+                rows = []
+                for chunk in chunks(list(job_ids)):
+                    rows += conn.execute(query.where(JOB_MARKS.c.job_id.in_(chunk))).mappings()
+        return {
+            row["job_id"]: JobMark(
+                job_id=row["job_id"],
+                paused_by=row["paused_by"],
+                pause_reason=row["pause_reason"],
+                paused_at=row["paused_at"],
+                pruned_before=row["pruned_before"],
+                pruned_successes=row["pruned_successes"],
+                pruned_until=row["pruned_until"],
+            )
+            for row in rows
+        }
+
+    def _mark_paused(
+        self, conn: Connection, job_id: str, who: str, reason: str | None, now: datetime
+    ) -> None:
+        values = {"paused_by": who, "pause_reason": reason, "paused_at": now, "updated_at": now}
+        stmt = self._db.insert(JOB_MARKS).values(job_id=job_id, pruned_successes=0, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[JOB_MARKS.c.job_id], set_=values))
 
     def jobs_revision(self) -> int:
         """A number bumped by every job change, in the same transaction (cheap to poll)."""
@@ -263,6 +383,45 @@ def _stored_jobs(rows: Iterable[Any]) -> list[StoredJob]:
         StoredJob(id_, text, key, bool(on), since, source, created, updated)
         for id_, text, key, on, since, source, created, updated in rows
     ]
+
+
+def _clear_pause(conn: Connection, job_ids: Sequence[str], now: datetime) -> None:
+    for chunk in chunks(list(job_ids)):
+        conn.execute(
+            update(JOB_MARKS)
+            .where(JOB_MARKS.c.job_id.in_(chunk), JOB_MARKS.c.paused_by.is_not(None))
+            .values(paused_by=None, pause_reason=None, paused_at=None, updated_at=now)
+        )
+
+
+def _history_note(conn: Connection, insert: Any, job_id: str, reason: str, now: datetime) -> Fire:
+    """A `skipped` row at `now` (or the first free microsecond after it: the instant may hold
+    a manual fire) recording `reason` in the job's history."""
+    stmt = insert.on_conflict_do_nothing(
+        index_elements=[FIRES.c.job_id, FIRES.c.scheduled_for]
+    ).returning(*FIRES.c)
+    at = now
+    while True:
+        row = (
+            conn.execute(
+                stmt.values(
+                    job_id=job_id,
+                    scheduled_for=at,
+                    trigger=str(Trigger.MANUAL),
+                    status=str(FireStatus.SKIPPED),
+                    attempts=0,
+                    error=reason,
+                    skipped_count=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is not None:
+            return fire_from_row(row)
+        at += timedelta(microseconds=1)
 
 
 def _bump_revision(conn: Connection) -> None:

@@ -29,6 +29,7 @@ from scheduler.store.tables import (
     SCHEMA_VERSION_KEY,
     V1_TABLES,
     V2_TABLES,
+    V3_TABLES,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaVersions", "checked_migrations"]
@@ -54,8 +55,18 @@ def _migrate_to_2(conn: Connection) -> None:
     V2_TABLES[0].metadata.create_all(conn, tables=list(V2_TABLES))
 
 
-MIGRATIONS: tuple[tuple[int, Migration], ...] = ((1, _migrate_to_1), (2, _migrate_to_2))
-SCHEMA_VERSION: Final = 2
+def _migrate_to_3(conn: Connection) -> None:
+    """Version 3: policies. `job_marks`: who paused a job and why (the failure breaker), and
+    what history retention pruned of its history (the watermark and the counts kept)."""
+    V3_TABLES[0].metadata.create_all(conn, tables=list(V3_TABLES))
+
+
+MIGRATIONS: tuple[tuple[int, Migration], ...] = (
+    (1, _migrate_to_1),
+    (2, _migrate_to_2),
+    (3, _migrate_to_3),
+)
+SCHEMA_VERSION: Final = 3
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 

@@ -214,6 +214,32 @@ class NotificationRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class JobMarkRow(SQLModel, table=True):
+    """What the store keeps about a job beside its definition and its history (schema 3).
+
+    No foreign key to `jobs`, like `fires`: the marks outlive a removed job, whose history
+    (and what was pruned of it) they describe.
+
+    - who paused the job and why (`paused_by`: `breaker` or `operator`);
+    - what pruning removed of its history (docs/operations.md, "History retention"): every
+      pruned row lies strictly before `pruned_before` (the watermark: no claim, backfill or
+      manual fire below it, since history no longer knows whether those were sent);
+      `pruned_successes` of them had succeeded (`seq` and `max_fires` add them) and
+      `pruned_until` is the newest scheduled instant they accounted for (the job's cursor).
+    """
+
+    __tablename__ = "job_marks"
+
+    job_id: str = Field(primary_key=True)
+    paused_by: str | None = Field(default=None, sa_type=String(16))
+    pause_reason: str | None = Field(default=None, sa_type=Text)
+    paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    pruned_before: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    pruned_successes: int = 0
+    pruned_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 # The Core tables, for set-based queries (SQLModel does not declare `__table__` to mypy).
 JOBS: Table = JobRow.__table__  # type: ignore[attr-defined]
 FIRES: Table = FireRow.__table__  # type: ignore[attr-defined]
@@ -221,7 +247,9 @@ DAEMONS: Table = DaemonRow.__table__  # type: ignore[attr-defined]
 META: Table = MetaRow.__table__  # type: ignore[attr-defined]
 INCIDENTS: Table = IncidentRow.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+JOB_MARKS: Table = JobMarkRow.__table__  # type: ignore[attr-defined]
 # The tables of each schema version's migration (schema.py).
 V1_TABLES = (JOBS, FIRES, DAEMONS, META)
 V2_TABLES = (INCIDENTS, NOTIFICATIONS)
-TABLES = (*V1_TABLES, *V2_TABLES)
+V3_TABLES = (JOB_MARKS,)
+TABLES = (*V1_TABLES, *V2_TABLES, *V3_TABLES)

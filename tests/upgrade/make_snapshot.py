@@ -21,7 +21,8 @@ instants around `ANCHOR` (the moment its daemon stopped; the test moves every in
 - `paused` (every second): succeeded fires, then paused;
 - the stopped daemon's heartbeat;
 - from schema version 2: the `failed` incident of `all`'s failure, open, with one message
-  sent and one still queued, and a cleared `late` incident.
+  sent and one still queued, and a cleared `late` incident;
+- from schema version 3: `job_marks`: `paused` paused by an operator (its `set_enabled`).
 
 Every schedule is per second in UTC, so moving the instants by whole minutes keeps them on it.
 """
