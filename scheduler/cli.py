@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
@@ -34,6 +34,7 @@ from scheduler.daemon import Daemon, exit_now
 from scheduler.definitions import job_from_document, load_job_files
 from scheduler.describe import describe
 from scheduler.doctor import CheckStatus, diagnose
+from scheduler.durations import format_duration, parse_duration
 from scheduler.errors import (
     ConfigError,
     FireFailed,
@@ -183,6 +184,23 @@ class _Instant(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
 
 
 INSTANT = _Instant()
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A duration such as `400d` or `1w2d` (docs/jobs.md, "Durations")."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+DURATION = _Duration()
 
 
 def _say(line: str, *, err: bool = False) -> None:
@@ -575,7 +593,22 @@ def _fire_line(fire: Fire, zone: ZoneInfo) -> str:
     ).rstrip()
 
 
-@cli.command()
+class _History(_Group):
+    """`history [ID] [options]` is `history show ...`; `history prune ...` prunes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands or args[0] in ctx.help_option_names:
+            if not (args and args[0] in ctx.help_option_names):
+                args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_History)
+def history() -> None:
+    """The fire history (`history [ID]`, i.e. `history show`), and pruning it by hand."""
+
+
+@history.command("show")
 @click.argument("job_id", metavar="[ID]", required=False)
 @click.option("--status", type=click.Choice([s.value for s in FireStatus]), help="Only these.")
 @click.option("--since", type=INSTANT, help="Only instants at or after this one.")
@@ -584,7 +617,7 @@ def _fire_line(fire: Fire, zone: ZoneInfo) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_obj
-def history(
+def history_show(
     app: App,
     job_id: str | None,
     status: str | None,
@@ -605,6 +638,26 @@ def history(
         _say(_fire_line(fire, zones.get(fire.job_id, utc)))
     if not fires:
         _say("(no fires)", err=True)
+
+
+@history.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=DURATION,
+    required=True,
+    help="Delete finished rows whose instant is older than this (e.g. 400d).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.pass_obj
+def history_prune(app: App, older_than: timedelta, dry_run: bool) -> None:
+    """Delete finished history rows older than --older-than, as the daemon does (docs)."""
+    now = app.now()
+    report = app.open_store().prune_history(older_than=now - older_than, now=now, dry_run=dry_run)
+    for job_id, count in sorted(report.by_job.items()):
+        _say(f"{job_id}: {count} rows")
+    verb = "would be deleted" if dry_run else "deleted"
+    _say(f"{report.rows} history rows older than {format_duration(older_than)} {verb}")
 
 
 # -- fire, backfill -----------------------------------------------------------------------------

@@ -112,6 +112,26 @@ def apply_jobs(
 # -- fire -----------------------------------------------------------------------------------------
 
 
+def below_watermark(job_id: str, instant: datetime, pruned_before: datetime) -> str:
+    """Why an instant below a job's watermark is not fired (history retention)."""
+    return (
+        f"{job_id} {utc_iso(instant)} is before {utc_iso(pruned_before)}, where the job's "
+        "history was pruned ([store] history_retention): history no longer says whether it "
+        "was sent, so it is not fired (at most once)"
+    )
+
+
+def refuse_below_watermark(store: Store, job_id: str, instant: datetime, *, key: str) -> None:
+    """InvalidInput when `instant` lies below the job's pruned-before watermark."""
+    pruned_before = store.pruned_before(job_id)
+    if pruned_before is not None and instant < pruned_before:
+        raise InvalidInput(
+            problem(
+                below_watermark(job_id, instant, pruned_before), key=key, value=utc_iso(instant)
+            )
+        )
+
+
 def fire_job(runner: Runner, job: Job, *, now: datetime, at: datetime | None = None) -> Fire:
     """Fire `job` once by hand (trigger `manual`) at `at`, or at `now` to the second.
 
@@ -120,6 +140,7 @@ def fire_job(runner: Runner, job: Job, *, now: datetime, at: datetime | None = N
     whatever its outcome: `raise_unless_succeeded` turns one that did not succeed into an error.
     """
     instant = at or now.replace(microsecond=0)
+    refuse_below_watermark(runner.store, job.id, instant, key="--at")
     done = runner.fire(job, instant, Trigger.MANUAL)
     if done is None:
         raise FireFailed([f"{job.id} {utc_iso(instant)}: already in the history; not sent again"])
@@ -207,6 +228,8 @@ def backfill_plan(
                 value=utc_iso(span.end),
             )
         )
+    if instants:
+        refuse_below_watermark(store, job.id, instants[0], key="--from")
     held = {f.scheduled_for: f for f in store.history(job.id, since=span.start, limit=None)}
     days = skip_days_of(job, BusinessCalendar.from_settings(settings.calendar))
     return BackfillPlan(job, tuple(plan_backfill(instants, held, days)))

@@ -206,7 +206,7 @@ class Runner:
         if fire is None:
             log.info("fire already claimed job=%s scheduled_for=%s", job.id, utc_iso(scheduled_for))
             return None
-        return self.attempt(job, fire)
+        return self._attempt_above_watermark(job, fire)
 
     def backfill(self, job: Job, instant: datetime, existing: Fire | None) -> Fire | None:
         """Fire a past instant: claim it, or reopen its failed/skipped row; None if held."""
@@ -215,7 +215,20 @@ class Runner:
         (reopened,) = self.store.reopen(
             [existing.id], Trigger.BACKFILL, now=self.clock.now(), daemon_id=self.daemon_id
         )
-        return None if reopened is None else self.attempt(job, reopened)
+        return None if reopened is None else self._attempt_above_watermark(job, reopened)
+
+    def _attempt_above_watermark(self, job: Job, fire: Fire) -> Fire:
+        """Send a fire claimed by hand (`fire`, `backfill`) unless pruning raised the job's
+        watermark above it meanwhile: the row that said it was sent may have been pruned just
+        before the claim, so it is recorded skipped, never sent (history retention)."""
+        pruned_before = self.store.pruned_before(job.id)
+        if pruned_before is not None and fire.scheduled_for < pruned_before:
+            reason = (
+                f"not sent: its job's history before {utc_iso(pruned_before)} was pruned "
+                "meanwhile; history no longer says whether it was sent"
+            )
+            return self._finish(fire, FireStatus.SKIPPED, None, error=reason)
+        return self.attempt(job, fire)
 
     def resume(self, job: Job, fire: Fire) -> Fire:
         """Carry an open fire forward: send a pending/retrying one, reconcile anything that

@@ -53,6 +53,7 @@ from scheduler.daemon.listener import Listener, Request, Response, Router
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.metrics import ASK_TIMEOUT, CONTENT_TYPE, Metrics, Sources
 from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
+from scheduler.daemon.pruner import Pruner
 from scheduler.daemon.recovery import Recovery
 from scheduler.daemon.reload import merge
 from scheduler.daemon.sending import Sender, group_size
@@ -213,6 +214,14 @@ class Daemon:
             threaded=threaded,
             on_sent=self.metrics.alert_sent,
         )
+        # History retention: a thread of its own, short transactions, one daemon at a time.
+        self.pruner = Pruner(
+            store,
+            clock=self.clock,
+            daemon_id=self.daemon_id,
+            settings_of=lambda: self.settings,
+            threaded=threaded,
+        )
         self.loader = JobLoader(store, settings, on_quarantined=self.alerts.note_quarantined)
         self.recovery = Recovery(
             store, daemon_id=self.daemon_id, dead_after=settings.scheduler.dead_after
@@ -305,6 +314,7 @@ class Daemon:
             self.timer.start()
             self._planner_thread = self.planner.start_thread()
         self.alerts.start()
+        self.pruner.start()
         self._heartbeat(self.clock.now(), state="running")
         self.notifier.ready(self.status_line())
         log.info("daemon started id=%s jobs=%d", self.daemon_id, self.planner.job_count)
@@ -324,6 +334,7 @@ class Daemon:
         if self._planner_thread is not None and self._planner_thread.is_alive():
             self.unfinished += 1
         self.alerts.stop()
+        self.pruner.stop()
         if self.unfinished:
             log.warning(
                 "%d fires still in flight after %s; their claims settle at the next start",

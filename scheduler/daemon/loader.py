@@ -61,6 +61,7 @@ class JobLoader:
         if revision == self._revision and not force:
             return
         accounted: dict[str, datetime] | None = None
+        watermarks: dict[str, datetime] = {}
         enabled: set[str] = set()
         paused: set[str] = set()
         batch: list[Loaded] = []
@@ -86,6 +87,12 @@ class JobLoader:
                 floor = max(floor, job.start_at - ONE_MICROSECOND)
             if accounted is None:
                 accounted = self.store.accounted_until()
+                watermarks = self.store.watermarks()
+            pruned_before = watermarks.get(job.id)
+            if pruned_before is not None:
+                # History retention: instants below the watermark are never claimed (history
+                # no longer says whether they were sent).
+                floor = max(floor, pruned_before - ONE_MICROSECOND)
             batch.append(Loaded(job, floor, accounted.get(job.id)))
             self._seen[job.id] = row.updated_at
             if len(batch) >= LOAD_BATCH:

@@ -32,6 +32,8 @@ LIVE = frozenset(
         "scheduler.heartbeat_interval",
         "scheduler.dead_after",
         "scheduler.log_level",
+        "scheduler.pause_after_failures",  # a job default, like catch_up
+        "store.history_retention",  # read by the pruner at each pass
         # Read by the alert monitor from the daemon's settings at each pass.
         "alerts.late_after",
         "alerts.uncertain_after",

@@ -10,6 +10,7 @@ A facade over the store's modules, each owning one concept, all on one `Database
 - `reports.py`: history, per-job counts, daemon heartbeats;
 - `incidents.py`: alerts' incidents, the outbox of their messages, and the ledger reads
   alerts start from;
+- `retention.py`: pruning old history (watermarks, kept counts) and the lease for it;
 - `tables.py`: the tables themselves.
 
 `Store` is those parts put together (each is a mixin holding no state but the shared
@@ -28,12 +29,13 @@ from scheduler.store.incidents import IncidentStore
 from scheduler.store.jobs import JobRepository
 from scheduler.store.ledger import FireLedger
 from scheduler.store.reports import Reports
+from scheduler.store.retention import Retention
 from scheduler.store.schema import MIGRATIONS, Migration, SchemaVersions, checked_migrations
 
 __all__ = ["Store"]
 
 
-class Store(SchemaVersions, JobRepository, FireLedger, Reports, IncidentStore):
+class Store(SchemaVersions, JobRepository, FireLedger, Reports, IncidentStore, Retention):
     """Jobs, fire history and heartbeats, on SQLite or PostgreSQL: the single source of truth.
 
     Opens a short transaction per call, commits every write before returning, and hands back

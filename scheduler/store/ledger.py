@@ -49,7 +49,7 @@ from scheduler.clock import to_utc
 from scheduler.errors import FireNotFound
 from scheduler.lifecycle import TRANSITIONS, FireStatus, Op, Trigger, sources, targets
 from scheduler.store.database import Database, chunks
-from scheduler.store.tables import FIRES, UTCDateTime
+from scheduler.store.tables import FIRES, JOB_MARKS, UTCDateTime
 
 __all__ = ["Claim", "Fire", "FireLedger", "Outcome", "Skip", "last_instant", "read_fires"]
 
@@ -393,19 +393,37 @@ class FireLedger:
                 .where(FIRES.c.trigger != str(Trigger.MANUAL))
                 .group_by(FIRES.c.job_id)
             ).all()
-        return {job_id: instant for job_id, instant in rows}
+            # What pruning removed still counts (a job whose rows are all gone keeps its cursor).
+            pruned = conn.execute(
+                select(JOB_MARKS.c.job_id, JOB_MARKS.c.pruned_until).where(
+                    JOB_MARKS.c.pruned_until.is_not(None)
+                )
+            ).all()
+        accounted = {job_id: instant for job_id, instant in rows}
+        for job_id, instant in pruned:
+            if job_id not in accounted or accounted[job_id] < instant:
+                accounted[job_id] = instant
+        return accounted
 
     def count_fires(self, job_id: str, *, statuses: Collection[FireStatus] | None = None) -> int:
-        """The job's fires (rows, so a skip range counts once), only in `statuses` if given."""
+        """The job's fires (rows, so a skip range counts once), only in `statuses` if given;
+        succeeded fires pruned from the history count too (history retention)."""
         query = select(func.count()).where(FIRES.c.job_id == job_id)
         if statuses is not None:
             query = query.where(_status_is(statuses))
         with self._db.tx() as conn:
-            return int(conn.scalar(query) or 0)
+            count = int(conn.scalar(query) or 0)
+            if statuses is not None and FireStatus.SUCCEEDED in statuses:
+                count += int(conn.scalar(_pruned_successes(job_id)) or 0)  # history retention
+            return count
 
     def success_count(self, job_id: str, *, before: datetime | None = None) -> int:
         """Succeeded fires of the job, only those scheduled strictly before `before` if given
-        (so the template value `seq` of a late fire is what it would have been on time)."""
+        (so the template value `seq` of a late fire is what it would have been on time).
+
+        Those pruned from the history count too (`job_marks.pruned_successes`): every one of
+        them lies before the job's watermark, and no instant below it is ever sent again
+        (store/retention.py), so the sum is exact."""
         params: dict[str, Any] = {"b_job": job_id}
         if before is not None:
             params["b_before"] = to_utc(before)
@@ -447,6 +465,10 @@ class FireLedger:
             }
         # A row given twice is inserted once: the first of them has it.
         return [inserted.pop((row["job_id"], row["scheduled_for"]), None) for row in rows]
+
+
+def _pruned_successes(job_id: str) -> Any:
+    return select(JOB_MARKS.c.pruned_successes).where(JOB_MARKS.c.job_id == job_id)
 
 
 # -- statements ---------------------------------------------------------------------------------
@@ -521,12 +543,20 @@ class _Statements:
             updated_at=now,
         )
 
-        succeeded = select(func.count()).where(
+        kept = select(func.count()).where(
             FIRES.c.job_id == bindparam("b_job"), FIRES.c.status == str(FireStatus.SUCCEEDED)
         )
-        self.success_count = (
-            succeeded,
-            succeeded.where(FIRES.c.scheduled_for < bindparam("b_before", type_=UTCDateTime())),
+        pruned = (
+            select(JOB_MARKS.c.pruned_successes)
+            .where(JOB_MARKS.c.job_id == bindparam("b_job"))
+            .scalar_subquery()
+        )
+        self.success_count = tuple(
+            select(query.scalar_subquery() + func.coalesce(pruned, 0))
+            for query in (
+                kept,
+                kept.where(FIRES.c.scheduled_for < bindparam("b_before", type_=UTCDateTime())),
+            )
         )
         retrying = FIRES.c.status == str(FireStatus.RETRYING)
         self.due_retries = (

@@ -18,7 +18,7 @@ from scheduler.clock import to_utc
 from scheduler.lifecycle import OPEN, FireStatus
 from scheduler.store.database import Database
 from scheduler.store.ledger import Fire, last_instant, read_fires
-from scheduler.store.tables import DAEMONS, FIRES
+from scheduler.store.tables import DAEMONS, FIRES, JOB_MARKS
 
 __all__ = ["DaemonInfo", "Reports"]
 
@@ -93,14 +93,22 @@ class Reports:
         return found
 
     def success_counts(self) -> dict[str, int]:
-        """Per job, the number of succeeded fires."""
+        """Per job, the number of succeeded fires (those pruned from the history too)."""
         with self._db.tx() as conn:
             rows = conn.execute(
                 select(FIRES.c.job_id, func.count())
                 .where(FIRES.c.status == str(FireStatus.SUCCEEDED))
                 .group_by(FIRES.c.job_id)
             ).all()
-        return {job_id: int(n) for job_id, n in rows}
+            pruned = conn.execute(
+                select(JOB_MARKS.c.job_id, JOB_MARKS.c.pruned_successes).where(
+                    JOB_MARKS.c.pruned_successes > 0
+                )
+            ).all()
+        counts = {job_id: int(n) for job_id, n in rows}
+        for job_id, n in pruned:  # history retention: pruned successes still count
+            counts[job_id] = counts.get(job_id, 0) + int(n)
+        return counts
 
     def last_successes(self) -> dict[str, datetime]:
         """Per job, the scheduled instant of its newest succeeded fire (one grouped query)."""
