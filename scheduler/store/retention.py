@@ -22,12 +22,15 @@ batches loses nothing and fires wait at most one batch for SQLite's write lock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, case, delete, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from scheduler.clock import to_utc
 from scheduler.lifecycle import OPEN, FireStatus, Trigger
@@ -180,7 +183,10 @@ def _candidates(
         .where(
             FIRES.c.scheduled_for < cutoff,
             last_instant() < cutoff,
-            FIRES.c.status.in_(sorted(str(s) for s in TERMINAL)),
+            # `status || ''`: not the status index (most rows are finished), so the instants
+            # are walked in order by their index and the walk stops at `batch`; with it,
+            # SQLite sorted the whole table for every batch (1.5 s a batch at 1M rows).
+            FIRES.c.status.concat("").in_(sorted(str(s) for s in TERMINAL)),
             or_(FIRES.c.status != str(FireStatus.SUCCEEDED), newer_success),
         )
         .order_by(FIRES.c.scheduled_for, FIRES.c.id)
@@ -188,11 +194,11 @@ def _candidates(
     )
     if after is not None:
         at, fire_id = after
+        # `>=` on its own: SQLite ranges over the index only on a plain bound (the OR alone
+        # made each batch walk from the start, 2.4 s at 1M rows).
         query = query.where(
-            or_(
-                FIRES.c.scheduled_for > at,
-                and_(FIRES.c.scheduled_for == at, FIRES.c.id > fire_id),
-            )
+            FIRES.c.scheduled_for >= at,
+            or_(FIRES.c.scheduled_for > at, FIRES.c.id > fire_id),
         )
     return [_Row(*row) for row in conn.execute(query)]
 
@@ -200,14 +206,19 @@ def _candidates(
 def _open_floors(conn: Connection, job_ids: Iterable[str]) -> dict[str, datetime]:
     """Per job, its oldest open fire's instant: nothing at or after it is pruned (its `seq`
     counts the succeeded rows before it). Open rows are few, and the status index finds them."""
+    # Every open row, not only those of `job_ids`: filtered by job, SQLite would walk those
+    # jobs' whole history by the unique key instead of the few open rows by the status index.
+    # No GROUP BY either: SQLite would scan the unique key for its order.
+    wanted = set(job_ids)
     floors: dict[str, datetime] = {}
-    for chunk in chunks(sorted(job_ids)):
-        rows = conn.execute(
-            select(FIRES.c.job_id, func.min(FIRES.c.scheduled_for))
-            .where(FIRES.c.status.in_(sorted(str(s) for s in OPEN)), FIRES.c.job_id.in_(chunk))
-            .group_by(FIRES.c.job_id)
+    rows = conn.execute(
+        select(FIRES.c.job_id, FIRES.c.scheduled_for).where(
+            FIRES.c.status.in_(sorted(str(s) for s in OPEN))
         )
-        floors.update({job_id: at for job_id, at in rows})
+    )
+    for job_id, at in rows:
+        if job_id in wanted and (job_id not in floors or at < floors[job_id]):
+            floors[job_id] = at
     return floors
 
 
@@ -215,10 +226,12 @@ def _delete(conn: Connection, rows: list[_Row]) -> set[int]:
     """Delete the rows still finished (a row reopened meanwhile stays); the ids deleted."""
     deleted: set[int] = set()
     terminal = sorted(str(s) for s in TERMINAL)
-    for chunk in chunks([row.id for row in rows]):
+    for chunk in chunks(sorted(row.id for row in rows)):
         result = conn.execute(
             delete(FIRES)
-            .where(FIRES.c.id.in_(chunk), FIRES.c.status.in_(terminal))
+            # `status || ''`: found by id; by the status index SQLite walked every finished
+            # row (160 ms a batch at 1M rows).
+            .where(FIRES.c.id.in_(chunk), FIRES.c.status.concat("").in_(terminal))
             .returning(FIRES.c.id)
         )
         deleted.update(result.scalars())
@@ -233,7 +246,8 @@ def _mark_pruned(
     floors: dict[str, datetime],
     now: datetime,
 ) -> None:
-    """Raise each job's watermark and add what its deleted rows counted (same transaction)."""
+    """Raise each job's watermark and add what its deleted rows counted (same transaction):
+    one prebuilt upsert, executed once for all the batch's jobs."""
     per_job: dict[str, dict[str, Any]] = {}
     for row in rows:
         mark = per_job.setdefault(row.job_id, {"successes": 0, "until": None})
@@ -241,27 +255,39 @@ def _mark_pruned(
             mark["successes"] += 1
         if row.trigger != str(Trigger.MANUAL):  # manual fires are no scheduled instant
             mark["until"] = row.last if mark["until"] is None else max(mark["until"], row.last)
-    for job_id, mark in per_job.items():
-        watermark = min(cutoff, floors.get(job_id, _FAR_FUTURE))
-        stmt = db.insert(JOB_MARKS).values(
-            job_id=job_id,
-            pruned_before=watermark,
-            pruned_successes=mark["successes"],
-            pruned_until=mark["until"],
-            updated_at=now,
-        )
-        old = JOB_MARKS.c
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[old.job_id],
-                set_={
-                    "pruned_before": _greatest(old.pruned_before, stmt.excluded.pruned_before),
-                    "pruned_successes": old.pruned_successes + stmt.excluded.pruned_successes,
-                    "pruned_until": _greatest(old.pruned_until, stmt.excluded.pruned_until),
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-        )
+    if not per_job:
+        return
+    conn.execute(
+        _upsert_marks(db.dialect),
+        [
+            {
+                "job_id": job_id,
+                "pruned_before": min(cutoff, floors.get(job_id, _FAR_FUTURE)),
+                "pruned_successes": mark["successes"],
+                "pruned_until": mark["until"],
+                "updated_at": now,
+            }
+            for job_id, mark in per_job.items()
+        ],
+    )
+
+
+@functools.cache
+def _upsert_marks(dialect: str) -> Any:
+    """INSERT a job's marks, or on conflict raise its watermark and cursor and add its count
+    (built once per dialect: building it per job cost more than running it)."""
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert_(JOB_MARKS)
+    old, new = JOB_MARKS.c, stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[old.job_id],
+        set_={
+            "pruned_before": _greatest(old.pruned_before, new.pruned_before),
+            "pruned_successes": old.pruned_successes + new.pruned_successes,
+            "pruned_until": _greatest(old.pruned_until, new.pruned_until),
+            "updated_at": new.updated_at,
+        },
+    )
 
 
 def _greatest(old: Any, new: Any) -> Any:
