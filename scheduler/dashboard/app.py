@@ -295,7 +295,7 @@ class Dashboard:
         except JobNotFound:
             return self._error(request, HTTPStatus.NOT_FOUND, f"No job with id {job_id!r}.")
         now = self.clock.now()
-        view = self.catalog.view(stored)
+        view = self.catalog.view(stored, self.store.job_marks([job_id]).get(job_id))
         fires_so_far = self.store.success_count(job_id)
         next_fire = views.next_fire_of(view, now, fires_so_far)
         history = views.history_page(self.store, job_id, _int(request.arg("page"), 1))
@@ -306,7 +306,7 @@ class Dashboard:
             view=view,
             stored=stored,
             state=views.state_of(view, next_fire),
-            pause_reason=views.pause_reason(stored),
+            pause_reason=views.pause_reason(view),
             next_fire=next_fire,
             words=views.words_of(view),
             definition=json.dumps(stored.definition, indent=2, ensure_ascii=False),
@@ -563,8 +563,9 @@ class Dashboard:
             return _json({"error": f"no job with id {job_id!r}"}, 404)
         now = self.clock.now()
         zone = zone_of(stored.definition)
-        view = self.catalog.view(stored)
-        summary = job_row(stored, self.settings, now, self.store.success_count(job_id))
+        mark = self.store.job_marks([job_id]).get(job_id)
+        view = self.catalog.view(stored, mark)
+        summary = job_row(stored, self.settings, now, self.store.success_count(job_id), mark=mark)
         history = views.history_page(self.store, job_id, _int(request.arg("page"), 1))
         next_fire = views.next_fire_of(view, now, self.store.success_count(job_id))
         data = {
@@ -576,7 +577,6 @@ class Dashboard:
                 "updated_at": views.iso(stored.updated_at, zone),
                 "definition": stored.definition,
                 "state": views.state_of(view, next_fire),
-                "pause_reason": views.pause_reason(stored),
             },
             "history": [fire.to_json(zone) for fire in history.items],
             "page": history.number,

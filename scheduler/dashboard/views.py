@@ -19,7 +19,8 @@ from scheduler.definitions import job_from_document
 from scheduler.describe import describe
 from scheduler.errors import InvalidInput, SchedulerError
 from scheduler.job import Job
-from scheduler.store import Fire, Store, StoredJob
+from scheduler.status import paused_fields
+from scheduler.store import Fire, JobMark, Store, StoredJob
 from scheduler.store.incidents import Incident
 
 PAGE_SIZE = 50
@@ -33,8 +34,6 @@ STATE_WORDS = {
     "quarantined": "quarantined",
     "ended": "ended",
 }
-# Pause reasons that mean the failure breaker paused the job (the breaker writes one).
-BREAKER_REASONS = ("breaker", "failure-breaker", "failure breaker")
 UPCOMING_DAY = timedelta(hours=24)
 UPCOMING_WEEK = timedelta(days=7)
 # A job firing more often than this in a day is bucketed by counting (count_between per
@@ -43,21 +42,21 @@ ENUMERATE_AT_MOST = 1500
 UTC = ZoneInfo("UTC")
 
 
-def pause_reason(stored: StoredJob) -> str | None:
-    """Why a paused job was paused, when the store says (the failure breaker records one);
-    None for a person's pause or a store without reasons. The one seam for the breaker."""
-    reason = getattr(stored, "pause_reason", None)
-    return reason if isinstance(reason, str) and reason else None
-
-
 @dataclass(frozen=True)
 class JobView:
     """One job as the dashboard reads it: the stored row, its validated job (None when it
-    no longer validates: quarantined) and the error that says why."""
+    no longer validates: quarantined), the error that says why, and the store's marks of it
+    (who paused it and why: `jobs list --json`'s `paused_by` and `pause_reason`)."""
 
     stored: StoredJob
     job: Job | None
     error: str | None
+    mark: JobMark | None = None
+
+    @property
+    def paused(self) -> dict[str, Any]:
+        """`paused_by` (breaker, operator, job_file; None while enabled) and `pause_reason`."""
+        return paused_fields(self.stored, self.mark)
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -68,11 +67,18 @@ class JobView:
         return self.job.zone if self.job is not None else UTC
 
 
-def view_of(stored: StoredJob, settings: Settings) -> JobView:
+def pause_reason(view: JobView) -> str | None:
+    """Why a paused job was paused (the breaker's reason and last error, `jobs pause`, or its
+    job file); None while it is enabled."""
+    reason = view.paused["pause_reason"]
+    return reason if isinstance(reason, str) and reason else None
+
+
+def view_of(stored: StoredJob, settings: Settings, mark: JobMark | None = None) -> JobView:
     try:
-        return JobView(stored, job_from_document(stored.definition, settings), None)
+        return JobView(stored, job_from_document(stored.definition, settings), None, mark)
     except InvalidInput as exc:
-        return JobView(stored, None, "; ".join(p.message for p in exc.problems))
+        return JobView(stored, None, "; ".join(p.message for p in exc.problems), mark)
 
 
 class Catalog:
@@ -90,6 +96,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._revision: int | None = None
         self._stored: list[StoredJob] = []
+        self._marks: dict[str, JobMark] = {}
         self._jobs: dict[str, tuple[Job | None, str | None]] = {}  # definition text -> validated
 
     def jobs(self, store: Store) -> list[StoredJob]:
@@ -97,17 +104,23 @@ class Catalog:
         with self._lock:
             if revision != self._revision:
                 self._stored = store.list_jobs()
+                # A pause (by a person or the breaker) moves the revision: its mark is read here.
+                self._marks = store.job_marks()
                 self._revision = revision
                 if len(self._jobs) > self.size:
                     self._jobs.clear()
             return self._stored
 
-    def view(self, stored: StoredJob) -> JobView:
+    def view(self, stored: StoredJob, mark: JobMark | None = None) -> JobView:
+        """The job validated (cached by its text), with `mark`, or the mark read with the
+        list (`jobs`)."""
         found = self._jobs.get(stored.definition_json)
         if found is None:
             fresh = view_of(stored, self.settings)
             found = self._jobs[stored.definition_json] = (fresh.job, fresh.error)
-        return JobView(stored, *found)
+        with self._lock:
+            mark = mark if mark is not None else self._marks.get(stored.id)
+        return JobView(stored, *found, mark)
 
 
 def state_of(view: JobView, next_fire: datetime | None) -> str:
@@ -115,8 +128,7 @@ def state_of(view: JobView, next_fire: datetime | None) -> str:
     if view.job is None:
         return "quarantined"
     if not view.stored.enabled:
-        reason = pause_reason(view.stored) or ""
-        return "paused-by-breaker" if reason.lower() in BREAKER_REASONS else "paused"
+        return "paused-by-breaker" if view.paused["paused_by"] == "breaker" else "paused"
     return "active" if next_fire is not None else "ended"
 
 
@@ -222,7 +234,7 @@ def job_rows(
 
 
 def row_json(row: JobRow) -> dict[str, Any]:
-    """`jobs list --json`'s element (cli.md), plus `state` and `pause_reason`."""
+    """`jobs list --json`'s element (cli.md), plus `state`."""
     definition = row.view.definition
     zone = row.view.zone
     action = definition.get("action")
@@ -247,7 +259,7 @@ def row_json(row: JobRow) -> dict[str, Any]:
         }
     )
     data["state"] = row.state
-    data["pause_reason"] = pause_reason(row.view.stored)
+    data.update(row.view.paused)
     return data
 
 

@@ -251,6 +251,23 @@ def test_upcoming_buckets_per_minute_with_the_rate_limits_drain_time(
     assert html.count('class="crowded"') == 2 and "<td>1 min</td>" in html
 
 
+def test_a_job_the_breaker_paused_shows_so_with_its_reason(dash: Dashboard, store: Store) -> None:
+    for days in (14, 7):
+        record(store, WEEKLY, NOW - timedelta(days=days), FireStatus.FAILED, http_status=422,
+               error="HTTP 422: the field 'Client name' is required")  # fmt: skip
+    assert store.pause_by_breaker(WEEKLY, threshold=2, now=NOW) is not None
+    listed = text(get(dash, "/?state=paused-by-breaker"))
+    assert f'data-job="{WEEKLY}"' in listed and f'data-job="{DAILY}"' not in listed
+    page = text(get(dash, f"/jobs/{WEEKLY}"))
+    assert "paused by the failure breaker" in page and "Client name" in page
+    (row,) = json.loads(text(get(dash, "/api/jobs?state=paused-by-breaker")))["jobs"]
+    assert row["paused_by"] == "breaker" and "Client name" in row["pause_reason"]
+    shown = json.loads(text(get(dash, f"/api/jobs/{WEEKLY}")))["job"]
+    assert shown["state"] == "paused-by-breaker" and shown["paused_by"] == "breaker"
+    store.set_enabled(WEEKLY, True, now=NOW)  # `jobs resume`: a person's pause no more
+    assert json.loads(text(get(dash, f"/api/jobs/{WEEKLY}")))["job"]["state"] == "active"
+
+
 def test_json_routes_use_the_cli_shapes(dash: Dashboard, store: Store) -> None:
     record(store, WEEKLY, NOW - timedelta(days=7), FireStatus.SUCCEEDED, remote_id="abc")
     jobs = json.loads(text(get(dash, "/api/jobs")))
