@@ -30,9 +30,14 @@ timezone = "UTC"
 
 [action]
 type = "launch_process"
-checklist_id = "705c13739dc06c6dda2accd933846ccc"
+# The weekly client review: its template takes one-off tasks on its runs (can_add_oot), which
+# the task below adds to them.
+checklist_id = "beeffbdddf558869a18556731b2da7c2"
 name = "Close #{seq} {fire:%Y-%m-%d}"
-prerun = { "0078ef3fc605082e96cff58ab46c04bc" = "{fire:%B %Y}" }
+
+[action.prerun]
+16e27d901362e3abffae5c18ea1a8d12 = "Acme {fire:%B %Y}"
+2024ec22c6346de494cc419191bb01aa = { at = "+2d@17:00" }
 """
 TASK = """
 schedule = "0 10 * * MON"
