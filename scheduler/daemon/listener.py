@@ -30,52 +30,19 @@ import socket
 import socketserver
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from scheduler.errors import ConfigError, problem
+from scheduler.web import TEXT, Handler, Request, Response
 
 log = logging.getLogger(__name__)
 
 MAX_THREADS = 8  # requests handled at once; more connections are closed at once
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request (each socket read)
 MAX_BODY = 1024 * 1024  # a request body larger than this is refused (413)
-TEXT = "text/plain; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request: its method, path (decoded, without the query), the values of the path's
-    `{name}` segments, the query's values, its headers and its body (bytes)."""
-
-    method: str
-    path: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, list[str]] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a handler answers: status, body, its content type, and any other headers."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str = TEXT
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def text(cls, text: str, status: int = 200) -> Response:
-        """A plain-text answer (one line, say)."""
-        return cls(status, text.encode("utf-8"), TEXT)
-
-
-Handler = Callable[[Request], Response]
 
 
 class Router:

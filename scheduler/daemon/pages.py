@@ -1,15 +1,17 @@
-"""The dashboard's routes on the daemon's HTTP listener: a field-for-field adapter.
+"""The dashboard's routes on the daemon's HTTP listener.
 
-The dashboard (`scheduler/dashboard/`) knows no server: its handlers take its own Request and
-answer its own Response, whose fields are the listener's. This copies one into the other.
+The dashboard (`scheduler/dashboard/`) knows no server: its handlers take a `scheduler.web`
+Request and answer a Response, as the listener's routes do. The listener writes its own
+caching headers on every response, so the dashboard's copies of them are left out here.
 """
 
 from __future__ import annotations
 
-from scheduler.daemon.listener import Handler, Request, Response, Router
+from dataclasses import replace
+
+from scheduler.daemon.listener import Router
 from scheduler.dashboard import Dashboard
-from scheduler.dashboard import Request as PageRequest
-from scheduler.dashboard.app import Handler as PageHandler
+from scheduler.web import Handler, Request, Response
 
 # The listener writes these on every response itself.
 _SET_BY_LISTENER = frozenset({"cache-control", "x-content-type-options"})
@@ -21,19 +23,10 @@ def mount(router: Router, dashboard: Dashboard) -> None:
         router.add(method, path, _adapted(handler))
 
 
-def _adapted(handler: PageHandler) -> Handler:
+def _adapted(handler: Handler) -> Handler:
     def serve(request: Request) -> Response:
-        answer = handler(
-            PageRequest(
-                request.method,
-                request.path,
-                request.params,
-                request.query,
-                request.headers,
-                request.body,
-            )
-        )
+        answer = handler(request)
         headers = {k: v for k, v in answer.headers.items() if k.lower() not in _SET_BY_LISTENER}
-        return Response(answer.status, answer.body, answer.content_type, headers)
+        return replace(answer, headers=headers)
 
     return serve

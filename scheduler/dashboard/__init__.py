@@ -5,6 +5,6 @@ listener; the handlers take a Request and answer a Response whatever serves them
 from __future__ import annotations
 
 from scheduler.dashboard.app import Dashboard
-from scheduler.dashboard.web import Request, Response
+from scheduler.web import Request, Response
 
 __all__ = ["Dashboard", "Request", "Response"]

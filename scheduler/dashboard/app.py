@@ -41,13 +41,11 @@ from scheduler import operations
 from scheduler.clock import Clock, parse_instant, utc_iso
 from scheduler.config import Secret, Settings
 from scheduler.dashboard import views
-from scheduler.dashboard.web import HTML, JSON, Request, Response
 from scheduler.errors import JobNotFound, SchedulerError
 from scheduler.runner import Runner
 from scheduler.status import job_row, zone_of
 from scheduler.store import Store
-
-Handler = Callable[[Request], Response]
+from scheduler.web import HTML, JSON, Handler, Request, Response
 
 SESSION_COOKIE = "tallyfy_scheduler_session"
 SESSION_LIFETIME = 12 * 3600  # seconds

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from scheduler.daemon.listener import Listener, Request, Response, Router
+from scheduler.daemon.listener import Listener, Router
 from scheduler.errors import ConfigError
+from scheduler.web import Request, Response
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
-"""Requests and responses of the dashboard, independent of any server.
+"""Requests and responses: what the daemon's HTTP listener (`scheduler/daemon/listener.py`)
+hands its routes and what they answer, independent of any server.
 
-The fields are those of the daemon's HTTP listener (`scheduler/daemon/listener.py`), so
-mounting a handler there is a field-for-field copy (`scheduler/dashboard/mount.py`), and tests
-call the handlers directly, without a socket.
+One pair of nouns for the listener, `/metrics` and the dashboard's pages: a handler is a
+function from a `Request` to a `Response`, so tests call handlers directly, without a socket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
@@ -73,9 +73,13 @@ class Response:
 
     @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
+        """A plain-text answer (one line, say)."""
         return cls(status, text.encode("utf-8"), TEXT)
 
     @classmethod
     def redirect(cls, location: str, headers: Mapping[str, str] | None = None) -> Response:
         """303 See Other: after a form, the browser GETs `location`."""
         return cls(303, b"", TEXT, {"Location": location, **(headers or {})})
+
+
+Handler = Callable[[Request], Response]
