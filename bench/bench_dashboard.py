@@ -24,10 +24,11 @@ import requests
 from bench.common import bench_settings, fill_store, varied_documents
 from scheduler.clock import FakeClock
 from scheduler.daemon import pages
-from scheduler.daemon.listener import Listener, Router
+from scheduler.daemon.listener import Listener
 from scheduler.dashboard import Dashboard, Request
 from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store import Outcome, Store
+from scheduler.web import Router
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TARGET_MS = 300.0

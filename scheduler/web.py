@@ -2,13 +2,16 @@
 hands its routes and what they answer, independent of any server.
 
 One pair of nouns for the listener, `/metrics` and the dashboard's pages: a handler is a
-function from a `Request` to a `Response`, so tests call handlers directly, without a socket.
+function from a `Request` to a `Response`, so tests call handlers directly, without a socket;
+and one `Router` that picks the handler (the listener's, and the dashboard's own `handle`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
@@ -83,3 +86,77 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+
+
+class Router:
+    """Routes (method, path) to handlers. Routes may be added at any time, from any thread:
+    each addition replaces the table whole, and a request reads the table it finds."""
+
+    def __init__(self) -> None:
+        # ((method, segments) -> handler); segments "{name}" match any one segment.
+        self._routes: tuple[tuple[str, tuple[str, ...], Handler], ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        """Serve `method path` with `handler`; `path` starts with `/`, and a segment written
+        `{name}` matches any one segment, passed on in `Request.params[name]`."""
+        if not path.startswith("/"):
+            raise ValueError(f"a route's path starts with '/', not {path!r}")
+        with self._lock:
+            self._routes = (*self._routes, (method.upper(), _segments(path), handler))
+
+    def get(self, path: str, handler: Handler) -> None:
+        """`add("GET", path, handler)` (HEAD is answered by GET routes, without the body)."""
+        self.add("GET", path, handler)
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | list[str]:
+        """The handler of `method path` and the path's parameters; else the methods the path
+        has routes for (empty: no such path)."""
+        wanted = _segments(path)
+        allowed: list[str] = []
+        for route_method, segments, handler in self._routes:
+            params = _match(segments, wanted)
+            if params is None:
+                continue
+            if route_method == method or (method == "HEAD" and route_method == "GET"):
+                return handler, params
+            allowed.append(route_method)
+        return allowed
+
+    def handle(self, request: Request) -> Response:
+        """The response to `request`: its route's, or 404/405."""
+        found = self.resolve(request.method, request.path)
+        if isinstance(found, list):
+            if not found:
+                return Response.text("not found\n", HTTPStatus.NOT_FOUND)
+            allow = ", ".join(sorted({*found, *(["HEAD"] if "GET" in found else [])}))
+            return Response(
+                HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", TEXT, {"Allow": allow}
+            )
+        handler, params = found
+        return handler(
+            Request(
+                request.method,
+                request.path,
+                params,
+                request.query,
+                request.headers,
+                request.body,
+            )
+        )
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(part for part in path.split("/") if part)
+
+
+def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:
+    if len(pattern) != len(path):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(pattern, path, strict=True):
+        if want.startswith("{") and want.endswith("}"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params

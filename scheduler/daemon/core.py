@@ -49,7 +49,7 @@ from scheduler.client import TallyfyClient
 from scheduler.clock import Clock, SystemClock, utc_iso
 from scheduler.config import Settings, is_loopback
 from scheduler.daemon import pages
-from scheduler.daemon.listener import Listener, Router
+from scheduler.daemon.listener import Listener
 from scheduler.daemon.loader import JobLoader
 from scheduler.daemon.metrics import ASK_TIMEOUT, CONTENT_TYPE, Metrics, Sources
 from scheduler.daemon.planner import Carry, CatchUp, Due, Planner, Pulse, Resume, Stranded
@@ -65,7 +65,7 @@ from scheduler.notify import Notifier
 from scheduler.runner import CREDENTIAL_STATUSES, Observer, Runner
 from scheduler.store import Store
 from scheduler.timeexpr import BusinessCalendar
-from scheduler.web import Request, Response
+from scheduler.web import Request, Response, Router
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.daemon.listener import Router
 from scheduler.dashboard import Dashboard
-from scheduler.web import Handler, Request, Response
+from scheduler.web import Handler, Request, Response, Router
 
 # The listener writes these on every response itself.
 _SET_BY_LISTENER = frozenset({"cache-control", "x-content-type-options"})

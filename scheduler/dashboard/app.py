@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from importlib import resources
+from itertools import islice
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -45,7 +46,7 @@ from scheduler.errors import JobNotFound, SchedulerError
 from scheduler.runner import Runner
 from scheduler.status import job_row, zone_of
 from scheduler.store import Store
-from scheduler.web import HTML, JSON, Handler, Request, Response
+from scheduler.web import HTML, JSON, Handler, Request, Response, Router
 
 SESSION_COOKIE = "tallyfy_scheduler_session"
 SESSION_LIFETIME = 12 * 3600  # seconds
@@ -115,10 +116,9 @@ class Dashboard:
         )
         self.env.globals.update(state_words=views.STATE_WORDS, states=views.STATES)
         self.env.filters["q"] = lambda value: quote(str(value), safe="")
-        self._routes: list[tuple[str, tuple[str, ...], Handler]] = [
-            (method, tuple(p for p in path.split("/") if p), handler)
-            for method, path, handler in self.routes()
-        ]
+        self._router = Router()
+        for method, path, handler in self.routes():
+            self._router.add(method, path, handler)
 
     # -- routing -------------------------------------------------------------------------------
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -146,32 +146,8 @@ class Dashboard:
         ]
 
     def handle(self, request: Request) -> Response:
-        """Route `request` (tests, `serve`); the listener routes by `routes()` itself."""
-        wanted = tuple(p for p in request.path.split("/") if p)
-        allowed = []
-        for method, segments, handler in self._routes:
-            params = _match(segments, wanted)
-            if params is None:
-                continue
-            if method == request.method or (request.method == "HEAD" and method == "GET"):
-                return handler(
-                    Request(
-                        request.method,
-                        request.path,
-                        params,
-                        request.query,
-                        request.headers,
-                        request.body,
-                    )
-                )
-            allowed.append(method)
-        if allowed:
-            return Response(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                b"method not allowed\n",
-                headers={"Allow": ", ".join(allowed)},
-            )
-        return Response.text("not found\n", HTTPStatus.NOT_FOUND)
+        """Route `request` (tests, `serve`) through the same `Router` the listener uses."""
+        return self._router.handle(request)
 
     # -- sessions and tokens -------------------------------------------------------------------
     def _mac(self, token: Secret, text: str) -> str:
@@ -321,7 +297,7 @@ class Dashboard:
         if job is None:
             return []
         shown = []
-        for instant in views_first(job.fires_after(now), PREVIEW_COUNT):
+        for instant in islice(job.fires_after(now), PREVIEW_COUNT):
             try:
                 p = operations.preview(self.store, self.settings, job.id, now=now, at=instant)
                 if p.request is None:  # on one of the job's skip days
@@ -649,27 +625,6 @@ class Dashboard:
         return Response(
             200, body, kind, {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
         )
-
-
-def views_first(items: Any, n: int) -> list[Any]:
-    out: list[Any] = []
-    for item in items:
-        if len(out) >= n:
-            break
-        out.append(item)
-    return out
-
-
-def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:
-    if len(pattern) != len(path):
-        return None
-    params: dict[str, str] = {}
-    for want, got in zip(pattern, path, strict=True):
-        if want.startswith("{") and want.endswith("}"):
-            params[want[1:-1]] = got
-        elif want != got:
-            return None
-    return params
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from scheduler.daemon.listener import Listener, Router
+from scheduler.daemon.listener import Listener
 from scheduler.errors import ConfigError
-from scheduler.web import Request, Response
+from scheduler.web import Request, Response, Router
 
 
 @pytest.fixture

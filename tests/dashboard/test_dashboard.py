@@ -371,7 +371,8 @@ def test_mounted_on_the_listener_the_pages_answer_over_http(dash: Dashboard) -> 
     import requests
 
     from scheduler.daemon import pages
-    from scheduler.daemon.listener import Listener, Router
+    from scheduler.daemon.listener import Listener
+    from scheduler.web import Router
 
     router = Router()
     pages.mount(router, dash)
