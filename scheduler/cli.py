@@ -126,8 +126,11 @@ class App:
         self._clients.append(client)
         return client
 
-    def runner(self, store: Store, *, observer: Observer | None = None) -> Runner:
-        """The one code path that sends fires (the daemon uses the same)."""
+    def runner(
+        self, store: Store, *, observer: Observer | None = None, respect_overlap: bool = False
+    ) -> Runner:
+        """The one code path that sends fires (the daemon uses the same); `respect_overlap`:
+        manual and backfilled fires obey their job's `overlap` too."""
         return Runner(
             store,
             self.client(),
@@ -136,6 +139,7 @@ class App:
             retry=self.settings.retry,
             clock=self.clock,
             observer=observer,
+            respect_overlap=respect_overlap,
         )
 
 
@@ -662,6 +666,11 @@ def history_prune(app: App, older_than: timedelta, dry_run: bool) -> None:
 
 # -- fire, backfill -----------------------------------------------------------------------------
 
+RESPECT_OVERLAP_HELP = (
+    "Obey the job's `overlap` policy: skip an instant while the job's last launch is open "
+    "(by default a fire by hand ignores it)."
+)
+
 
 def _outcome_line(fire: Fire, zone: ZoneInfo) -> str:
     line = f"{fire.job_id} {iso_in(fire.scheduled_for, zone)}: {fire.status}"
@@ -675,12 +684,14 @@ def _outcome_line(fire: Fire, zone: ZoneInfo) -> str:
 @cli.command("fire")
 @click.argument("job_id", metavar="ID")
 @click.option("--at", type=INSTANT, help="The instant it counts as (default: now, to the second).")
+@click.option("--respect-overlap", is_flag=True, help=RESPECT_OVERLAP_HELP)
 @click.pass_obj
-def fire_(app: App, job_id: str, at: datetime | None) -> None:
+def fire_(app: App, job_id: str, at: datetime | None, respect_overlap: bool) -> None:
     """Fire a job once now, recorded as a manual fire; exit 1 unless it succeeded."""
     store = app.open_store()
     job = operations.load_job(store, app.settings, job_id)
-    done = operations.fire_job(app.runner(store), job, now=app.now(), at=at)
+    runner = app.runner(store, respect_overlap=respect_overlap)
+    done = operations.fire_job(runner, job, now=app.now(), at=at)
     _say(_outcome_line(done, job.zone))
     operations.raise_unless_succeeded([done])
 
@@ -690,8 +701,11 @@ def fire_(app: App, job_id: str, at: datetime | None) -> None:
 @click.option("--from", "start", type=INSTANT, required=True, help="First instant (inclusive).")
 @click.option("--to", "end", type=INSTANT, required=True, help="Last instant (inclusive).")
 @click.option("--dry-run", is_flag=True, help="Print what would be fired; send nothing.")
+@click.option("--respect-overlap", is_flag=True, help=RESPECT_OVERLAP_HELP)
 @click.pass_obj
-def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: bool) -> None:
+def backfill(
+    app: App, job_id: str, start: datetime, end: datetime, dry_run: bool, respect_overlap: bool
+) -> None:
     """Fire the job's scheduled instants in [--from, --to] that history does not hold as sent."""
     span = operations.backfill_range(start, end, now=app.now())
     if span.note:  # said before anything else can fail
@@ -700,7 +714,7 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
     plan = operations.backfill_plan(store, app.settings, job_id, span)
     zone = plan.job.zone
     for step in plan.steps:
-        verdict = "to fire" if step.to_fire else "held"
+        verdict = "to fire" if step.to_fire else "in history"
         if step.existing is not None:
             verdict += f" ({step.existing.status})"
         if step.skipped is not None:
@@ -711,7 +725,7 @@ def backfill(app: App, job_id: str, start: datetime, end: datetime, dry_run: boo
     if dry_run or not todo:
         return  # no runner: a dry run needs no token
     results = []
-    for done in operations.backfill(app.runner(store), plan):
+    for done in operations.backfill(app.runner(store, respect_overlap=respect_overlap), plan):
         _say(_outcome_line(done, zone))  # as each settles: a long backfill shows progress
         results.append(done)
     operations.raise_unless_succeeded(results)
@@ -753,7 +767,7 @@ def status(app: App, as_json: bool) -> None:
             _say(f"  {job['pause_reason']}")
         elif job["paused_by"] is not None:
             _say(f"  paused by {job['paused_by']}")
-    for key in ("retrying", "uncertain"):
+    for key in ("retrying", "uncertain", "held"):
         for fire in report[key]:
             _say(
                 f"{key}: {fire['job_id']} {fire['scheduled_for']} attempts={fire['attempts']} "

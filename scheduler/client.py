@@ -368,6 +368,10 @@ class TallyfyClient:
         params = {"with": "checklist"} if with_checklist else {}
         return _data_object(self._get(self._org_path("runs", run_id), params))
 
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """One task (a one-off task, or a step of a process)."""
+        return _data_object(self._get(self._org_path("tasks", task_id), {}))
+
     def list_folders(self, folder_type: str) -> list[dict[str, Any]]:
         """Every folder of one type: `run` (process folders) or `checklist` (templates)."""
         return self._get_all(self._org_path("folders"), {"folder_type": folder_type})

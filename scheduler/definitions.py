@@ -50,6 +50,7 @@ from scheduler.job import (
     Job,
     LaunchOptions,
     LaunchProcess,
+    Overlap,
     Owners,
     Passthrough,
     PrerunValue,
@@ -73,6 +74,8 @@ MAX_CATCH_UP_WINDOW = timedelta(days=3660)
 TITLE_MAX_LENGTH = 600  # POST /tasks rejects longer titles (tallyfy-api.md 3.1)
 TEXT_MAX_LENGTH = 30_000  # summaries and kick-off text: the API's longest text field (textarea)
 SHOWN_MAX_LENGTH = 200  # a longer value is shown cut short in a message (the file has it all)
+MIN_OVERLAP_CHECK_EVERY = timedelta(seconds=1)
+MAX_OVERLAP_CHECK_EVERY = timedelta(days=1)
 WINDOW_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # start_at and end_at lie in [this, LATEST)
 WINDOW_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 DEFAULT_STARTED_AT = "+0"  # a task starts at the fire's scheduled instant
@@ -83,7 +86,7 @@ TASK_NAMES = FIRE_NAMES
 
 JOB_KEYS = tuple(
     "id description schedule timezone enabled catch_up catch_up_window jitter start_at end_at "
-    "max_fires alert skip_on pause_after_failures action".split()
+    "max_fires alert skip_on pause_after_failures overlap overlap_check_every action".split()
 )
 ACTION_TYPES = ("launch_process", "create_task")
 # The launch keys most jobs leave out: a Job keeps them together (`LaunchOptions`).
@@ -586,6 +589,23 @@ def _zone(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=8)
+def _overlap(text: str) -> Overlap:
+    try:
+        return Overlap(text)
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(p.value for p in Overlap)}") from None
+
+
+@lru_cache(maxsize=64)
+def _check_every(text: str) -> timedelta:
+    """`overlap_check_every`: from a second to a day (a held instant asks at this pace)."""
+    value = _duration_up_to(MAX_OVERLAP_CHECK_EVERY, text)
+    if value < MIN_OVERLAP_CHECK_EVERY:
+        raise ValueError(f"at least {format_duration(MIN_OVERLAP_CHECK_EVERY)}")
+    return value
+
+
 @lru_cache(maxsize=64)  # cached: calling the enum costs ~1 us
 def _catch_up(text: str) -> CatchUpPolicy:
     try:
@@ -1030,6 +1050,9 @@ _JOB = _Table(
             message="each must be an alert target's name (lowercase letters, digits, '_', '-')",
         ),
         "skip_on": _Key(list, _skip_on),
+        # Overlap with what the job launched before (docs/jobs.md, "overlap").
+        "overlap": _Key(str, _overlap),
+        "overlap_check_every": _Key(str, _check_every),
         "action": _Key(
             dict,
             read=_Reader.action,

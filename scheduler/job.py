@@ -267,6 +267,19 @@ class SkipOn:
         return out
 
 
+class Overlap(StrEnum):
+    """What a fire does while what its job launched before is still open (docs/jobs.md,
+    "overlap"): the Tallyfy-aware part of Temporal's overlap policies."""
+
+    ALLOW = "allow"  # fire whatever is open (a generic scheduler's behaviour; the default)
+    SKIP = "skip"  # record the instant skipped, naming the open run or task
+    BUFFER_ONE = "buffer_one"  # hold the newest instant; send it once the open item closes
+
+
+# How often a held instant asks again whether what it waits for has closed.
+DEFAULT_OVERLAP_CHECK_EVERY = timedelta(minutes=5)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One validated job: a cron schedule in a zone, an action, and the firing policy.
@@ -294,6 +307,8 @@ class Job:
     skip_on: SkipOn | None = None
     # Paused by the breaker after this many consecutive fires the API rejected (0: never).
     pause_after_failures: int = 0
+    overlap: Overlap = Overlap.ALLOW
+    overlap_check_every: timedelta = DEFAULT_OVERLAP_CHECK_EVERY
     source: str | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
@@ -372,6 +387,9 @@ class Job:
             doc["skip_on"] = self.skip_on.to_document()
         if self.pause_after_failures:  # absent when off: older stored documents stay equal
             doc["pause_after_failures"] = self.pause_after_failures
+        if self.overlap is not Overlap.ALLOW:  # likewise
+            doc["overlap"] = self.overlap.value
+            doc["overlap_check_every"] = format_duration(self.overlap_check_every)
         doc["action"] = self.action.to_document()
         return doc
 

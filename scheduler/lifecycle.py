@@ -34,6 +34,10 @@ class FireStatus(StrEnum):
     UNCERTAIN = "uncertain"  # may have been applied: reconcile (read back) before any resend
     FAILED = "failed"  # permanent error or attempts exhausted; `error` says why; never retried
     SKIPPED = "skipped"  # deliberately not fired; `error` holds the reason, maybe for a range
+    # Not sent yet because what its job launched before is still open (`overlap =
+    # "buffer_one"`), or because that could not be looked up: checked again at
+    # `next_attempt_at`; `error` says what it waits for (docs/jobs.md, "overlap").
+    HELD = "held"
 
 
 class Trigger(StrEnum):
@@ -54,10 +58,12 @@ class Op(StrEnum):
     FINISH = "finish"  # Store.finish: an attempt's (or a read-back's) outcome
     ADOPT = "adopt"  # Store.adopt: a live daemon takes over a dead one's open fire
     REOPEN = "reopen"  # Store.reopen: `backfill` sends an instant that was never sent
+    DEFER = "defer"  # Store.defer: a fire not started yet is put off by what its look-ups found
 
 
 _S = FireStatus  # short, for the table
 _OUTCOMES = frozenset({_S.SUCCEEDED, _S.RETRYING, _S.UNCERTAIN, _S.FAILED, _S.SKIPPED})
+_PUT_OFF = frozenset({_S.HELD, _S.RETRYING, _S.SKIPPED, _S.FAILED})
 
 Moves = Mapping[FireStatus | None, frozenset[FireStatus]]
 
@@ -70,6 +76,7 @@ TRANSITIONS: Mapping[Op, Moves] = MappingProxyType(
             _S.PENDING: frozenset({_S.SENDING}),
             _S.RETRYING: frozenset({_S.SENDING}),
             _S.UNCERTAIN: frozenset({_S.SENDING}),  # read back, nothing found: sent again
+            _S.HELD: frozenset({_S.SENDING}),  # what it waited for closed
         },
         Op.FINISH: {
             _S.PENDING: _OUTCOMES,  # e.g. its request cannot be built: failed unsent
@@ -81,10 +88,20 @@ TRANSITIONS: Mapping[Op, Moves] = MappingProxyType(
             _S.SENDING: frozenset({_S.UNCERTAIN}),  # its request may have left: read back first
             _S.RETRYING: frozenset({_S.RETRYING}),
             _S.UNCERTAIN: frozenset({_S.UNCERTAIN}),
+            _S.HELD: frozenset({_S.HELD}),
         },
         Op.REOPEN: {
             _S.FAILED: frozenset({_S.PENDING}),
             _S.SKIPPED: frozenset({_S.PENDING}),  # a skip row standing for one instant only
+        },
+        # Before a fire is started (no slot taken, no attempt counted), what its look-ups
+        # found: held by its job's `overlap` (or an overlap look-up that failed), skipped by
+        # it, waiting for its launch or a look-up the API did not answer (retrying), or
+        # refused for good (failed). Never from `sending`: its request may have arrived.
+        Op.DEFER: {
+            _S.PENDING: _PUT_OFF,
+            _S.RETRYING: _PUT_OFF,
+            _S.HELD: _PUT_OFF,
         },
     }
 )
@@ -115,6 +132,9 @@ def allows(op: Op, before: FireStatus | None, after: FireStatus) -> bool:
 # A fire still to be sent or to be given its outcome: the daemon carries it forward (and may
 # adopt it from a dead daemon); every other status is final for the daemon.
 OPEN: frozenset[FireStatus] = sources(Op.START) | sources(Op.FINISH)
+# Waiting for `next_attempt_at` with no daemon holding it: whichever daemon finds it due first
+# takes it (its start is conditional, like every change), so a dead daemon strands none.
+RELEASED: frozenset[FireStatus] = frozenset({_S.RETRYING, _S.HELD})
 # Its request may have reached the API: read back (reconcile) before any resend.
 MAY_HAVE_ARRIVED: frozenset[FireStatus] = frozenset({_S.SENDING, _S.UNCERTAIN})
 # What `max_fires` counts: successful fires and those that may still succeed.

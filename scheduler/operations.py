@@ -39,6 +39,7 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 _CARRIED_ON = {
     FireStatus.RETRYING: "will be retried by the daemon",
     FireStatus.UNCERTAIN: "may have reached the API; the daemon reconciles it",
+    FireStatus.HELD: "is held (overlap); a daemon asks again and sends it once it may",
 }
 
 

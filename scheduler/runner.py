@@ -4,8 +4,8 @@ The steps (docs/guarantees.md, "Lifecycle of a fire"):
 
 1. **Claim**: insert the history row (`pending`) in its own committed transaction. A unique-key
    conflict means another daemon (or an earlier run of this one) has the instant: do nothing.
-2. **Send**: wait for a rate-limit slot, mark `sending` (attempt count + 1, committed), then
-   make the request.
+2. **Send**: prepare the request (its look-ups, below), wait for a rate-limit slot, mark
+   `sending` (attempt count + 1, committed), then make the request.
 3. **Outcome**, classified once in `client.py`:
    success -> `succeeded` with the remote id; 429 -> `retrying` after Retry-After; not sent
    (connect failure) -> `retrying` with exponential backoff; uncertain (5xx, read timeout,
@@ -18,12 +18,21 @@ The steps (docs/guarantees.md, "Lifecycle of a fire"):
 A crash between any two steps leaves a row that the next pass settles: `pending` was never sent
 (send it), `sending` may have arrived (reconcile it). That is what makes `kill -9` safe.
 
-Before a request is sent (step 2), what it needs from elsewhere is looked up: member emails
-become user ids (`members.py`), a `run_from_job` task finds the launch it attaches to and waits
-(`retrying`, with the reason) while that launch is still open (`attach.py`), and a task's run
-is asked whether it still takes one-off tasks. A look-up the API cannot answer now is retried
-like a request that was not sent; a definite "no" (an unknown email, a closed run) fails the
-fire with that reason.
+Before a fire takes its rate-limit slot and is started (`prepare`), what it needs from
+elsewhere is looked up, so a fire is never `sending` while it waits for anything but its own
+request, and a fire put off counts no attempt (`Store.defer`):
+
+- a job with `overlap = "skip"` or `"buffer_one"` asks whether what it launched before is still
+  open (`overlap.py`, `_overlap`): if so, the fire is skipped, naming the open item, or held
+  (`held`, released like a retry) and asked about again every `overlap_check_every`; a newer
+  instant replaces a held one. A look-up that fails holds the fire too, with backoff: it is
+  never sent on a guess;
+- member emails become user ids (`members.py`), a `run_from_job` task finds the launch it
+  attaches to and waits (`retrying`, with the reason, within its catch-up window) while that
+  launch is still open (`attach.py`), and a task's run is asked whether it still takes one-off
+  tasks. A look-up the API cannot answer now is asked again with backoff within the job's
+  catch-up window; a definite "no" (an unknown email, a closed run) fails the fire with that
+  reason.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from scheduler.attach import launched_run, run_refusal
 from scheduler.client import ApiRequest, TallyfyClient
 from scheduler.clock import Clock, utc_iso
 from scheduler.config import RetrySettings
+from scheduler.durations import format_duration
 from scheduler.errors import (
     ApiError,
     FireRejected,
@@ -51,7 +61,7 @@ from scheduler.errors import (
     Uncertain,
     problem,
 )
-from scheduler.job import CreateTask, Job
+from scheduler.job import CreateTask, Job, Overlap
 from scheduler.lifecycle import (
     MAY_HAVE_ARRIVED,
     OPEN,
@@ -62,6 +72,7 @@ from scheduler.lifecycle import (
     sources,
 )
 from scheduler.members import MemberDirectory
+from scheduler.overlap import find_running
 from scheduler.store import Fire, Outcome, Store
 from scheduler.templates import Template
 from scheduler.timeexpr import BusinessCalendar
@@ -163,6 +174,8 @@ class Runner:
 
     `daemon_id` owns the fires this runner claims (None: a CLI command); once `stop` is set
     (the daemon stops), an attempt still waiting for a rate-limit slot gives up unsent.
+    `respect_overlap`: manual and backfilled fires obey their job's `overlap` too (they
+    ignore it by default; a held one obeys it whoever sends it).
     """
 
     def __init__(
@@ -178,6 +191,7 @@ class Runner:
         observer: Observer | None = None,
         stop: threading.Event | None = None,
         events: FireEvents | None = None,
+        respect_overlap: bool = False,
     ) -> None:
         self.store = store
         self.client = client
@@ -191,6 +205,7 @@ class Runner:
         # Member emails -> ids, read through this runner's client when a fire needs them.
         self.members = MemberDirectory(client.list_users, clock)
         self.events = events
+        self.respect_overlap = respect_overlap
 
     def reconfigure(self, *, retry: RetrySettings, calendar: BusinessCalendar) -> None:
         """New retry settings and business days from now on (`systemctl reload`)."""
@@ -273,12 +288,16 @@ class Runner:
 
     # -- steps ----------------------------------------------------------------------------------
     def attempt(self, job: Job, fire: Fire) -> Fire:
-        """Steps 2 and 3 for one fire: a rate-limit slot, `start`, `send`, `record`.
+        """Steps 2 and 3 for one fire: `prepare`, a rate-limit slot, `start`, `send`, `record`.
 
-        The slot comes first, so a fire is never `sending` while it waits for the limiter. If
-        the daemon stops meanwhile, nothing is sent or written: the fire stays as it was
-        (`pending` or `retrying`), and the next start sends it.
+        The slot comes after the look-ups and before `start`, so a fire is never `sending`
+        while it waits for the limiter or for a look-up. If the daemon stops meanwhile, nothing
+        is sent or written: the fire stays as it was (`pending`, `retrying` or `held`), and the
+        next start sends it.
         """
+        request = self.prepare(job, fire)
+        if isinstance(request, Fire):
+            return request
         if not self.client.take_slot(self.stop):
             log.info(
                 "not sent: stopping job=%s scheduled_for=%s", job.id, utc_iso(fire.scheduled_for)
@@ -287,8 +306,27 @@ class Runner:
         (started,) = self.start([fire])
         if started is None:  # another daemon moved it on meanwhile
             return self.store.get_fire(fire.id)
-        (done,) = self.record([self.send(job, started)])
+        (done,) = self.record([self.send(job, started, request)])
         return done if done is not None else self.store.get_fire(fire.id)
+
+    def prepare(self, job: Job, fire: Fire) -> ApiRequest | Fire:
+        """Everything a fire needs before its slot and its start (module docstring): its
+        job's overlap check, then the request with its look-ups. The request to send, or the
+        fire as put off (held, waiting, skipped, refused) when it must not go now; nothing is
+        written when it may go, and no attempt is counted either way.
+        """
+        if self._overlap_applies(job, fire):
+            kept = self._overlap(job, fire)
+            if kept is not None:
+                return kept
+        try:
+            return self.request_for(job, fire, sending=True)
+        except NotReady as exc:
+            return self._put_off([fire], self._waiting(fire, str(exc)))
+        except InvalidInput as exc:
+            return self._put_off([fire], Outcome(fire.id, FireStatus.FAILED, error=str(exc)))
+        except ApiError as exc:
+            return self._put_off([fire], self._lookup_failed(job, fire, exc))
 
     def start(self, fires: Sequence[Fire]) -> list[Fire | None]:
         """Mark fires `sending` (attempt + 1) in one transaction, their rate-limit slots
@@ -297,20 +335,9 @@ class Runner:
             [fire.id for fire in fires], now=self.clock.now(), daemon_id=self.daemon_id
         )
 
-    def send(self, job: Job, started: Fire) -> Attempt:
-        """Build and send the request of a fire just started; the outcome, not yet recorded.
-
-        Its look-ups come first (module docstring): waiting for a launch, or a look-up the API
-        did not answer, leaves it `retrying`; a definite refusal, `failed`.
-        """
-        try:
-            request = self.request_for(job, started, sending=True)
-        except NotReady as exc:
-            return Attempt(started, None, self._waiting(started, str(exc)))
-        except InvalidInput as exc:
-            return Attempt(started, None, Outcome(started.id, FireStatus.FAILED, error=str(exc)))
-        except ApiError as exc:
-            return Attempt(started, None, self._lookup_failed(job, started, exc))
+    def send(self, job: Job, started: Fire, request: ApiRequest) -> Attempt:
+        """Send the request `prepare` built for a fire just started; the outcome, not yet
+        recorded."""
         if self.events is not None:
             self.events.sending(job, started, self.clock.now())
         try:
@@ -386,7 +413,7 @@ class Runner:
                 fire.id,
                 FireStatus.UNCERTAIN,
                 error=f"reconcile postponed: {exc}",
-                next_attempt_at=self.clock.now() + self._reconcile_backoff(fire, self.clock.now()),
+                next_attempt_at=self.clock.now() + self._patient_backoff(fire, self.clock.now()),
             )
             return self._record(fire, outcome) or self.store.get_fire(fire.id)
         since = (fire.first_attempt_at or fire.created_at) - RECONCILE_SKEW
@@ -404,7 +431,7 @@ class Runner:
                 FireStatus.UNCERTAIN,
                 error=f"reconcile failed: {exc}",
                 http_status=exc.status,
-                next_attempt_at=now + self._reconcile_backoff(fire, now),
+                next_attempt_at=now + self._patient_backoff(fire, now),
             )
             return self._record(fire, outcome) or self.store.get_fire(fire.id)
         taken = self._remote_ids_of_other_fires(job.id, fire.id)
@@ -455,32 +482,116 @@ class Runner:
                 raise FireRejected(problem(refused, key="action.run_id", value=run_id))
         return request
 
+    # -- overlap --------------------------------------------------------------------------------
+    def _overlap_applies(self, job: Job, fire: Fire) -> bool:
+        """Whether `fire` must ask first whether its job's last launch is still open."""
+        if job.overlap is Overlap.ALLOW or fire.status not in sources(Op.DEFER):
+            return False
+        by_hand = fire.trigger in (Trigger.MANUAL, Trigger.BACKFILL)
+        return fire.status is FireStatus.HELD or self.respect_overlap or not by_hand
+
+    def _overlap(self, job: Job, fire: Fire) -> Fire | None:
+        """The overlap check (module docstring): None to send `fire` now, else the fire as
+        held or skipped (or as someone else left it, if they moved it on meanwhile)."""
+        now = self.clock.now()
+        others = [held for held in self.store.held_fires(job.id) if held.id != fire.id]
+        replaced = [held for held in others if held.scheduled_for < fire.scheduled_for]
+        if replaced:
+            reason = f"replaced by the newer instant {utc_iso(fire.scheduled_for)} (overlap)"
+            self._hold_verdict(replaced, FireStatus.SKIPPED, reason, None)
+        newer = [held for held in others if held.scheduled_for > fire.scheduled_for]
+        if newer:
+            reason = f"replaced by the newer held instant {utc_iso(newer[-1].scheduled_for)}"
+            return self._hold_verdict([fire], FireStatus.SKIPPED, reason, None)
+        try:
+            running = find_running(self.store, self.client, job, fire, now=now)
+        except ApiError as exc:
+            reason = f"held: the overlap look-up failed ({exc}); never sent on a guess"
+            again = now + self._patient_backoff(fire, now)
+            return self._hold_verdict([fire], FireStatus.HELD, reason, again)
+        if running is None:
+            return None
+        if job.overlap is Overlap.SKIP or (
+            # A command cannot wait for the run to close: a fire by hand that is not held yet
+            # is skipped rather than left for a daemon that may not run.
+            fire.status is not FireStatus.HELD
+            and fire.trigger in (Trigger.MANUAL, Trigger.BACKFILL)
+        ):
+            return self._hold_verdict(
+                [fire], FireStatus.SKIPPED, f"overlap: {running.description}", None
+            )
+        reason = (
+            f"held (overlap = buffer_one): {running.description}; asking again every "
+            f"{format_duration(job.overlap_check_every)}"
+        )
+        return self._hold_verdict([fire], FireStatus.HELD, reason, now + job.overlap_check_every)
+
+    def _hold_verdict(
+        self, fires: Sequence[Fire], status: FireStatus, reason: str, again: datetime | None
+    ) -> Fire:
+        """Put `fires` off with the overlap check's verdict (held or skipped); the first."""
+        outcomes = [Outcome(f.id, status, error=reason, next_attempt_at=again) for f in fires]
+        return self._put_off(fires, *outcomes)
+
+    def _put_off(self, fires: Sequence[Fire], *outcomes: Outcome) -> Fire:
+        """Record the outcomes of fires not started (`Store.defer`; a fire left `uncertain`
+        whose read-back found nothing goes through `finish`, its only way out); report each
+        settled one, log a held one. The first fire as it now is."""
+        now = self.clock.now()
+        if fires[0].status is FireStatus.UNCERTAIN:
+            done = self.store.finish(outcomes, now=now)
+        else:
+            done = self.store.defer(outcomes, now=now)
+        if self.events is not None:
+            self.events.recorded([fire for fire in done if fire is not None])
+        for fire, outcome, put_off in zip(fires, outcomes, done, strict=True):
+            if put_off is None:
+                self._moved_on(fire, outcome)  # started or replaced by someone else: theirs
+            elif put_off.status is FireStatus.HELD:
+                log.info(
+                    "fire held job=%s scheduled_for=%s until=%s: %s",
+                    fire.job_id,
+                    utc_iso(fire.scheduled_for),
+                    utc_iso(put_off.next_attempt_at) if put_off.next_attempt_at else "-",
+                    outcome.error,
+                )
+            else:
+                self._report(put_off, None, outcome.error)
+        first = done[0]
+        return first if first is not None else self.store.get_fire(fires[0].id)
+
     # -- helpers --------------------------------------------------------------------------------
     def _waiting(self, fire: Fire, reason: str) -> Outcome:
-        """A fire whose launch is still on its way: `retrying` with backoff, the reason kept.
-        Nothing was sent; the catch-up window, not max_attempts, bounds the wait."""
+        """A fire whose launch is still on its way: `retrying`, the reason kept. Nothing was
+        sent and no attempt counted: the catch-up window bounds the wait (attach.py), and the
+        wait backs off with the time already waited (`_patient_backoff`)."""
+        now = self.clock.now()
         return Outcome(
             fire.id,
             FireStatus.RETRYING,
             error=reason,
-            next_attempt_at=self.clock.now() + self._backoff(fire),
+            next_attempt_at=now + self._patient_backoff(fire, now),
         )
 
     def _lookup_failed(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
-        """A look-up before sending failed: nothing was sent, so a transient failure is
-        retried as a connect failure is (attempts permitting); refused credentials and a 429
-        wait as they do for the request itself; any other refusal fails it."""
+        """A look-up before sending failed: nothing was sent and no attempt counted. Refused
+        credentials and a 429 wait as they do for the request itself; a transient failure is
+        asked again with backoff, within the job's catch-up window; any other refusal, and a
+        failure past the window, fails it."""
         if exc.status in CREDENTIAL_STATUSES or isinstance(exc, RateLimited):
             return self._failed_outcome(job, fire, exc)
         reason = f"not sent: a look-up before sending failed: {exc}"
-        if exc.transient and fire.attempts < self.retry.max_attempts:
+        now = self.clock.now()
+        if exc.transient and now - fire.scheduled_for <= job.catch_up_window:
             return Outcome(
                 fire.id,
                 FireStatus.RETRYING,
                 error=reason,
                 http_status=exc.status,
-                next_attempt_at=self.clock.now() + self._backoff(fire),
+                next_attempt_at=now + self._patient_backoff(fire, now),
             )
+        if exc.transient:
+            reason += " (for longer than the job's catch_up_window; given up)"
         return Outcome(fire.id, FireStatus.FAILED, error=reason, http_status=exc.status)
 
     def _failed_outcome(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
@@ -585,10 +696,11 @@ class Runner:
         fraction = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 2**32
         return timedelta(seconds=step.total_seconds() * fraction)
 
-    def _reconcile_backoff(self, fire: Fire, now: datetime) -> timedelta:
-        """The wait after a failed read-back: about twice the time since the fire last changed.
+    def _patient_backoff(self, fire: Fire, now: datetime) -> timedelta:
+        """The wait after a failed read-back or look-up, or while waiting for a launch: about
+        twice the time since the fire last changed.
 
-        A failed read-back sends nothing, so `attempts` (what `_backoff` grows with) stays put;
+        None of those sends anything, so `attempts` (what `_backoff` grows with) stays put;
         the time the fire has spent waiting since its last change grows instead, and doubling
         it backs off exponentially through a long outage (capped at `max_backoff`), rather
         than reading back every fire every second or two until the API returns.

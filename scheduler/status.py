@@ -128,7 +128,7 @@ def build_status(store: Store, settings: Settings, now: datetime) -> dict[str, A
     rows = job_rows(store, settings, now)
     zones = {row["id"]: zone_of({"timezone": row["timezone"]}) for row in rows}
     open_fires = {}
-    for status in (FireStatus.RETRYING, FireStatus.UNCERTAIN):
+    for status in (FireStatus.RETRYING, FireStatus.UNCERTAIN, FireStatus.HELD):
         fires = store.history(status=status, limit=OPEN_LIST_LIMIT)
         open_fires[status.value] = [f.to_json(zones.get(f.job_id, utc)) for f in fires]
     recent = store.history(limit=20)
@@ -144,5 +144,6 @@ def build_status(store: Store, settings: Settings, now: datetime) -> dict[str, A
         "jobs": rows,
         "retrying": open_fires["retrying"],
         "uncertain": open_fires["uncertain"],
+        "held": open_fires["held"],
         "credentials_problem": credentials_problem,
     }

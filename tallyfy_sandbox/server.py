@@ -222,6 +222,7 @@ class SandboxApp:
             ("POST", "tokens"): self._admin_tokens,
             ("POST", "rate-limit"): self._admin_rate_limit,
             ("POST", "run-status"): self._admin_run_status,
+            ("POST", "task-status"): self._admin_task_status,
             ("GET", "stats"): self._admin_stats,
             ("GET", "bodies/runs"): lambda r: Response(200, {"data": self.stats.bodies("runs")}),
             ("GET", "bodies/tasks"): lambda r: Response(200, {"data": self.stats.bodies("tasks")}),
@@ -550,8 +551,20 @@ class SandboxApp:
         try:
             run = self.state.set_run_status(str(body["run_id"]), str(body["status"]))
         except ResourceNotFound:
-            raise InvalidInput(problem("no such run", key="run_id")) from None
+            raise InvalidInput(problem("no such run", key="run_id", value=body["run_id"])) from None
         return Response(200, {"data": run})
+
+    def _admin_task_status(self, request: Request) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"task_id", "status"}:
+            raise InvalidInput(problem('expected {"task_id": "...", "status": "..."}', key="body"))
+        try:
+            task = self.state.set_task_status(str(body["task_id"]), str(body["status"]))
+        except ResourceNotFound:
+            raise InvalidInput(
+                problem("no such task", key="task_id", value=body["task_id"])
+            ) from None
+        return Response(200, {"data": task})
 
     def _admin_stats(self, request: Request) -> Response:
         runs, tasks = len(self.state.runs), len(self.state.tasks)
@@ -735,17 +748,27 @@ class SandboxServer:
     # --- what was created ---------------------------------------------------------------
 
     def runs(self) -> list[dict[str, Any]]:
-        """Copies of every run created (launches and task fan-out containers), oldest first."""
+        """Copies of every run created (launches and task fan-out containers), oldest first;
+        deleted ones too, with status `deleted`."""
         return self.state.snapshot()[0]
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Copies of every task created (process steps and one-off tasks), oldest first."""
+        """Copies of every task created (process steps and one-off tasks), oldest first;
+        deleted ones too, with status `deleted`."""
         return self.state.snapshot()[1]
 
     def set_run_status(self, run_id: str, status: str) -> dict[str, Any]:
-        """Complete (`complete`), archive (`archived`) or reopen (`active`) a run, as a person
-        does in Tallyfy (also `POST /_sandbox/run-status`); a copy of the changed run."""
+        """Complete (`complete`), archive (`archived`), reopen (`active`) or delete (`deleted`)
+        a run, as a person does in Tallyfy (also `POST /_sandbox/run-status`); a copy of the
+        changed run. A deleted run and its tasks are then 404 to the API and in no list."""
         return dict(self.state.set_run_status(run_id, status))
+
+    def set_task_status(self, task_id: str, status: str) -> dict[str, Any]:
+        """Complete (`completed`), archive (`archived`), reopen (`not-started`) or delete
+        (`deleted`) a one-off task or a run's step, as a person does in Tallyfy (also
+        `POST /_sandbox/task-status`); a copy of the changed task. A deleted task is then 404
+        to the API and in no list."""
+        return dict(self.state.set_task_status(task_id, status))
 
     def request_bodies(self, kind: str) -> list[Any]:
         """The JSON bodies of accepted creates, oldest first, exactly as sent: `runs`

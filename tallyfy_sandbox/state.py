@@ -2,8 +2,13 @@
 
 One `SandboxState` holds everything behind one lock. Records are built once and never mutated
 afterwards, so a reader may serialize a record it got from a query after the lock is released:
-`reset` replaces the containers, and a change of a run's status (`set_run_status`, what a person
-completing or archiving it in Tallyfy does) replaces the run's record with a changed copy.
+`reset` replaces the containers, and a change of a run's or a task's status (`set_run_status`,
+`set_task_status`: what a person completing, archiving, reopening or deleting it in Tallyfy does)
+replaces its record with a changed copy.
+
+A deleted run or task keeps its record (status `deleted`, a `deleted_at` stamp), so the admin
+views (`snapshot`, `/_sandbox/runs`) still count everything created; the API no longer finds it
+(404 as for an unknown id, absent from every list), nor the tasks of a deleted run.
 """
 
 from __future__ import annotations
@@ -38,6 +43,16 @@ Record = dict[str, Any]
 # A run's statuses: `active` while open; completing or archiving it closes it to new tasks.
 RUN_STATUSES = ("active", "complete", "archived")
 CLOSED_RUN_STATUSES = ("complete", "archived")
+# A task's statuses a person can set: reopen (`not-started`), complete or archive it.
+TASK_STATUSES = ("not-started", "completed", "archived")
+TASK_STATUS_LABELS = {
+    "not-started": "Not started",
+    "completed": "Completed",
+    "archived": "Archived",
+    "deleted": "Deleted",
+}
+# Deleting, as a person does in Tallyfy, is one more status for both; the API then answers 404.
+DELETED = "deleted"
 
 
 def load_fixture(source: Path | str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -223,7 +238,15 @@ class SandboxState:
     # --- lookups ------------------------------------------------------------------------
 
     def _run_exists(self, run_id: str) -> bool:
-        return run_id in self.runs
+        run = self.runs.get(run_id)
+        return run is not None and run["status"] != DELETED
+
+    def _task_visible(self, task: Mapping[str, Any]) -> bool:
+        """Not deleted, and not a task of a deleted run (deleting a run deletes its tasks)."""
+        if task["status"] == DELETED:
+            return False
+        run = self.runs.get(str(task["run_id"])) if task["run_id"] is not None else None
+        return run is None or run["status"] != DELETED
 
     def _run_refuses_tasks(self, run_id: str) -> str | None:
         run = self.runs[run_id]
@@ -235,21 +258,48 @@ class SandboxState:
         return None
 
     def set_run_status(self, run_id: str, status: str) -> Record:
-        """Complete, archive or reopen a run, as a person does in Tallyfy; the changed run.
+        """Complete, archive, reopen or delete a run, as a person does in Tallyfy; the changed run.
 
-        `status` is one of `RUN_STATUSES`; the record is replaced, never changed in place.
+        `status` is one of `RUN_STATUSES` or `deleted`; the record is replaced, never changed in
+        place. A deleted run (and with it its tasks) is then unknown to the API: 404, in no list.
+        Raises ResourceNotFound for an unknown or deleted run.
         """
-        if status not in RUN_STATUSES:
-            raise InvalidInput(problem(f"must be one of {', '.join(RUN_STATUSES)}", key="status"))
+        _check_status(status, RUN_STATUSES)
         with self.lock:
             run = dict(self.run(run_id))
             stamp = format_response_date(self.clock.now())
             run["status"] = status
             run["last_updated"] = stamp
-            run["completed_at"] = stamp if status == "complete" else None
-            run["archived_at"] = stamp if status == "archived" else None
+            if status == DELETED:
+                run["deleted_at"] = stamp
+            else:
+                run["completed_at"] = stamp if status == "complete" else None
+                run["archived_at"] = stamp if status == "archived" else None
             self.runs[run_id] = run
             return run
+
+    def set_task_status(self, task_id: str, status: str) -> Record:
+        """Complete, archive, reopen or delete a task (a one-off task or a run's step), as a
+        person does in Tallyfy; the changed task.
+
+        `status` is one of `TASK_STATUSES` or `deleted`; the record is replaced, never changed
+        in place. A deleted task is then unknown to the API: 404, in no list.
+        Raises ResourceNotFound for an unknown or deleted task, or a task of a deleted run.
+        """
+        _check_status(status, TASK_STATUSES)
+        with self.lock:
+            task = dict(self.task(task_id))
+            stamp = format_response_date(self.clock.now())
+            task["status"] = status
+            task["status_label"] = TASK_STATUS_LABELS[status]
+            task["last_updated"] = stamp
+            if status == DELETED:
+                task["deleted_at"] = stamp
+            else:
+                task["completed_at"] = stamp if status == "completed" else None
+                task["archived_at"] = stamp if status == "archived" else None
+            self.tasks[task_id] = task
+            return task
 
     def check_org(self, org_id: str) -> None:
         if org_id != self.organization_id:
@@ -262,23 +312,26 @@ class SandboxState:
         return found
 
     def run(self, run_id: str) -> Record:
+        """The run; ResourceNotFound for an unknown or deleted one."""
         with self.lock:
             found = self.runs.get(run_id)
-        if found is None:
+        if found is None or found["status"] == DELETED:
             raise ResourceNotFound("run", run_id)
         return found
 
     def task(self, task_id: str) -> Record:
+        """The task; ResourceNotFound for an unknown or deleted one, or one of a deleted run."""
         with self.lock:
             found = self.tasks.get(task_id)
-        if found is None:
-            raise ResourceNotFound("task", task_id)
+            if found is None or not self._task_visible(found):
+                raise ResourceNotFound("task", task_id)
         return found
 
     def tasks_of(self, run_id: str) -> list[Record]:
         with self.lock:
             self.run(run_id)
-            return [self.tasks[t] for t in self.run_tasks.get(run_id, [])]
+            tasks = [self.tasks[t] for t in self.run_tasks.get(run_id, [])]
+            return [t for t in tasks if t["status"] != DELETED]
 
     def tags_of(self, run_id: str) -> list[Record]:
         with self.lock:
@@ -299,7 +352,8 @@ class SandboxState:
             runs = [
                 r
                 for r in self.runs.values()
-                if _text_match(q, r["name"])
+                if r["status"] != DELETED
+                and _text_match(q, r["name"])
                 and (status is None or r["status"] == status)
                 and (checklist_id is None or r["checklist_id"] == checklist_id)
                 and (tag is None or tag in self.run_tags.get(r["id"], []))
@@ -313,7 +367,7 @@ class SandboxState:
     ) -> list[Record]:
         """Every task (process steps and one-off tasks) matching the filters, oldest first."""
         with self.lock:
-            tasks = list(self.tasks.values())
+            tasks = [t for t in self.tasks.values() if self._task_visible(t)]
         return [
             t
             for t in tasks
@@ -358,7 +412,7 @@ class SandboxState:
         return [f for f in self.folders.values() if f.get("folder_type", "checklist") == wanted]
 
     def snapshot(self) -> tuple[list[Record], list[Record]]:
-        """Deep copies of every run and every task, in creation order."""
+        """Deep copies of every run and every task, in creation order (deleted ones too)."""
         with self.lock:
             return copy.deepcopy(list(self.runs.values())), copy.deepcopy(list(self.tasks.values()))
 
@@ -609,6 +663,14 @@ class SandboxState:
         first = dict(tasks[0])
         first["run"] = {"id": run_id, "name": run["name"], "started_at": stamp}
         return first
+
+
+def _check_status(status: str, statuses: tuple[str, ...]) -> None:
+    """InvalidInput naming `status` and its value unless it is one of `statuses` or deleted."""
+    if status not in (*statuses, DELETED):
+        choices = ", ".join((*statuses, DELETED))
+        message = f"must be one of {choices}, not {status!r}"
+        raise InvalidInput(problem(message, key="status", value=status))
 
 
 def _status_match(wanted: str | None, status: str) -> bool:

@@ -189,4 +189,4 @@ def test_the_follow_up_task_fails_before_any_weekly_launch(
     assert sandbox.tasks() == []
     assert sandbox.request_count("POST") == 0
     [fire] = history(DAILY)
-    assert (fire["status"], fire["attempts"]) == ("failed", 1)
+    assert (fire["status"], fire["attempts"]) == ("failed", 0)  # refused before any attempt

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from scheduler.catchup import Plan, SkipRange, plan_due
+from scheduler.client import ApiRequest
 from scheduler.clock import Clock, utc_iso
 from scheduler.config import Settings
 from scheduler.cron import CronSchedule, jitter_delay
@@ -133,12 +134,13 @@ Message = Due | Load | CatchUp | Resume | Stranded | Pulse | Snapshot
 class Carry:
     """One fire for the send pool: `fresh` (just claimed: send it), else resume it by its
     current state. `job` is None when its job is gone (the fire is settled as failed).
-    `started`: marked `sending` by the pool (its slot taken), to be sent now."""
+    `request`: set once the pool has prepared it and marked it `sending` (its slot taken), to
+    be sent now."""
 
     job: Job | None
     fire: Fire
     fresh: bool
-    started: bool = False
+    request: ApiRequest | None = None
 
 
 @dataclass(slots=True)

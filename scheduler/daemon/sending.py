@@ -1,7 +1,8 @@
 """What the send workers do with a fire: the send pool's handler.
 
-A freshly claimed fire goes the grouped way: `start` takes the group's rate-limit slots and
-marks the group `sending` in one transaction, `run` sends one fire and leaves its outcome to
+A freshly claimed fire goes the grouped way: `start` prepares each fire (its look-ups; a fire
+put off there goes no further), takes the group's rate-limit slots and marks the group
+`sending` in one transaction, `run` sends one fire and leaves its outcome to
 be recorded with others (one transaction per batch: at most `RECORD_BATCH` outcomes, written
 at the latest `RECORD_AFTER` seconds after the first, or as soon as a worker runs out of work).
 Its job may go on only once its outcome is written (the pool's `done`), so a job's next fire
@@ -18,9 +19,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from scheduler.client import ApiRequest
 from scheduler.daemon.planner import Carry
 from scheduler.errors import StoreError
+from scheduler.job import Overlap
 from scheduler.runner import Attempt, Runner
+from scheduler.store import Fire
 
 log = logging.getLogger(__name__)
 
@@ -54,33 +58,48 @@ class Sender:
 
     @staticmethod
     def groupable(carry: Carry) -> bool:
-        """Fresh claims are started in groups; the others are carried alone."""
-        return carry.fresh and carry.job is not None
+        """Fresh claims are started in groups; the others are carried alone, and so are the
+        fires of a job with an `overlap` policy (each asks first whether it may go, after the
+        one before it has its outcome)."""
+        return carry.fresh and carry.job is not None and carry.job.overlap is Overlap.ALLOW
 
     def start(self, group: Sequence[Carry]) -> list[Carry | None]:
-        """Take a slot for each fire, then mark them `sending` together."""
+        """Prepare each fire, take a slot for each one that may go, then mark those `sending`
+        together; each started one carries its request."""
         runner = self.runner
+        ready: list[tuple[int, Carry, ApiRequest]] = []
+        for index, carry in enumerate(group):
+            assert carry.job is not None  # groupable
+            if runner.stop is not None and runner.stop.is_set():
+                break  # stopping: the rest stay `pending` (the next start sends them)
+            try:
+                prepared = runner.prepare(carry.job, carry.fire)
+            except StoreError as exc:
+                self._stranded([carry.fire.id], exc)
+                continue
+            if not isinstance(prepared, Fire):  # else put off: nothing more to do now
+                ready.append((index, carry, prepared))
         slots = 0
-        for _carry in group:
+        for _ready in ready:
             if not runner.client.take_slot(runner.stop):
                 break  # stopping: the rest stay `pending`, never sent (the next start sends them)
             slots += 1
-        chosen = group[:slots]
+        chosen = ready[:slots]
+        result: list[Carry | None] = [None] * len(group)
         try:
-            started = runner.start([carry.fire for carry in chosen])
+            started = runner.start([carry.fire for _index, carry, _request in chosen])
         except StoreError as exc:
-            self._stranded([carry.fire.id for carry in chosen], exc)
-            return [None] * len(group)
-        result: list[Carry | None] = [
-            None if fire is None else Carry(carry.job, fire, fresh=True, started=True)
-            for carry, fire in zip(chosen, started, strict=True)
-        ]
-        return result + [None] * (len(group) - slots)
+            self._stranded([carry.fire.id for _index, carry, _request in chosen], exc)
+            return result
+        for (index, carry, request), fire in zip(chosen, started, strict=True):
+            if fire is not None:
+                result[index] = Carry(carry.job, fire, fresh=True, request=request)
+        return result
 
     def run(self, carry: Carry, done: Callable[[], None]) -> None:
-        if carry.started:
+        if carry.request is not None:
             assert carry.job is not None
-            self._record_later(self.runner.send(carry.job, carry.fire), done)
+            self._record_later(self.runner.send(carry.job, carry.fire, carry.request), done)
             return
         fire = carry.fire
         try:

@@ -43,6 +43,7 @@ from scheduler.clock import Clock, parse_instant, utc_iso
 from scheduler.config import Secret, Settings
 from scheduler.dashboard import views
 from scheduler.errors import JobNotFound, SchedulerError
+from scheduler.lifecycle import FireStatus
 from scheduler.runner import Runner
 from scheduler.status import job_row, zone_of
 from scheduler.store import Store
@@ -373,6 +374,7 @@ class Dashboard:
             daemons=daemons,
             uncertain=self.store.history(status="uncertain", limit=100),
             retrying=self.store.history(status="retrying", limit=100),
+            held=self.store.history(status="held", limit=100),
         )
 
     def signin_page(self, request: Request) -> Response:
@@ -565,15 +567,7 @@ class Dashboard:
             return self._signin_first(request)
         job_id = request.arg("job") or None
         status = request.arg("status") or None
-        if status is not None and status not in {
-            "pending",
-            "sending",
-            "succeeded",
-            "retrying",
-            "uncertain",
-            "failed",
-            "skipped",
-        }:
+        if status is not None and status not in set(FireStatus):
             return _json({"error": f"unknown status {status!r}"}, 400)
         limit = min(max(1, _int(request.arg("limit"), 50)), API_HISTORY_MAX)
         page = max(1, _int(request.arg("page"), 1))

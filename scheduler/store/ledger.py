@@ -9,7 +9,7 @@ batch of one; there is no single-fire twin of any operation. Exactly once per in
 
 - `claim` and `record_skips` INSERT on `UNIQUE (job_id, scheduled_for)` with ON CONFLICT DO
   NOTHING: an instant that already has a row (another daemon's claim, an earlier run) is None;
-- `start_attempts`, `finish`, `adopt` and `reopen` are conditional UPDATEs
+- `start_attempts`, `finish`, `defer`, `adopt` and `reopen` are conditional UPDATEs
   (`... WHERE id IN (...) AND status IN <lifecycle sources>`), so of two racers exactly one
   sees its row change; the other gets None and must leave the fire alone.
 
@@ -47,7 +47,15 @@ from sqlalchemy.sql.elements import BindParameter
 
 from scheduler.clock import to_utc
 from scheduler.errors import FireNotFound
-from scheduler.lifecycle import TRANSITIONS, FireStatus, Op, Trigger, sources, targets
+from scheduler.lifecycle import (
+    RELEASED,
+    TRANSITIONS,
+    FireStatus,
+    Op,
+    Trigger,
+    sources,
+    targets,
+)
 from scheduler.store.database import Database, chunks
 from scheduler.store.tables import FIRES, JOB_MARKS, UTCDateTime
 
@@ -104,10 +112,11 @@ class Fire:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What `finish` records for one fire.
+    """What `finish` (or `defer`) records for one fire.
 
-    `status` is one of `lifecycle.targets(Op.FINISH)`. `retrying` needs `next_attempt_at`
-    and releases the fire (`claimed_by` = NULL) so any daemon may take the retry;
+    `status` is one of `lifecycle.targets(Op.FINISH)` (of `Op.DEFER` for `defer`). `retrying`
+    and `held` need `next_attempt_at` and release the fire (`claimed_by` = NULL) so any
+    daemon may take the retry or the recheck;
     `uncertain` keeps `next_attempt_at` (when to read back) when given; every other outcome
     clears it.
     """
@@ -259,20 +268,43 @@ class FireLedger:
         ValueError, with nothing written, for an outcome `finish` cannot record. All or
         nothing when the store fails.
         """
-        changes = [(outcome.fire_id, _outcome_values(outcome, now)) for outcome in outcomes]
+        return self._settle(Op.FINISH, outcomes, now)
+
+    def defer(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[Fire | None]:
+        """Put off each fire not started yet (a source status of `Op.DEFER`): `held` or
+        `retrying` (with `next_attempt_at`), `skipped` or `failed`, by what the look-ups before
+        its start found; no attempt is counted. None for a fire no longer there (someone
+        started or replaced it meanwhile). A held fire is released (`claimed_by` = NULL) like a
+        retry: whichever daemon finds it due takes it."""
+        return self._settle(Op.DEFER, outcomes, now)
+
+    def _settle(self, op: Op, outcomes: Sequence[Outcome], now: datetime) -> list[Fire | None]:
+        changes = [(outcome.fire_id, _outcome_values(outcome, now, op)) for outcome in outcomes]
         if not changes:
             return []
         sql = _statements(self._db.dialect)
         with self._db.tx(write=True) as conn:
             if len(changes) > 1 and conn.dialect.supports_sane_multi_rowcount:
-                done = _finish_together(conn, sql, changes)
+                done = _finish_together(conn, sql, changes, op)
                 if done is not None:
                     return done
             results: list[Fire | None] = []
             for fire_id, values in changes:
-                row = conn.execute(sql.outcome(values), _bound(fire_id, values)).mappings().first()
+                stmt = sql.outcome(values, op=op)
+                row = conn.execute(stmt, _bound(fire_id, values)).mappings().first()
                 results.append(None if row is None else fire_from_row(row))
             return results
+
+    def mark_closed(self, fire_ids: Sequence[int], *, now: datetime) -> None:
+        """Remember that what these succeeded fires created is closed (completed, archived or
+        deleted in Tallyfy): the overlap check never asks about it again."""
+        with self._db.tx(write=True) as conn:
+            for chunk in chunks(list(fire_ids)):
+                conn.execute(
+                    update(FIRES)
+                    .where(FIRES.c.id.in_(chunk), FIRES.c.remote_closed_at.is_(None))
+                    .values(remote_closed_at=to_utc(now))
+                )
 
     def adopt(self, fires: Sequence[Fire], *, new_owner: str, now: datetime) -> list[Fire | None]:
         """Take over open fires from the daemons that held them (dead ones).
@@ -358,7 +390,8 @@ class FireLedger:
         )
 
     def due_retries(self, now: datetime, limit: int = 1000) -> list[Fire]:
-        """Retrying fires whose `next_attempt_at` has come, oldest due first."""
+        """Released fires (`retrying`, `held`) whose `next_attempt_at` has come, oldest due
+        first."""
         params = {"b_now": to_utc(now), "b_limit": limit}
         with self._db.tx() as conn:
             rows = conn.execute(_statements(self._db.dialect).due_retries, params).mappings()
@@ -379,7 +412,7 @@ class FireLedger:
         )
 
     def next_retry_at(self) -> datetime | None:
-        """The earliest `next_attempt_at` of a retrying fire."""
+        """The earliest `next_attempt_at` of a released fire (`retrying`, `held`)."""
         with self._db.tx() as conn:
             value: datetime | None = conn.scalar(_statements(self._db.dialect).next_retry_at)
         return value
@@ -451,6 +484,36 @@ class FireLedger:
             query = query.where(FIRES.c.id != exclude_fire_id)
         with self._db.tx() as conn:
             return {str(value) for value in conn.scalars(query)}
+
+    def maybe_running(self, job_id: str, *, exclude_fire_id: int) -> list[Fire]:
+        """The job's fires whose launch or task may still be open, newest instant first: those
+        in flight (`sending`, `uncertain`: their request may have arrived) and succeeded ones
+        not yet known to be closed (`mark_closed`). The overlap check (scheduler/overlap.py)."""
+        in_flight = _status_is((FireStatus.SENDING, FireStatus.UNCERTAIN))
+        unclosed = and_(
+            FIRES.c.status == str(FireStatus.SUCCEEDED),
+            FIRES.c.remote_id.is_not(None),
+            FIRES.c.remote_closed_at.is_(None),
+        )
+        return read_fires(
+            self._db,
+            select(FIRES)
+            .where(
+                FIRES.c.job_id == job_id,
+                FIRES.c.id != exclude_fire_id,
+                or_(in_flight, unclosed),
+            )
+            .order_by(FIRES.c.scheduled_for.desc(), FIRES.c.id.desc()),
+        )
+
+    def held_fires(self, job_id: str) -> list[Fire]:
+        """The job's held fires, oldest instant first (`overlap = "buffer_one"` keeps one)."""
+        return read_fires(
+            self._db,
+            select(FIRES)
+            .where(FIRES.c.job_id == job_id, FIRES.c.status == str(FireStatus.HELD))
+            .order_by(FIRES.c.scheduled_for, FIRES.c.id),
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
     def _insert(self, rows: list[dict[str, Any]]) -> list[Fire | None]:
@@ -558,7 +621,7 @@ class _Statements:
                 kept.where(FIRES.c.scheduled_for < bindparam("b_before", type_=UTCDateTime())),
             )
         )
-        retrying = FIRES.c.status == str(FireStatus.RETRYING)
+        retrying = _status_is(RELEASED)
         self.due_retries = (
             select(FIRES)
             .where(retrying, FIRES.c.next_attempt_at <= now)
@@ -566,23 +629,23 @@ class _Statements:
             .limit(bindparam("b_limit"))
         )
         self.next_retry_at = select(func.min(FIRES.c.next_attempt_at)).where(retrying)
-        self._outcomes: dict[tuple[FireStatus, tuple[str, ...], bool], Any] = {}
+        self._outcomes: dict[tuple[Op, FireStatus, tuple[str, ...], bool], Any] = {}
 
-    def outcome(self, values: Mapping[str, Any], *, many: bool = False) -> Any:
-        """`UPDATE fires SET <values> WHERE id = :b_id AND status IN <sources of FINISH to the
-        new status>`, cached per shape (a handful: succeeded, retrying, uncertain, failed).
+    def outcome(self, values: Mapping[str, Any], *, op: Op, many: bool = False) -> Any:
+        """`UPDATE fires SET <values> WHERE id = :b_id AND status IN <sources of op (FINISH or
+        DEFER) to the new status>`, cached per shape (a handful: succeeded, retrying, ...).
 
         `many`: for executemany, without RETURNING (see `_finish_together`); else RETURNING
         every column.
         """
         status = FireStatus(values["status"])
         names = tuple(sorted(values))
-        key = (status, names, many)
+        key = (op, status, names, many)
         stmt = self._outcomes.get(key)
         if stmt is None:
             stmt = (
                 update(FIRES)
-                .where(FIRES.c.id == bindparam("b_id"), _status_is(sources(Op.FINISH, to=status)))
+                .where(FIRES.c.id == bindparam("b_id"), _status_is(sources(op, to=status)))
                 .values({name: bindparam(f"v_{name}") for name in names})
             )
             if not many:
@@ -640,14 +703,14 @@ def _bound(fire_id: int, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _finish_together(
-    conn: Connection, sql: _Statements, changes: Sequence[tuple[int, Mapping[str, Any]]]
+    conn: Connection, sql: _Statements, changes: Sequence[tuple[int, Mapping[str, Any]]], op: Op
 ) -> list[Fire | None] | None:
     """Every change as one executemany UPDATE per shape of values, then one SELECT of the
     results. None, with nothing changed, when some fire was not open for its change (the
     caller then goes fire by fire, to learn which)."""
     shapes: dict[Any, list[dict[str, Any]]] = {}  # statement -> its parameter sets
     for fire_id, values in changes:
-        shapes.setdefault(sql.outcome(values, many=True), []).append(_bound(fire_id, values))
+        shapes.setdefault(sql.outcome(values, op=op, many=True), []).append(_bound(fire_id, values))
     with conn.begin_nested() as savepoint:
         changed = sum(conn.execute(stmt, params).rowcount for stmt, params in shapes.items())
         if changed != len(changes):
@@ -661,15 +724,17 @@ def _finish_together(
     return [fires[fire_id] for fire_id in ids]
 
 
-def _outcome_values(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    """The columns `finish` sets for `outcome`; ValueError for an outcome it cannot record."""
+def _outcome_values(outcome: Outcome, now: datetime, op: Op) -> dict[str, Any]:
+    """The columns `finish` (or `defer`) sets for `outcome`; ValueError for an outcome it
+    cannot record."""
     status = outcome.status
-    if status not in targets(Op.FINISH):
-        raise ValueError(f"cannot finish a fire as {status}")
+    if status not in targets(op):
+        verb = "finish" if op is Op.FINISH else str(op)
+        raise ValueError(f"cannot {verb} a fire as {status}")
     next_attempt_at = outcome.next_attempt_at
-    if status is FireStatus.RETRYING and next_attempt_at is None:
-        raise ValueError("a retrying fire needs next_attempt_at")
-    keep_next = status in (FireStatus.RETRYING, FireStatus.UNCERTAIN)
+    if status in RELEASED and next_attempt_at is None:
+        raise ValueError(f"a {status} fire needs next_attempt_at")
+    keep_next = status in RELEASED or status is FireStatus.UNCERTAIN
     values: dict[str, Any] = {
         "status": str(status),
         "remote_id": outcome.remote_id,
@@ -679,8 +744,8 @@ def _outcome_values(outcome: Outcome, now: datetime) -> dict[str, Any]:
         "next_attempt_at": to_utc(next_attempt_at) if keep_next and next_attempt_at else None,
         "updated_at": to_utc(now),
     }
-    if status is FireStatus.RETRYING:
-        values["claimed_by"] = None  # any daemon may take the retry
+    if status in RELEASED:
+        values["claimed_by"] = None  # any daemon may take the retry (or the recheck)
     return values
 
 

@@ -19,17 +19,38 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from sqlalchemy import Connection, func, inspect, select, update
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 
 from scheduler.errors import SchemaError
+from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.store.database import Database
 from scheduler.store.tables import (
+    DAEMONS,
+    FIRES,
+    JOBS,
     JOBS_REVISION_KEY,
     META,
     SCHEMA_VERSION_KEY,
-    V1_TABLES,
     V2_TABLES,
     V3_TABLES,
+    UTCDateTime,
+    in_values,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaVersions", "checked_migrations"]
@@ -40,13 +61,50 @@ Migration = Callable[[Connection], None]
 _PG_SCHEMA_LOCK = 7_324_811_950_113
 
 
+# The statuses a fire could have in schema versions 1 to 3 (version 4 added `held`).
+_V1_FIRE_STATUSES = "pending sending succeeded retrying uncertain failed skipped".split()
+
+
+def _v1_fires() -> Table:
+    """`fires` as version 1 made it, written out: tables.py has the newest shape (version 4
+    changed it), and a store made today must go through the same steps as an old one."""
+    return Table(
+        "fires",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("job_id", String, nullable=False),
+        Column("scheduled_for", UTCDateTime, nullable=False),
+        Column("trigger", String(16), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("next_attempt_at", UTCDateTime),
+        Column("first_attempt_at", UTCDateTime),
+        Column("remote_id", String),
+        Column("http_status", Integer),
+        Column("error", Text),
+        Column("field_errors", Text),
+        Column("skipped_count", Integer),
+        Column("skipped_until", UTCDateTime),
+        Column("claimed_by", String),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("job_id", "scheduled_for", name="uq_fires_job_id_scheduled_for"),
+        Index("ix_fires_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_fires_scheduled_for", "scheduled_for"),
+        CheckConstraint(in_values("status", _V1_FIRE_STATUSES), name="ck_fires_status"),
+        CheckConstraint(in_values("trigger", Trigger), name="ck_fires_trigger"),
+        CheckConstraint("attempts >= 0", name="ck_fires_attempts"),
+    )
+
+
 def _migrate_to_1(conn: Connection) -> None:
     """Version 1: the jobs, fires, daemons and meta tables; `jobs_revision` starts at 0.
 
-    Built from tables.py's version 1 tables, which version 2 left as they were: a version
-    that changes one of them writes this migration out first (docs/upgrading.md).
+    `fires` is version 1's, frozen above; the other three are still as tables.py has them (a
+    version that changes one of them writes it out here first, docs/upgrading.md).
     """
-    V1_TABLES[0].metadata.create_all(conn, tables=list(V1_TABLES))
+    META.metadata.create_all(conn, tables=[JOBS, DAEMONS, META])
+    _v1_fires().create(conn)
     conn.execute(META.insert().values(key=JOBS_REVISION_KEY, value="0"))
 
 
@@ -61,12 +119,36 @@ def _migrate_to_3(conn: Connection) -> None:
     V3_TABLES[0].metadata.create_all(conn, tables=list(V3_TABLES))
 
 
+def _migrate_to_4(conn: Connection) -> None:
+    """Version 4: overlap. A fire may be `held`; `fires.remote_closed_at` remembers that what
+    a fire created is closed.
+
+    PostgreSQL changes the CHECK in place. SQLite cannot change a CHECK constraint, so the
+    table is rebuilt the way its documentation says (ALTER TABLE, "other kinds of table
+    schema changes"): a new table, the rows copied, the old one dropped, the new one renamed.
+    """
+    statuses = in_values("status", FireStatus)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE fires ADD COLUMN remote_closed_at TIMESTAMP"))
+        conn.execute(text("ALTER TABLE fires DROP CONSTRAINT ck_fires_status"))
+        conn.execute(text(f"ALTER TABLE fires ADD CONSTRAINT ck_fires_status CHECK ({statuses})"))
+        return
+    for index in FIRES.indexes:  # index names are per database in SQLite: free them first
+        conn.execute(text(f"DROP INDEX {index.name}"))
+    FIRES.to_metadata(MetaData(), name="fires_v4").create(conn)
+    columns = ", ".join(f'"{c.name}"' for c in FIRES.c if c.name != "remote_closed_at")
+    conn.execute(text(f"INSERT INTO fires_v4 ({columns}) SELECT {columns} FROM fires"))
+    conn.execute(text("DROP TABLE fires"))
+    conn.execute(text("ALTER TABLE fires_v4 RENAME TO fires"))
+
+
 MIGRATIONS: tuple[tuple[int, Migration], ...] = (
     (1, _migrate_to_1),
     (2, _migrate_to_2),
     (3, _migrate_to_3),
+    (4, _migrate_to_4),
 )
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 

@@ -12,6 +12,7 @@ These classes describe the newest schema version; `schema.py` says how a store g
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -61,7 +62,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return datetime
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
+def in_values(column: str, values: Iterable[StrEnum | str]) -> str:
+    """The SQL of a CHECK that `column` holds one of `values` (schema.py freezes old ones)."""
     # Quoted: `trigger` is a keyword in SQLite.
     return f'"{column}" IN ({", ".join(repr(str(v)) for v in values)})'
 
@@ -98,8 +100,8 @@ class FireRow(SQLModel, table=True):
         UniqueConstraint("job_id", "scheduled_for", name="uq_fires_job_id_scheduled_for"),
         Index("ix_fires_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_fires_scheduled_for", "scheduled_for"),  # `history` without a job id
-        CheckConstraint(_in("status", FireStatus), name="ck_fires_status"),
-        CheckConstraint(_in("trigger", Trigger), name="ck_fires_trigger"),
+        CheckConstraint(in_values("status", FireStatus), name="ck_fires_status"),
+        CheckConstraint(in_values("trigger", Trigger), name="ck_fires_trigger"),
         CheckConstraint("attempts >= 0", name="ck_fires_attempts"),
     )
 
@@ -120,6 +122,8 @@ class FireRow(SQLModel, table=True):
     claimed_by: str | None = None  # the daemon id that owns an open fire
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # When the overlap check learned that what this fire created is closed (schema v4).
+    remote_closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class DaemonRow(SQLModel, table=True):
@@ -161,7 +165,7 @@ class IncidentRow(SQLModel, table=True):
         UniqueConstraint("open_key", name="uq_incidents_open_key"),
         UniqueConstraint("ref", name="uq_incidents_ref"),
         Index("ix_incidents_state_kind", "state", "kind"),
-        CheckConstraint(_in("kind", IncidentKind), name="ck_incidents_kind"),
+        CheckConstraint(in_values("kind", IncidentKind), name="ck_incidents_kind"),
         CheckConstraint("state IN ('open', 'cleared')", name="ck_incidents_state"),
     )
 
@@ -190,8 +194,8 @@ class NotificationRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_notifications_incident_id", "incident_id"),
-        CheckConstraint(_in("status", OutboxStatus), name="ck_notifications_status"),
-        CheckConstraint(_in("notify_type", NotifyType), name="ck_notifications_notify_type"),
+        CheckConstraint(in_values("status", OutboxStatus), name="ck_notifications_status"),
+        CheckConstraint(in_values("notify_type", NotifyType), name="ck_notifications_notify_type"),
         CheckConstraint("attempts >= 0", name="ck_notifications_attempts"),
     )
 
@@ -248,7 +252,7 @@ META: Table = MetaRow.__table__  # type: ignore[attr-defined]
 INCIDENTS: Table = IncidentRow.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
 JOB_MARKS: Table = JobMarkRow.__table__  # type: ignore[attr-defined]
-# The tables of each schema version's migration (schema.py).
+# The tables each schema version's migration creates (schema.py; version 4 changed `fires`).
 V1_TABLES = (JOBS, FIRES, DAEMONS, META)
 V2_TABLES = (INCIDENTS, NOTIFICATIONS)
 V3_TABLES = (JOB_MARKS,)

@@ -111,7 +111,7 @@ def test_backfill_dry_run_says_what_it_would_fire_and_sends_nothing(run: Cli, st
     ).stdout.splitlines()
     assert out == [
         "2026-05-04T06:00:00+00:00  to fire",
-        "2026-05-04T07:00:00+00:00  held (pending)",
+        "2026-05-04T07:00:00+00:00  in history (pending)",
         "2026-05-04T08:00:00+00:00  to fire",
         "2 of 3 instants would be fired",
     ]

@@ -1,6 +1,7 @@
 """The launch and one-off task fields beyond the basics (issue 13, "the whole of the two
 endpoints"): roles, folders, owner and starter, visibility, description, soft starts, and which
-runs accept one-off tasks."""
+runs accept one-off tasks; and what a person does to a run or task: complete, archive, reopen,
+delete."""
 
 from __future__ import annotations
 
@@ -150,6 +151,110 @@ def test_a_template_without_can_add_oot_refuses_tasks_on_its_runs(api: Api) -> N
 def test_the_run_status_endpoint_names_what_is_wrong(api: Api) -> None:
     run = api.launch().json()["data"]
     bad_status = api.admin("POST", "run-status", {"run_id": run["id"], "status": "done"})
-    assert_422(bad_status, "status", "must be one of active, complete, archived")
+    assert_422(
+        bad_status, "status", "must be one of active, complete, archived, deleted, not 'done'"
+    )
     unknown = api.admin("POST", "run-status", {"run_id": "0" * 32, "status": "complete"})
     assert_422(unknown, "run_id", "no such run")
+
+
+# -- a person completing, archiving, reopening or deleting a task or a run ----------------------
+@pytest.mark.parametrize(
+    ("status", "label", "stamped"),
+    [("completed", "Completed", "completed_at"), ("archived", "Archived", "archived_at")],
+)
+def test_a_one_off_task_completed_or_archived_shows_so_in_get(
+    api: Api, status: str, label: str, stamped: str
+) -> None:
+    task = api.post("tasks", task_body()).json()["data"]
+    changed = api.admin("POST", "task-status", {"task_id": task["id"], "status": status})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["status"] == status
+
+    shown = api.get(f"tasks/{task['id']}").json()["data"]
+
+    assert (shown["status"], shown["status_label"]) == (status, label)
+    assert shown[stamped] is not None and shown[stamped] == shown["last_updated"]
+    other = ({"completed_at", "archived_at"} - {stamped}).pop()
+    assert shown[other] is None
+
+
+def test_a_reopened_task_is_not_started_again(sandbox: SandboxServer, api: Api) -> None:
+    task = api.post("tasks", task_body()).json()["data"]
+    sandbox.set_task_status(task["id"], "completed")
+    reopened = api.admin("POST", "task-status", {"task_id": task["id"], "status": "not-started"})
+    assert reopened.status_code == 200, reopened.text
+
+    shown = api.get(f"tasks/{task['id']}").json()["data"]
+
+    assert (shown["status"], shown["status_label"]) == ("not-started", "Not started")
+    assert (shown["completed_at"], shown["archived_at"]) == (None, None)
+
+
+def test_a_run_step_can_be_completed(sandbox: SandboxServer, api: Api) -> None:
+    run = api.launch().json()["data"]
+    step = api.get(f"runs/{run['id']}/tasks").json()["data"][0]
+
+    assert sandbox.set_task_status(step["id"], "completed")["status"] == "completed"
+
+    assert api.get(f"tasks/{step['id']}").json()["data"]["status"] == "completed"
+    steps = api.get(f"runs/{run['id']}/tasks").json()["data"]
+    assert [t["status"] for t in steps] == ["completed", "not-started", "not-started"]
+
+
+def test_a_deleted_task_is_404_like_an_unknown_one_and_in_no_list(
+    sandbox: SandboxServer, api: Api
+) -> None:
+    run = api.launch().json()["data"]
+    task = api.post("tasks", task_body(run_id=run["id"])).json()["data"]
+    deleted = api.admin("POST", "task-status", {"task_id": task["id"], "status": "deleted"})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["data"]["deleted_at"] is not None
+
+    gone, unknown = api.get(f"tasks/{task['id']}"), api.get(f"tasks/{'0' * 32}")
+
+    assert (gone.status_code, gone.json()) == (404, unknown.json())
+    assert unknown.status_code == 404
+    assert task["id"] not in [t["id"] for t in api.get("tasks").json()["data"]]
+    assert task["id"] not in [t["id"] for t in api.get(f"runs/{run['id']}/tasks").json()["data"]]
+    assert [t["status"] for t in sandbox.tasks() if t["id"] == task["id"]] == ["deleted"]
+    again = api.admin("POST", "task-status", {"task_id": task["id"], "status": "completed"})
+    assert_422(again, "task_id", "no such task")
+
+
+def test_a_deleted_run_is_404_like_an_unknown_one_and_so_are_its_tasks(
+    sandbox: SandboxServer, api: Api
+) -> None:
+    run = api.launch().json()["data"]
+    steps = api.get(f"runs/{run['id']}/tasks").json()["data"]
+    kept = api.launch().json()["data"]
+
+    assert sandbox.set_run_status(run["id"], "deleted")["status"] == "deleted"
+
+    gone, unknown = api.get(f"runs/{run['id']}"), api.get(f"runs/{'0' * 32}")
+    assert (gone.status_code, gone.json()) == (404, unknown.json())
+    assert unknown.status_code == 404
+    assert api.get(f"runs/{run['id']}/tasks").status_code == 404
+    assert [r["id"] for r in api.get("runs").json()["data"]] == [kept["id"]]
+    assert api.get(f"tasks/{steps[0]['id']}").status_code == 404
+    listed = {t["id"] for t in api.get("tasks", params={"per_page": 100}).json()["data"]}
+    assert listed.isdisjoint(t["id"] for t in steps) and len(listed) == 3
+    assert_422(
+        api.post("tasks", task_body(run_id=run["id"])), "run_id", "The selected run_id is invalid."
+    )
+    assert [r["status"] for r in sandbox.runs()] == ["deleted", "active"]
+    again = api.admin("POST", "run-status", {"run_id": run["id"], "status": "active"})
+    assert_422(again, "run_id", "no such run")
+
+
+def test_the_task_status_endpoint_names_what_is_wrong(api: Api) -> None:
+    task = api.post("tasks", task_body()).json()["data"]
+    bad_status = api.admin("POST", "task-status", {"task_id": task["id"], "status": "done"})
+    assert_422(
+        bad_status, "status", "must be one of not-started, completed, archived, deleted, not 'done'"
+    )
+    assert api.get(f"tasks/{task['id']}").json()["data"]["status"] == "not-started"
+    unknown = api.admin("POST", "task-status", {"task_id": "0" * 32, "status": "completed"})
+    assert_422(unknown, "task_id", "no such task")
+    shape = api.admin("POST", "task-status", {"id": task["id"], "status": "completed"})
+    assert_422(shape, "body", 'expected {"task_id": "...", "status": "..."}')

@@ -48,7 +48,7 @@ def row_in(store: Store, status: FireStatus | None) -> tuple[Fire | None, dateti
     (fire,) = store.claim([("j", at, Trigger.SCHEDULE)], now=T0)
     assert fire is not None
     values: dict[str, object] = {"status": str(status)}
-    if status is FireStatus.RETRYING:
+    if status in (FireStatus.RETRYING, FireStatus.HELD):
         values["next_attempt_at"] = T0
     if status is FireStatus.SKIPPED:
         values["skipped_count"] = 1  # one instant: reopenable
@@ -69,6 +69,8 @@ def apply(store: Store, op: Op, fire: Fire | None, at: datetime, to: FireStatus)
         (done,) = store.start_attempts([fire_id], now=now)
     elif op is Op.FINISH:
         (done,) = store.finish([Outcome(fire_id, to, next_attempt_at=now)], now=now)
+    elif op is Op.DEFER:
+        (done,) = store.defer([Outcome(fire_id, to, next_attempt_at=now)], now=now)
     elif op is Op.ADOPT:
         seen = fire
         if seen is None:  # a snapshot of a fire that does not exist
@@ -84,8 +86,8 @@ CASES = [
     pytest.param(op, before, to, id=f"{op}:{before or 'no row'}->{to}")
     for op in Op
     for before in BEFORE
-    # FINISH is told its target; every other operation has one target per status before.
-    for to in (targets(Op.FINISH) if op is Op.FINISH else [None])
+    # FINISH and DEFER are told their target; every other operation has one per status before.
+    for to in (targets(op) if op in (Op.FINISH, Op.DEFER) else [None])
 ]
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from scheduler.errors import ConfigError, SchemaError, StoreError
-from scheduler.lifecycle import Trigger
-from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Migration, Store, make_engine
+from scheduler.lifecycle import FireStatus, Trigger
+from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Migration, Outcome, Store, make_engine
+from scheduler.store.tables import FIRES
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -199,3 +201,42 @@ def test_it_refuses_a_malformed_migration_list(
 ) -> None:
     with pytest.raises(ValueError, match="increasing versions"):
         Store(make_engine(sqlite_url), migrations=migrations)
+
+
+def test_version_4_gives_an_old_fires_table_the_new_shape_and_keeps_every_row(
+    blank_store: Store,
+) -> None:
+    engine = blank_store.engine
+    old = Store(engine, migrations=MIGRATIONS[:3])
+    assert old.init_schema() == 3
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    stamp = "'2026-03-01 00:00:00.000000'"
+    row = (
+        'INSERT INTO fires (id, job_id, scheduled_for, "trigger", status, attempts, claimed_by,'
+        f" created_at, updated_at) VALUES (7, 'j', {stamp}, 'schedule', '{{}}', 0, 'd', {stamp},"
+        f" {stamp})"
+    )
+    with engine.begin() as conn:  # version 3 refuses the status version 4 adds
+        with pytest.raises(IntegrityError):
+            with conn.begin_nested():
+                conn.execute(text(row.format("held")))
+        conn.execute(text(row.format("pending")))
+
+    assert Store(engine).init_schema() == SCHEMA_VERSION == 4
+
+    upgraded = inspect(engine)
+    assert [c["name"] for c in upgraded.get_columns("fires")] == [c.name for c in FIRES.c]
+    names = {i["name"] for i in upgraded.get_indexes("fires")}  # PostgreSQL lists uq_ too
+    assert {n for n in names if n and n.startswith("ix_")} == {i.name for i in FIRES.indexes}
+    assert {c["name"] for c in upgraded.get_unique_constraints("fires")} == {
+        "uq_fires_job_id_scheduled_for"
+    }
+    kept = blank_store.get_fire(7)
+    assert (kept.job_id, kept.scheduled_for, kept.status) == ("j", t0, FireStatus.PENDING)
+    assert kept.claimed_by == "d"
+    (held,) = blank_store.defer(
+        [Outcome(kept.id, FireStatus.HELD, error="waiting", next_attempt_at=t0)], now=t0
+    )
+    assert held is not None and held.status is FireStatus.HELD
+    (again,) = blank_store.claim([("j", t0, Trigger.SCHEDULE)], now=t0)
+    assert again is None  # the unique key survived the rebuild

@@ -22,7 +22,9 @@ instants around `ANCHOR` (the moment its daemon stopped; the test moves every in
 - the stopped daemon's heartbeat;
 - from schema version 2: the `failed` incident of `all`'s failure, open, with one message
   sent and one still queued, and a cleared `late` incident;
-- from schema version 3: `job_marks`: `paused` paused by an operator (its `set_enabled`).
+- from schema version 3: `job_marks`: `paused` paused by an operator (its `set_enabled`);
+- from schema version 4: `all`'s last instant before the stop held (as an overlap job's
+  would be; due for its recheck) and its first two fires known closed (`remote_closed_at`).
 
 Every schedule is per second in UTC, so moving the instants by whole minutes keeps them on it.
 """
@@ -153,6 +155,20 @@ def fill(store: Store) -> None:
     )
     if SCHEMA_VERSION >= 2:
         incidents(store)
+    if SCHEMA_VERSION >= 4:
+        overlap(store)
+
+
+def overlap(store: Store) -> None:
+    """Schema version 4's: a held fire and items known closed."""
+    (held,) = store.claim([("all", at(-30), Trigger.SCHEDULE)], now=at(-30), daemon_id=OLD_DAEMON)
+    assert held is not None
+    reason = "held (overlap = buffer_one): task old-all-41 is still open"
+    store.defer(
+        [Outcome(held.id, FireStatus.HELD, error=reason, next_attempt_at=at(-1))], now=at(-30)
+    )
+    first_two = [f.id for f in store.history("all", limit=100)][-2:]
+    store.mark_closed(first_two, now=at(-40))
 
 
 def incidents(store: Store) -> None:

@@ -1,0 +1,57 @@
+"""Waiting before a fire is started costs no attempt: a task waiting for its `run_from_job`
+launch is asked again and again (`retrying`, `attempts` 0), and once the launch is there, the
+task still has every attempt of `[retry] max_attempts` for its own request. Daemon steps under
+a FakeClock, real HTTP to the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_daemon_steps import START, StepClock, World, fire_at, run_for
+
+from scheduler.lifecycle import FireStatus
+from tallyfy_sandbox import FaultRule, SandboxServer
+
+ELEVEN = datetime(2026, 5, 4, 11, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    clock = StepClock(START)
+    with SandboxServer(clock=clock) as sandbox:
+        w = World(tmp_path, sandbox, clock)
+        yield w
+        w.close()
+
+
+def test_a_task_waiting_for_its_launch_spends_no_attempt(world: World) -> None:
+    world.put("weekly", "0 0 11 * * *", action="launch")
+    daemon = world.daemon()
+    world.sandbox.add_fault(
+        FaultRule("rate_limit", path_contains="/runs", retry_after=2700, count=1)
+    )
+    fire_at(daemon, world, ELEVEN)  # the launch: 429, again in 45 minutes
+    (launch,) = world.fires("weekly")
+    assert launch.status is FireStatus.RETRYING
+    world.put("daily", "0 30 11 * * *", action_keys={"run_from_job": "weekly"})
+    run_for(daemon, world, 1)  # loaded
+
+    fire_at(daemon, world, ELEVEN + timedelta(minutes=30))
+    run_for(daemon, world, 300)  # the launch is not back yet: the task asks again and again
+    (task,) = world.fires("daily")
+    assert task.status is FireStatus.RETRYING and task.error is not None
+    assert task.error.startswith("waiting: the launch of 'weekly'")
+    assert task.attempts == 0
+
+    # The launch is sent at 11:45; the task's first request fails in a way that needs a
+    # read-back (503), and it still has its attempts left to send again.
+    world.sandbox.add_fault(FaultRule("error_before", path_contains="/tasks", status=503, count=1))
+    run_for(daemon, world, 2400)
+    (launch,) = world.fires("weekly")
+    (task,) = world.fires("daily")
+    assert launch.status is FireStatus.SUCCEEDED
+    assert (task.status, task.attempts) == (FireStatus.SUCCEEDED, 2)
+    assert len(world.tasks()) == 1
