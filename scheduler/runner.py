@@ -25,14 +25,13 @@ request, and a fire put off counts no attempt (`Store.defer`):
 - a job with `overlap = "skip"` or `"buffer_one"` asks whether what it launched before is still
   open (`overlap.py`, `_overlap`): if so, the fire is skipped, naming the open item, or held
   (`held`, released like a retry) and asked about again every `overlap_check_every`; a newer
-  instant replaces a held one. A look-up that fails holds the fire too, with backoff: it is
-  never sent on a guess;
+  instant replaces a held one. A look-up that fails leaves the fire `retrying` like any failed
+  look-up: it is never sent on a guess;
 - member emails become user ids (`members.py`), a `run_from_job` task finds the launch it
   attaches to and waits (`retrying`, with the reason, within its catch-up window) while that
   launch is still open (`attach.py`), and a task's run is asked whether it still takes one-off
-  tasks. A look-up the API cannot answer now is asked again with backoff within the job's
-  catch-up window; a definite "no" (an unknown email, a closed run) fails the fire with that
-  reason.
+  tasks. A look-up the API cannot answer now is asked again with backoff, until it answers; a
+  definite "no" (an unknown email, a closed run) fails the fire with that reason.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -312,8 +311,9 @@ class Runner:
     def prepare(self, job: Job, fire: Fire) -> ApiRequest | Fire:
         """Everything a fire needs before its slot and its start (module docstring): its
         job's overlap check, then the request with its look-ups. The request to send, or the
-        fire as put off (held, waiting, skipped, refused) when it must not go now; nothing is
-        written when it may go, and no attempt is counted either way.
+        fire as put off (held, waiting, skipped, refused) when it must not go now; the fire's
+        row is left as it is when it may go, and no attempt is counted either way (the overlap
+        check may remember items it found closed).
         """
         if self._overlap_applies(job, fire):
             kept = self._overlap(job, fire)
@@ -494,8 +494,10 @@ class Runner:
         """The overlap check (module docstring): None to send `fire` now, else the fire as
         held or skipped (or as someone else left it, if they moved it on meanwhile)."""
         now = self.clock.now()
+        by_hand = fire.trigger in (Trigger.MANUAL, Trigger.BACKFILL)
         others = [held for held in self.store.held_fires(job.id) if held.id != fire.id]
-        replaced = [held for held in others if held.scheduled_for < fire.scheduled_for]
+        # Only the next scheduled instant replaces a held one; a fire by hand never does.
+        replaced = [h for h in others if h.scheduled_for < fire.scheduled_for and not by_hand]
         if replaced:
             reason = f"replaced by the newer instant {utc_iso(fire.scheduled_for)} (overlap)"
             self._hold_verdict(replaced, FireStatus.SKIPPED, reason, None)
@@ -506,25 +508,28 @@ class Runner:
         try:
             running = find_running(self.store, self.client, job, fire, now=now)
         except ApiError as exc:
-            reason = f"held: the overlap look-up failed ({exc}); never sent on a guess"
-            again = now + self._patient_backoff(fire, now)
-            return self._hold_verdict([fire], FireStatus.HELD, reason, again)
+            return self._put_off([fire], self._overlap_lookup_failed(job, fire, exc, by_hand))
         if running is None:
             return None
-        if job.overlap is Overlap.SKIP or (
+        if job.overlap is Overlap.SKIP or (fire.status is not FireStatus.HELD and by_hand):
             # A command cannot wait for the run to close: a fire by hand that is not held yet
             # is skipped rather than left for a daemon that may not run.
-            fire.status is not FireStatus.HELD
-            and fire.trigger in (Trigger.MANUAL, Trigger.BACKFILL)
-        ):
-            return self._hold_verdict(
-                [fire], FireStatus.SKIPPED, f"overlap: {running.description}", None
-            )
+            reason = f"overlap: {running.description}"
+            return self._hold_verdict([fire], FireStatus.SKIPPED, reason, None)
         reason = (
             f"held (overlap = buffer_one): {running.description}; asking again every "
             f"{format_duration(job.overlap_check_every)}"
         )
         return self._hold_verdict([fire], FireStatus.HELD, reason, now + job.overlap_check_every)
+
+    def _overlap_lookup_failed(self, job: Job, fire: Fire, exc: ApiError, by_hand: bool) -> Outcome:
+        """The overlap look-up failed: never sent on a guess. Asked again like any failed
+        look-up (`retrying`: the late and credentials alerts see it); a fire by hand fails, so
+        the person who ran the command knows at once (no daemon carries it further)."""
+        if by_hand:
+            reason = f"not sent: the overlap look-up failed ({exc}); run the command again"
+            return Outcome(fire.id, FireStatus.FAILED, error=reason, http_status=exc.status)
+        return self._lookup_failed(job, fire, exc, what="the overlap look-up")
 
     def _hold_verdict(
         self, fires: Sequence[Fire], status: FireStatus, reason: str, again: datetime | None
@@ -573,16 +578,22 @@ class Runner:
             next_attempt_at=now + self._patient_backoff(fire, now),
         )
 
-    def _lookup_failed(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:
+    def _lookup_failed(
+        self, job: Job, fire: Fire, exc: ApiError, *, what: str = "a look-up before sending"
+    ) -> Outcome:
         """A look-up before sending failed: nothing was sent and no attempt counted. Refused
         credentials and a 429 wait as they do for the request itself; a transient failure is
-        asked again with backoff, within the job's catch-up window; any other refusal, and a
-        failure past the window, fails it."""
-        if exc.status in CREDENTIAL_STATUSES or isinstance(exc, RateLimited):
-            return self._failed_outcome(job, fire, exc)
-        reason = f"not sent: a look-up before sending failed: {exc}"
+        asked again; any other refusal fails it. Each wait grows with the time already waited
+        (`_patient_backoff`): attempts, what `_backoff` grows with, do not move here."""
         now = self.clock.now()
-        if exc.transient and now - fire.scheduled_for <= job.catch_up_window:
+        if exc.status in CREDENTIAL_STATUSES or isinstance(exc, RateLimited):
+            outcome = self._failed_outcome(job, fire, exc)
+            told = isinstance(exc, RateLimited) and exc.retry_after is not None
+            if outcome.status is FireStatus.RETRYING and not told:
+                outcome = replace(outcome, next_attempt_at=now + self._patient_backoff(fire, now))
+            return outcome
+        reason = f"not sent: {what} failed: {exc}"
+        if exc.transient:
             return Outcome(
                 fire.id,
                 FireStatus.RETRYING,
@@ -590,8 +601,6 @@ class Runner:
                 http_status=exc.status,
                 next_attempt_at=now + self._patient_backoff(fire, now),
             )
-        if exc.transient:
-            reason += " (for longer than the job's catch_up_window; given up)"
         return Outcome(fire.id, FireStatus.FAILED, error=reason, http_status=exc.status)
 
     def _failed_outcome(self, job: Job, fire: Fire, exc: ApiError) -> Outcome:

@@ -75,6 +75,10 @@ log = logging.getLogger(__name__)
 DEFAULT_STALL_THRESHOLD = timedelta(seconds=5)
 # The loop never sleeps longer than this, so stalls and reloads are noticed promptly.
 MAX_TICK = 1.0
+# The least wait after a pass that found a retry due: the fire was handed on (or is still
+# being carried: its row changes only once it is sent or put off), and asking the store again
+# at once would spin while it waits for its rate-limit slot or a look-up.
+DUE_RETRY_POLL = 0.25
 # A request still running this long after its deadline (its socket shut, it should have
 # returned) is stuck where no timeout reaches: the daemon is not healthy then.
 REQUEST_OVERDUE = timedelta(seconds=15)
@@ -644,7 +648,7 @@ class Daemon:
             self.planner.post(Resume(fires))
         if next_retry is None:
             return MAX_TICK
-        return min(MAX_TICK, max(0.0, (next_retry - now).total_seconds()))
+        return min(MAX_TICK, max(DUE_RETRY_POLL, (next_retry - now).total_seconds()))
 
     def _heartbeat(self, now: datetime, *, state: str) -> None:
         self.store.heartbeat(

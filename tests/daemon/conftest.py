@@ -4,19 +4,25 @@
 - `denv`: a `DaemonEnv` for a fresh, initialized SQLite store under `tmp_path` and `sandbox`;
 - `dstore`: a `Store` on that database (the test's own connection);
 - `daemons`: a factory `daemons(env=None, name=..., extra_env=...) -> DaemonProcess`; every
-  process it made is SIGKILLed and reaped at teardown, whatever the test did.
+  process it made is SIGKILLed and reaped at teardown, whatever the test did;
+- `world`: the daemon-steps world (`test_daemon_steps.World`: a store, a sandbox and a
+  `StepClock` shared by the daemons it makes), closed afterwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from daemon_helpers import DaemonEnv, DaemonProcess
 
 from scheduler.store import Store
 from tallyfy_sandbox import SandboxServer
+
+if TYPE_CHECKING:
+    from test_daemon_steps import World
 
 
 @pytest.fixture
@@ -61,3 +67,15 @@ def daemons(denv: DaemonEnv) -> Iterator[DaemonFactory]:
     yield make
     for process in made:
         process.kill()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    # Imported here: the steps module is a test module, collected on its own.
+    from test_daemon_steps import START, StepClock, World
+
+    clock = StepClock(START)
+    with SandboxServer(clock=clock) as sandbox:
+        w = World(tmp_path, sandbox, clock)
+        yield w
+        w.close()

@@ -7,30 +7,18 @@ FakeClock, daemons without threads), the timer played by `fire_at` and the main 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import pytest
-from test_daemon_steps import START, StepClock, World, at, fire_at, run_for, title
+from test_daemon_steps import START, World, at, fire_at, run_for, title
 
 from scheduler.config import CalendarSettings
 from scheduler.cron import jitter_delay, parse_schedule
 from scheduler.lifecycle import FireStatus, Trigger
-from tallyfy_sandbox import FaultRule, SandboxServer
+from tallyfy_sandbox import FaultRule
 
 SKIPPED = FireStatus.SKIPPED
 SUCCEEDED = FireStatus.SUCCEEDED
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    clock = StepClock(START)
-    with SandboxServer(clock=clock) as sandbox:
-        w = World(tmp_path, sandbox, clock)
-        yield w
-        w.close()
 
 
 def utc(*parts: int) -> datetime:

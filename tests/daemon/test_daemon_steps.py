@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,15 +160,6 @@ class World:
         for client in self.clients:
             client.close()
         self.store.close()
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    clock = StepClock(START)
-    with SandboxServer(clock=clock) as sandbox:
-        w = World(tmp_path, sandbox, clock)
-        yield w
-        w.close()
 
 
 def title(job_id: str, instant: datetime) -> str:

@@ -13,62 +13,36 @@ HTTP to the sandbox, where a person completes, archives or deletes what the job 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from daemon_helpers import CLIENT_NAME, REVIEW, REVIEW_DUE, TITLE
-from test_daemon_steps import START, StepClock, World, fire_at, run_for
+from test_daemon_steps import World, fire_at, run_for
 
-from scheduler.alerts.incidents import late_fires
+from scheduler.alerts.incidents import held_by_credentials, late_fires
 from scheduler.daemon import Daemon
-from scheduler.definitions import load_job_files
 from scheduler.lifecycle import FireStatus, Trigger
 from scheduler.runner import Runner
-from scheduler.store import Fire, JobDocument
+from scheduler.store import Fire
 from scheduler.timeexpr import BusinessCalendar
-from tallyfy_sandbox import FaultRule, SandboxServer
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    clock = StepClock(START)
-    with SandboxServer(clock=clock) as sandbox:
-        w = World(tmp_path, sandbox, clock)
-        yield w
-        w.close()
-
+from tallyfy_sandbox import FaultRule
 
 HOUR = timedelta(hours=1)
+MANUAL = Trigger.MANUAL
 ELEVEN = datetime(2026, 5, 4, 11, 0, tzinfo=UTC)  # the first instant after the world's start
 
 
 def put(world: World, job_id: str, policy: str, *, action: str = "task") -> None:
-    """An hourly job with `overlap = policy`, asking again every minute while it holds."""
-    folder = world.tmp_path / "jobs" / job_id
-    folder.mkdir(parents=True, exist_ok=True)
-    if action == "task":
-        act = (
-            'type = "create_task"\n'
-            f'title = "{TITLE}"\n'
-            "owners = { users = [1001], groups = [], guests = [] }\n"
-            'started_at = "+0"\n'
-            'deadline = "+90m"\n'
-        )
-    else:
-        act = (
-            f'type = "launch_process"\nchecklist_id = "{REVIEW}"\nname = "{TITLE}"\n'
-            f'prerun = {{ "{CLIENT_NAME}" = "Acme", "{REVIEW_DUE}" = {{ at = "+2d@17:00" }} }}\n'
-        )
-    (folder / f"{job_id}.toml").write_text(
-        'schedule = "0 0 * * * *"\ntimezone = "UTC"\n'
-        f'overlap = "{policy}"\noverlap_check_every = "1m"\n[action]\n{act}'
+    """An hourly job with `overlap = policy`, asking again every minute while it holds; a
+    task starts at its instant and is due 90 minutes later."""
+    keys = {"deadline": "+90m"} if action == "task" else {}
+    world.put(
+        job_id,
+        "0 0 * * * *",
+        action=action,
+        action_keys=keys,
+        overlap=policy,
+        overlap_check_every="1m",
     )
-    (job,) = load_job_files([folder / f"{job_id}.toml"], world.settings, world.clock.now())
-    doc = JobDocument(job.id, job.to_document(), job.schedule_key, job.enabled, job.source)
-    world.store.apply([doc], prune=False, now=world.clock.now())
 
 
 def row(world: World, job_id: str, instant: datetime) -> Fire:
@@ -197,11 +171,11 @@ def test_a_failed_look_up_never_sends_and_is_asked_again(world: World) -> None:
     world.sandbox.add_fault(FaultRule("error_before", method="GET", path_contains="/tasks/"))
 
     fire_at(daemon, world, ELEVEN + HOUR)
-    held = row(world, "follow", ELEVEN + HOUR)
-    assert held.status is FireStatus.HELD
-    assert held.error is not None and "look-up failed" in held.error
+    waiting = row(world, "follow", ELEVEN + HOUR)
+    assert waiting.status is FireStatus.RETRYING and waiting.attempts == 0
+    assert waiting.error is not None and "the overlap look-up failed" in waiting.error
     run_for(daemon, world, 120)
-    assert row(world, "follow", ELEVEN + HOUR).status is FireStatus.HELD
+    assert row(world, "follow", ELEVEN + HOUR).status is FireStatus.RETRYING
     assert len(created(world, "follow")) == 1  # never sent on a guess
 
     world.sandbox.clear_faults()
@@ -250,3 +224,53 @@ def test_a_fire_by_hand_ignores_overlap_unless_asked(world: World) -> None:
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def test_a_fire_by_hand_never_replaces_a_held_instant(world: World) -> None:
+    put(world, "follow", "buffer_one")
+    daemon = world.daemon()
+    fire_at(daemon, world, ELEVEN)
+    fire_at(daemon, world, ELEVEN + HOUR)
+    assert row(world, "follow", ELEVEN + HOUR).status is FireStatus.HELD
+    job = daemon.planner.job("follow")
+    assert job is not None
+
+    by_hand = respecting_runner(world).fire(job, ELEVEN + HOUR + timedelta(minutes=5), MANUAL)
+    assert by_hand is not None and by_hand.status is FireStatus.SKIPPED
+    assert row(world, "follow", ELEVEN + HOUR).status is FireStatus.HELD  # still waiting
+
+
+def test_a_refused_token_on_the_overlap_look_up_waits_with_a_growing_backoff(
+    world: World,
+) -> None:
+    put(world, "follow", "skip")
+    daemon = world.daemon()
+    fire_at(daemon, world, ELEVEN)
+    world.sandbox.expire_token(world.sandbox.token)
+    asked = world.sandbox.request_count("GET", "/tasks/")
+
+    fire_at(daemon, world, ELEVEN + HOUR)
+    run_for(daemon, world, 600)
+    waiting = row(world, "follow", ELEVEN + HOUR)
+    assert (waiting.status, waiting.http_status, waiting.attempts) == (
+        FireStatus.RETRYING,
+        401,
+        0,
+    )
+    assert held_by_credentials(waiting)  # the credentials alert sees it
+    # Asked again with a backoff that grows (2 s, 4 s, 8 s ...), not every 1-2 s: about ten
+    # look-ups in ten minutes (each GET is tried once more by the client), not hundreds.
+    assert world.sandbox.request_count("GET", "/tasks/") - asked <= 24
+    assert len(created(world, "follow")) == 1
+
+
+def respecting_runner(world: World) -> Runner:
+    return Runner(
+        world.store,
+        world.client(),
+        organization_id=world.sandbox.organization_id,
+        calendar=BusinessCalendar.from_settings(world.settings.calendar),
+        retry=world.settings.retry,
+        clock=world.clock,
+        respect_overlap=True,
+    )
