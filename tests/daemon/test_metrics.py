@@ -242,7 +242,8 @@ def check_the_page(running: Running, receiver: JsonReceiver) -> None:
     assert value(samples, "tallyfy_scheduler_job_paused", job="off") == 1
     assert value(samples, "tallyfy_scheduler_job_paused", job="steady") == 0
     assert named(samples, "tallyfy_scheduler_open_fires") == {
-        frozenset({("status", s)}): 0.0 for s in ("pending", "sending", "retrying", "uncertain")
+        frozenset({("status", s)}): 0.0
+        for s in ("pending", "sending", "retrying", "uncertain", "held")
     }
     assert value(samples, "tallyfy_scheduler_ready") == 1
     assert value(samples, "process_resident_memory_bytes")  # the library's process metrics
