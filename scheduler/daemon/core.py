@@ -62,7 +62,7 @@ from scheduler.daemon.timer import Timer
 from scheduler.dashboard import Dashboard
 from scheduler.errors import ConfigError, SchedulerError, StoreError, problem
 from scheduler.notify import Notifier
-from scheduler.runner import CREDENTIAL_STATUSES, Observer, Runner
+from scheduler.runner import CREDENTIAL_STATUSES, FIRST_RECONCILE_DELAY, Observer, Runner
 from scheduler.store import Store
 from scheduler.timeexpr import BusinessCalendar
 from scheduler.web import Request, Response, Router
@@ -229,7 +229,10 @@ class Daemon:
         )
         self.loader = JobLoader(store, settings, on_quarantined=self.alerts.note_quarantined)
         self.recovery = Recovery(
-            store, daemon_id=self.daemon_id, dead_after=settings.scheduler.dead_after
+            store,
+            daemon_id=self.daemon_id,
+            dead_after=settings.scheduler.dead_after,
+            in_flight=settings.tallyfy.request_deadline + FIRST_RECONCILE_DELAY,
         )
         self._threaded = threaded
         self._planner_thread: threading.Thread | None = None

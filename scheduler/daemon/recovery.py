@@ -28,12 +28,27 @@ ORPHAN_SCAN_EVERY = 5.0
 
 
 class Recovery:
-    """Finds the open fires this daemon should carry forward (`daemon_id` is ours)."""
+    """Finds the open fires this daemon should carry forward (`daemon_id` is ours).
 
-    def __init__(self, store: Store, *, daemon_id: str, dead_after: timedelta) -> None:
+    `in_flight`: how long after a fire was marked `sending` its request may still be on its
+    way to the API (the client's `request_deadline`, plus the first read-back delay). A
+    `sending` fire is adopted, and so read back, only once that has passed: a daemon killed a
+    moment ago may have handed its request to the API, which applies it a moment later, and a
+    read-back before then finds nothing and sends it again.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        daemon_id: str,
+        dead_after: timedelta,
+        in_flight: timedelta = timedelta(0),
+    ) -> None:
         self.store = store
         self.daemon_id = daemon_id
         self.dead_after = dead_after
+        self.in_flight = in_flight
         self.hostname = socket.gethostname()
         self._last_scan = -1e18
 
@@ -56,8 +71,10 @@ class Recovery:
         two adopted (in one batch); oldest instant first."""
         found = []
         dead = self._dead_daemons(now)
-        # A dead daemon is one silent for `dead_after`, so its rows are at least that old.
-        stale = min(self.dead_after, OWN_ORPHAN_AFTER)
+        # A dead daemon is one silent for `dead_after`, so its rows are at least that old; one
+        # whose process is gone (this host) may have left rows of any age, and its `sending`
+        # ones are taken once `in_flight` has passed.
+        stale = min(self.dead_after, OWN_ORPHAN_AFTER, self.in_flight or self.dead_after)
         long_ago = now - OWN_ORPHAN_AFTER
         for fire in self.store.unsettled(older_than=now if startup else now - stale):
             owner = fire.claimed_by
@@ -65,6 +82,8 @@ class Recovery:
             if fire.status is FireStatus.UNCERTAIN:
                 if fire.next_attempt_at is not None and fire.next_attempt_at > now:
                     continue
+            elif fire.status is FireStatus.SENDING and now - fire.updated_at < self.in_flight:
+                continue  # its request may still be on its way: read back once it cannot be
             elif (mine or owner is None) and fire.updated_at >= long_ago:
                 # Ours and recent: a worker has it queued. Unowned and recent: a `fire` or
                 # `backfill` command may be sending it right now, and a read-back before its

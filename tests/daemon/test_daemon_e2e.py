@@ -104,7 +104,9 @@ def test_a_two_second_job_fires_each_instant_once_with_times_from_the_instant(
 def test_sigkill_with_fires_in_flight_then_a_restart_accounts_for_each_instant_once(
     denv: DaemonEnv, dstore: Store, sandbox: SandboxServer, daemons, policy: str
 ) -> None:
-    with_config(denv, tallyfy={"max_requests_per_minute": 6000})
+    # A `sending` fire of the killed daemon is read back 4 s + 1 s after it started (its
+    # request cannot be on its way any longer), not at once.
+    with_config(denv, tallyfy={"max_requests_per_minute": 6000, "request_deadline": "4s"})
     first = daemons(name="first").start().wait_started()
     since = denv.apply(write_job(denv.workdir / "jobs", "outage", "* * * * * *", catch_up=policy))
     # Applied at once, answered 1.5 s later: requests are in flight when the kill comes.
@@ -268,7 +270,12 @@ def test_a_live_daemon_takes_over_the_open_fires_of_a_dead_one(
 ) -> None:
     # Two daemons on one store; one is killed with a request in flight. The other notices the
     # silence (dead_after) and reconciles the orphaned fire instead of leaving it `sending`.
-    with_config(denv, scheduler={"heartbeat_interval": "1s", "dead_after": "4s"})
+    # Its `sending` fire is read back once its request cannot be on its way: 5 s + 1 s.
+    with_config(
+        denv,
+        scheduler={"heartbeat_interval": "1s", "dead_after": "4s"},
+        tallyfy={"request_deadline": "5s"},
+    )
     since = denv.apply(write_job(denv.workdir / "jobs", "shared", "*/2 * * * * *"))
     sandbox.add_fault(FaultRule("delay_after", seconds=3, path_contains="/tasks"))
     one = daemons(name="one").start().wait_started()

@@ -640,7 +640,10 @@ def test_open_fires_of_a_dead_daemon_are_adopted_and_settled_once(
         runner = world.runner()
         job = job_from_document(world.store.get_job("j").definition, world.settings)
         runner.client.send(runner.request_for(job, fire))
-    world.clock.set(at(1.2) + world.settings.scheduler.dead_after + SECOND)
+    # Past its heartbeat's `dead_after`, and past the `sending` fire's `request_deadline` (its
+    # request can no longer be on its way: docs/guarantees.md, "Several daemons").
+    later = max(world.settings.scheduler.dead_after, world.settings.tallyfy.request_deadline)
+    world.clock.set(at(1.2) + later + 2 * SECOND)
     world.daemon()  # adopts at startup: the dead daemon's heartbeat is too old
     (row,) = [f for f in world.fires("j") if f.scheduled_for == at(1)]
     (task,) = [t for t in world.tasks() if t["title"] == title("j", at(1))]

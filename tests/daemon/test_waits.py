@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from test_daemon_steps import World, fire_at, run_for
 
 from scheduler.daemon.core import DUE_RETRY_POLL
-from scheduler.lifecycle import FireStatus
+from scheduler.lifecycle import FireStatus, Trigger
 from tallyfy_sandbox import FaultRule
 
 ELEVEN = datetime(2026, 5, 4, 11, 0, tzinfo=UTC)
@@ -59,3 +59,38 @@ def test_the_loop_does_not_spin_while_a_due_retry_is_carried(world: World) -> No
     assert daemon.tick() >= DUE_RETRY_POLL
     (launch,) = world.fires("weekly")
     assert launch.status is FireStatus.SUCCEEDED
+
+
+def test_a_fire_left_sending_by_a_dead_daemon_is_read_back_only_once_it_cannot_be_in_flight(
+    world: World,
+) -> None:
+    world.put("j", "0 0 11 * * *")
+    instant = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)  # an instant the dead daemon was sending
+    now = world.clock.now()
+    (fire,) = world.store.claim([("j", instant, Trigger.SCHEDULE)], now=now, daemon_id="gone")
+    assert fire is not None
+    world.store.start_attempts([fire.id], now=now, daemon_id="gone")
+    world.store.heartbeat(
+        "gone",
+        hostname="elsewhere",
+        pid=1,
+        started_at=now,
+        now=now,
+        next_fire_at=None,
+        state="stopped",
+    )
+    world.clock.advance(timedelta(seconds=0.5))
+    daemon = world.daemon()  # starts now: the dead daemon's fire is in its first scan
+    run_for(daemon, world, 30)
+    (waiting,) = world.fires("j")
+    assert waiting.status is FireStatus.SENDING and world.tasks() == []  # not read back yet
+
+    # The dead daemon's request reaches the API late (a slow server), as a kill can leave it.
+    job = daemon.planner.job("j")
+    assert job is not None
+    created = world.client().send(world.runner().request_for(job, waiting))
+    run_for(daemon, world, 40)  # past request_deadline (60 s) + 1 s since it started
+    (settled,) = world.fires("j")
+    assert (settled.status, settled.attempts) == (FireStatus.SUCCEEDED, 1)
+    assert settled.remote_id == created.remote_id
+    assert len(world.tasks()) == 1  # read back, never sent again

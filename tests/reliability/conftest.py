@@ -94,6 +94,9 @@ BASE_CONFIG: dict[str, dict[str, Any]] = {
     "tallyfy": {
         "timeout": "5s",
         "connect_timeout": "2s",
+        # A dead daemon's `sending` fire is read back this long (plus a second) after it
+        # started: longer than any request of the suite lasts, short enough to settle in time.
+        "request_deadline": "8s",
         "max_requests_per_minute": 6000,
     },
     "scheduler": {
