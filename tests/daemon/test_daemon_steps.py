@@ -108,7 +108,7 @@ class World:
         self.clients.append(client)
         return client
 
-    def runner(self) -> Runner:
+    def runner(self, *, respect_overlap: bool = False) -> Runner:
         """A runner of our own, as the `fire` command makes one (no daemon id)."""
         return Runner(
             self.store,
@@ -117,6 +117,7 @@ class World:
             calendar=BusinessCalendar.from_settings(self.settings.calendar),
             retry=self.settings.retry,
             clock=self.clock,
+            respect_overlap=respect_overlap,
         )
 
     def daemon(

@@ -21,9 +21,7 @@ from test_daemon_steps import World, fire_at, run_for
 from scheduler.alerts.incidents import held_by_credentials, late_fires
 from scheduler.daemon import Daemon
 from scheduler.lifecycle import FireStatus, Trigger
-from scheduler.runner import Runner
 from scheduler.store import Fire
-from scheduler.timeexpr import BusinessCalendar
 from tallyfy_sandbox import FaultRule
 
 HOUR = timedelta(hours=1)
@@ -208,15 +206,9 @@ def test_a_fire_by_hand_ignores_overlap_unless_asked(world: World) -> None:
     by_hand = world.runner().fire(job, ELEVEN + timedelta(minutes=10), Trigger.MANUAL)
     assert by_hand is not None and by_hand.status is FireStatus.SUCCEEDED
 
-    asked = Runner(
-        world.store,
-        world.client(),
-        organization_id=world.sandbox.organization_id,
-        calendar=BusinessCalendar.from_settings(world.settings.calendar),
-        retry=world.settings.retry,
-        clock=world.clock,
-        respect_overlap=True,
-    ).fire(job, ELEVEN + timedelta(minutes=20), Trigger.MANUAL)
+    asked = world.runner(respect_overlap=True).fire(
+        job, ELEVEN + timedelta(minutes=20), Trigger.MANUAL
+    )
     assert asked is not None and asked.status is FireStatus.SKIPPED
     assert asked.error is not None and "still open" in asked.error
     assert len(created(world, "follow")) == 2
@@ -235,7 +227,9 @@ def test_a_fire_by_hand_never_replaces_a_held_instant(world: World) -> None:
     job = daemon.planner.job("follow")
     assert job is not None
 
-    by_hand = respecting_runner(world).fire(job, ELEVEN + HOUR + timedelta(minutes=5), MANUAL)
+    by_hand = world.runner(respect_overlap=True).fire(
+        job, ELEVEN + HOUR + timedelta(minutes=5), MANUAL
+    )
     assert by_hand is not None and by_hand.status is FireStatus.SKIPPED
     assert row(world, "follow", ELEVEN + HOUR).status is FireStatus.HELD  # still waiting
 
@@ -262,15 +256,3 @@ def test_a_refused_token_on_the_overlap_look_up_waits_with_a_growing_backoff(
     # look-ups in ten minutes (each GET is tried once more by the client), not hundreds.
     assert world.sandbox.request_count("GET", "/tasks/") - asked <= 24
     assert len(created(world, "follow")) == 1
-
-
-def respecting_runner(world: World) -> Runner:
-    return Runner(
-        world.store,
-        world.client(),
-        organization_id=world.sandbox.organization_id,
-        calendar=BusinessCalendar.from_settings(world.settings.calendar),
-        retry=world.settings.retry,
-        clock=world.clock,
-        respect_overlap=True,
-    )
