@@ -25,7 +25,7 @@ task is sent; `jobs validate --online` and `doctor` too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,8 +170,14 @@ def run_refusal(client: TallyfyClient, run_id: str) -> str | None:
 
 def read_run(client: TallyfyClient, run_id: str) -> Mapping[str, Any] | None:
     """The run with its template (`GET /runs/{id}?with=checklist`), or None if not found."""
+    return unless_gone(lambda: client.get_run(run_id, with_checklist=True))
+
+
+def unless_gone(read: Callable[[], Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """What `read` (one GET of a run or task) returns, or None when the API answers 404 (gone,
+    or not in this organization); any other error passes through."""
     try:
-        return client.get_run(run_id, with_checklist=True)
+        return read()
     except PermanentApiError as exc:
         if exc.status == 404 and not isinstance(exc, AuthenticationFailed):
             return None

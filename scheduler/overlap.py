@@ -9,9 +9,9 @@ request); a closed one (completed, archived, deleted, or gone: 404) is remembere
 A fire still in flight (`sending`, `uncertain`: its request may have arrived) counts as open
 without asking: its launch may exist already.
 
-A look-up that fails raises its ApiError: the caller holds the fire and asks again later, so a
-fire is never sent on a guess that the item is closed. The runner (`runner.py`) turns the
-answer into the fire's fate: sent, skipped, or held.
+A look-up that fails raises its ApiError: the caller leaves the fire `retrying` and asks again
+later, so a fire is never sent on a guess that the item is closed. The runner (`runner.py`)
+turns the answer into the fire's fate: sent, skipped, or held.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scheduler.attach import closed_state
+from scheduler.attach import closed_state, unless_gone
 from scheduler.client import TallyfyClient
 from scheduler.clock import utc_iso
-from scheduler.errors import AuthenticationFailed, PermanentApiError
 from scheduler.job import CreateTask, Job
 from scheduler.lifecycle import FireStatus
 from scheduler.store import Fire, Store
@@ -72,12 +71,9 @@ def find_running(
 
 def _read(client: TallyfyClient, kind: str, remote_id: str) -> Mapping[str, Any] | None:
     """The run or task as the API shows it now; None when it is gone (404)."""
-    try:
-        return client.get_run(remote_id) if kind == "run" else client.get_task(remote_id)
-    except PermanentApiError as exc:
-        if exc.status == 404 and not isinstance(exc, AuthenticationFailed):
-            return None
-        raise
+    if kind == "run":
+        return unless_gone(lambda: client.get_run(remote_id))
+    return unless_gone(lambda: client.get_task(remote_id))
 
 
 def _closed(kind: str, item: Mapping[str, Any]) -> bool:
